@@ -1,0 +1,1 @@
+"""Generated gRPC stubs for launch.v1 (do not edit; run scripts/gen_protos.sh)."""

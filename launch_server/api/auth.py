@@ -1,0 +1,109 @@
+"""One interceptor does what every RPC needs: authenticate the API key and translate domain
+errors into rich gRPC statuses. The owner is handed to servicers through a ContextVar that the
+wrapped handler sets in the handler's own task, so servicers never parse metadata themselves.
+
+Health and reflection stay open so load balancers and grpcurl-style tools work without a key."""
+
+from __future__ import annotations
+
+import contextvars
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import grpc
+
+from launch_server.domain.errors import DomainError, Unauthenticated
+from launch_server.domain.keys import ApiKeyService
+
+from .errors import internal_status, to_status
+
+current_owner: contextvars.ContextVar[str] = contextvars.ContextVar("current_owner")
+
+OPEN_PREFIXES = ("/grpc.health.v1.", "/grpc.reflection.")
+
+
+def owner() -> str:
+    return current_owner.get()
+
+
+def bearer_token(metadata: tuple[tuple[str, Any], ...] | None) -> str:
+    for key, value in metadata or ():
+        if key == "authorization":
+            text = value.decode() if isinstance(value, bytes) else value
+            scheme, _, token = text.partition(" ")
+            if scheme.lower() != "bearer" or not token.strip():
+                raise Unauthenticated("authorization metadata must be 'Bearer <api key>'")
+            return token.strip()
+    raise Unauthenticated("missing 'authorization: Bearer <api key>' metadata")
+
+
+async def _abort(context: grpc.aio.ServicerContext, exc: BaseException) -> None:
+    status = to_status(exc) if isinstance(exc, DomainError) else internal_status(exc)
+    await context.abort_with_status(status)
+
+
+class AuthErrorsInterceptor(grpc.aio.ServerInterceptor):
+    def __init__(self, keys: ApiKeyService) -> None:
+        self._keys = keys
+
+    async def intercept_service(
+        self,
+        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler]],
+        handler_call_details: grpc.HandlerCallDetails,
+    ) -> grpc.RpcMethodHandler:
+        handler = await continuation(handler_call_details)
+        if handler is None or handler_call_details.method.startswith(OPEN_PREFIXES):
+            return handler
+        return self._wrap(handler)
+
+    def _authenticate(self, context: grpc.aio.ServicerContext) -> None:
+        current_owner.set(self._keys.authenticate(bearer_token(context.invocation_metadata())))
+
+    def _wrap(self, handler: grpc.RpcMethodHandler) -> grpc.RpcMethodHandler:
+        if handler.unary_unary:
+            inner_uu = handler.unary_unary
+
+            async def unary_unary(request, context):  # type: ignore[no-untyped-def]
+                try:
+                    self._authenticate(context)
+                    return await inner_uu(request, context)
+                except Exception as exc:
+                    if isinstance(exc, grpc.aio.AbortError):
+                        raise
+                    await _abort(context, exc)
+
+            return grpc.unary_unary_rpc_method_handler(
+                unary_unary, handler.request_deserializer, handler.response_serializer
+            )
+        if handler.stream_unary:
+            inner_su = handler.stream_unary
+
+            async def stream_unary(request_iterator, context):  # type: ignore[no-untyped-def]
+                try:
+                    self._authenticate(context)
+                    return await inner_su(request_iterator, context)
+                except Exception as exc:
+                    if isinstance(exc, grpc.aio.AbortError):
+                        raise
+                    await _abort(context, exc)
+
+            return grpc.stream_unary_rpc_method_handler(
+                stream_unary, handler.request_deserializer, handler.response_serializer
+            )
+        if handler.unary_stream:
+            inner_us = handler.unary_stream
+
+            async def unary_stream(request, context):  # type: ignore[no-untyped-def]
+                try:
+                    self._authenticate(context)
+                    async for item in inner_us(request, context):
+                        yield item
+                except Exception as exc:
+                    if isinstance(exc, grpc.aio.AbortError):
+                        raise
+                    await _abort(context, exc)
+
+            return grpc.unary_stream_rpc_method_handler(
+                unary_stream, handler.request_deserializer, handler.response_serializer
+            )
+        return handler

@@ -1,0 +1,92 @@
+"""The grpc.aio server factory: every launch.v1 service, the standard health service and server
+reflection, behind the auth-and-errors interceptor."""
+
+from __future__ import annotations
+
+import grpc
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+from launch.v1 import (
+    batch_job_pb2,
+    batch_job_pb2_grpc,
+    inference_pb2,
+    inference_pb2_grpc,
+    model_bundle_pb2,
+    model_bundle_pb2_grpc,
+    model_endpoint_pb2,
+    model_endpoint_pb2_grpc,
+    task_pb2,
+    task_pb2_grpc,
+)
+
+from launch_server.app import App
+
+from .auth import AuthErrorsInterceptor
+from .bundles import ModelBundleServicer
+from .unimplemented import unimplemented_servicer
+
+MAX_MESSAGE_BYTES = 64 << 20
+
+SERVICES = {
+    "launch.v1.ModelBundleService": model_bundle_pb2,
+    "launch.v1.ModelEndpointService": model_endpoint_pb2,
+    "launch.v1.InferenceService": inference_pb2,
+    "launch.v1.TaskService": task_pb2,
+    "launch.v1.BatchJobService": batch_job_pb2,
+}
+
+
+def _descriptor(full_name: str):  # type: ignore[no-untyped-def]
+    return SERVICES[full_name].DESCRIPTOR.services_by_name[full_name.rsplit(".", 1)[1]]
+
+
+def build_server(app: App, bind: str) -> tuple[grpc.aio.Server, int, health.aio.HealthServicer]:
+    """Returns the server (not started), the bound port and the health servicer (so shutdown can
+    flip it to NOT_SERVING before draining)."""
+    server = grpc.aio.server(
+        interceptors=[AuthErrorsInterceptor(app.keys)],
+        options=[
+            ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
+            ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
+            ("grpc.so_reuseport", 0),
+        ],
+    )
+    model_bundle_pb2_grpc.add_ModelBundleServiceServicer_to_server(ModelBundleServicer(app.bundles), server)
+    model_endpoint_pb2_grpc.add_ModelEndpointServiceServicer_to_server(
+        unimplemented_servicer(
+            model_endpoint_pb2_grpc.ModelEndpointServiceServicer,
+            _descriptor("launch.v1.ModelEndpointService"),
+        )(),
+        server,
+    )
+    inference_pb2_grpc.add_InferenceServiceServicer_to_server(
+        unimplemented_servicer(
+            inference_pb2_grpc.InferenceServiceServicer, _descriptor("launch.v1.InferenceService")
+        )(),
+        server,
+    )
+    task_pb2_grpc.add_TaskServiceServicer_to_server(
+        unimplemented_servicer(task_pb2_grpc.TaskServiceServicer, _descriptor("launch.v1.TaskService"))(),
+        server,
+    )
+    batch_job_pb2_grpc.add_BatchJobServiceServicer_to_server(
+        unimplemented_servicer(
+            batch_job_pb2_grpc.BatchJobServiceServicer, _descriptor("launch.v1.BatchJobService")
+        )(),
+        server,
+    )
+
+    health_servicer = health.aio.HealthServicer()
+    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
+    service_names = [*SERVICES, health.SERVICE_NAME, reflection.SERVICE_NAME]
+    reflection.enable_server_reflection(service_names, server)
+    port = server.add_insecure_port(bind)
+    if port == 0:
+        raise RuntimeError(f"could not bind {bind}")
+    return server, port, health_servicer
+
+
+async def mark_serving(health_servicer: health.aio.HealthServicer, serving: bool) -> None:
+    status = health_pb2.HealthCheckResponse.SERVING if serving else health_pb2.HealthCheckResponse.NOT_SERVING
+    for name in ["", *SERVICES]:
+        await health_servicer.set(name, status)

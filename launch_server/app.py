@@ -1,0 +1,61 @@
+"""Wires the layers together: engine, repositories, storage and domain services. The gRPC server
+and the key-management CLI both build on this, so they see the same database and rules."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from sqlalchemy.engine import Engine
+
+from .domain.bundles import BundleService
+from .domain.keys import ApiKeyService
+from .settings import Settings
+from .storage import open_storage
+from .store.db import make_engine, upgrade
+from .store.repositories import SqlApiKeyRepository, SqlBundleRepository
+
+
+@dataclass
+class App:
+    settings: Settings
+    engine: Engine
+    keys: ApiKeyService
+    bundles: BundleService
+    bundle_repo: SqlBundleRepository
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+
+def build_app(settings: Settings, migrate: bool = True) -> App:
+    settings = settings.resolved()
+    if migrate:
+        upgrade(settings.database_url)
+    engine = make_engine(settings.database_url)
+    storage = open_storage(settings.storage_url, settings.s3_endpoint_url, settings.s3_region)
+    bundle_repo = SqlBundleRepository(engine)
+    return App(
+        settings=settings,
+        engine=engine,
+        keys=ApiKeyService(SqlApiKeyRepository(engine), cache_seconds=settings.auth_cache_seconds),
+        bundles=BundleService(
+            bundle_repo,
+            storage,
+            max_upload_bytes=settings.max_upload_bytes,
+            readable_prefixes=settings.readable_prefixes,
+        ),
+        bundle_repo=bundle_repo,
+    )
+
+
+def ensure_dev_key(app: App) -> str | None:
+    """On a fresh database, creates a key for owner 'dev', writes it to the data directory with
+    owner-only permissions and returns it, so the embedded-defaults quick start needs no setup."""
+    if app.keys.list():
+        return None
+    _, key = app.keys.create("dev", description="development key created on first start")
+    path = app.settings.dev_key_file
+    assert path is not None
+    path.write_text(key + "\n")
+    path.chmod(0o600)
+    return key

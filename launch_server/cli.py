@@ -1,0 +1,144 @@
+"""`launch-server`: runs the server (the default command) and manages API keys."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+import sys
+from pathlib import Path
+
+import click
+
+from .app import App, build_app, ensure_dev_key
+from .settings import Settings
+
+log = logging.getLogger("launch_server")
+
+
+def _settings(ctx: click.Context) -> Settings:
+    settings = Settings()
+    params = ctx.find_root().params
+    if params.get("data_dir"):
+        settings.data_dir = Path(params["data_dir"]).resolve()
+    if params.get("database_url"):
+        settings.database_url = params["database_url"]
+    return settings
+
+
+@click.group(invoke_without_command=True)
+@click.option("--data-dir", envvar="LAUNCH_DATA_DIR", help="Directory for the embedded defaults [.launch].")
+@click.option("--database-url", envvar="LAUNCH_DATABASE_URL", help="sqlite:///file or postgresql://...")
+@click.pass_context
+def main(ctx: click.Context, data_dir: str | None, database_url: str | None) -> None:
+    """Launch server. Without a subcommand, runs `serve` with its defaults."""
+    if ctx.invoked_subcommand is None:
+        ctx.invoke(serve)
+
+
+@main.command()
+@click.option("--bind", envvar="LAUNCH_BIND", help="host:port to listen on [127.0.0.1:50051].")
+@click.option("--storage-url", envvar="LAUNCH_STORAGE_URL", help="file:///dir or s3://bucket/prefix.")
+@click.option("--s3-endpoint-url", envvar="LAUNCH_S3_ENDPOINT_URL", help="For S3-compatible servers.")
+@click.option("--ray-address", envvar="LAUNCH_RAY_ADDRESS", help="Existing Ray cluster; local by default.")
+@click.option("--port-file", type=click.Path(), help="Write the bound port here once listening.")
+@click.pass_context
+def serve(
+    ctx: click.Context,
+    bind: str | None = None,
+    storage_url: str | None = None,
+    s3_endpoint_url: str | None = None,
+    ray_address: str | None = None,
+    port_file: str | None = None,
+) -> None:
+    """Run the gRPC server until SIGTERM or SIGINT, then drain and stop."""
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    settings = _settings(ctx)
+    if bind:
+        settings.bind = bind
+    if storage_url:
+        settings.storage_url = storage_url
+    if s3_endpoint_url:
+        settings.s3_endpoint_url = s3_endpoint_url
+    if ray_address:
+        settings.ray_address = ray_address
+    asyncio.run(_serve(settings, port_file))
+
+
+async def _serve(settings: Settings, port_file: str | None) -> None:
+    from .api.server import build_server, mark_serving
+
+    app = build_app(settings)
+    key = ensure_dev_key(app)
+    if key:
+        click.echo(f"Created development API key for owner 'dev' (saved to {app.settings.dev_key_file}):")
+        click.echo(f"  {key}")
+    server, port, health_servicer = build_server(app, settings.bind)
+    await server.start()
+    await mark_serving(health_servicer, True)
+    host = settings.bind.rsplit(":", 1)[0]
+    click.echo(f"launch-server listening on {host}:{port}", err=False)
+    sys.stdout.flush()
+    if port_file:
+        Path(port_file).write_text(str(port))
+
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    await stop.wait()
+    log.info("shutting down: draining in-flight RPCs")
+    await mark_serving(health_servicer, False)
+    await server.stop(grace=10)
+    app.close()
+    log.info("stopped")
+
+
+@main.group()
+def keys() -> None:
+    """Create, list and revoke API keys (stored only as hashes)."""
+
+
+def _app(ctx: click.Context) -> App:
+    return build_app(_settings(ctx))
+
+
+@keys.command("create")
+@click.option("--owner", required=True, help="Owner name the key acts as.")
+@click.option("--description", default="", help="Free text kept with the key.")
+@click.pass_context
+def keys_create(ctx: click.Context, owner: str, description: str) -> None:
+    """Create a key and print it once; only its hash is stored."""
+    from .domain.errors import DomainError
+
+    app = _app(ctx)
+    try:
+        record, key = app.keys.create(owner, description)
+    except DomainError as exc:
+        raise click.ClickException(exc.message) from None
+    click.echo(key)
+    click.echo(f"key id {record.key_id} for owner {record.owner}", err=True)
+
+
+@keys.command("list")
+@click.option("--owner", default=None, help="Only this owner's keys.")
+@click.pass_context
+def keys_list(ctx: click.Context, owner: str | None) -> None:
+    """List key ids, owners and state (never the keys themselves)."""
+    for record in _app(ctx).keys.list(owner):
+        state = f"revoked {record.revoked_at:%Y-%m-%d %H:%M}" if record.revoked_at else "active"
+        click.echo(f"{record.key_id}\t{record.owner}\t{state}\t{record.description}")
+
+
+@keys.command("revoke")
+@click.argument("key_id")
+@click.pass_context
+def keys_revoke(ctx: click.Context, key_id: str) -> None:
+    """Revoke a key by id; servers refuse it within their auth cache time (2 s by default)."""
+    if not _app(ctx).keys.revoke(key_id):
+        raise click.ClickException(f"no active key with id {key_id!r}")
+    click.echo(f"revoked {key_id}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,86 @@
+"""Local-directory storage. Writes go to a temporary file beside the final path and are renamed
+into place on commit, so a reader never sees a partial object."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from urllib.parse import unquote, urlparse
+
+
+def path_of(location: str) -> Path:
+    parsed = urlparse(location)
+    if parsed.scheme != "file":
+        raise ValueError(f"not a file:// location: {location!r}")
+    return Path(unquote(parsed.path))
+
+
+class LocalWriter:
+    def __init__(self, final_path: Path) -> None:
+        self._final = final_path
+        self._final.parent.mkdir(parents=True, exist_ok=True)
+        self._tmp = final_path.with_name(f".{final_path.name}.{uuid.uuid4().hex}.part")
+        self._file = open(self._tmp, "wb")  # noqa: SIM115 - closed in commit/abort
+
+    def write(self, data: bytes) -> None:
+        self._file.write(data)
+
+    def commit(self) -> str:
+        self._file.flush()
+        os.fsync(self._file.fileno())
+        self._file.close()
+        os.replace(self._tmp, self._final)
+        return self._final.as_uri()
+
+    def abort(self) -> None:
+        if not self._file.closed:
+            self._file.close()
+        self._tmp.unlink(missing_ok=True)
+
+
+class LocalStorage:
+    def __init__(self, root: Path) -> None:
+        self.root = root.resolve()
+        self.root.mkdir(parents=True, exist_ok=True)
+        self.root_url = self.root.as_uri()
+
+    def _path_for_key(self, key: str) -> Path:
+        path = (self.root / key).resolve()
+        if self.root not in path.parents:
+            raise ValueError(f"key escapes the storage root: {key!r}")
+        return path
+
+    def begin_write(self, key: str) -> LocalWriter:
+        return LocalWriter(self._path_for_key(key))
+
+    def put_bytes(self, key: str, data: bytes) -> str:
+        writer = self.begin_write(key)
+        try:
+            writer.write(data)
+            return writer.commit()
+        except BaseException:
+            writer.abort()
+            raise
+
+    def size_of(self, location: str) -> int:
+        return path_of(location).stat().st_size
+
+    def read_chunks(self, location: str, chunk_size: int = 1 << 20) -> Iterator[bytes]:
+        with open(path_of(location), "rb") as f:
+            while chunk := f.read(chunk_size):
+                yield chunk
+
+    def read_bytes(self, location: str) -> bytes:
+        return path_of(location).read_bytes()
+
+    def delete(self, location: str) -> None:
+        path_of(location).unlink(missing_ok=True)
+
+    def contains(self, location: str) -> bool:
+        try:
+            path = path_of(location).resolve()
+        except ValueError:
+            return False
+        return self.root in path.parents

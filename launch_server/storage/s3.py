@@ -1,0 +1,138 @@
+"""S3 storage through boto3, for AWS or any S3-compatible server (endpoint URL configurable).
+
+Uploads use multipart upload with 8 MiB parts, so the server holds one part in memory at most;
+nothing is visible at the key until CompleteMultipartUpload, and abort() discards the parts."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+from urllib.parse import urlparse
+
+PART_SIZE = 8 << 20
+
+
+def split_s3_url(location: str) -> tuple[str, str]:
+    parsed = urlparse(location)
+    if parsed.scheme != "s3" or not parsed.netloc:
+        raise ValueError(f"not an s3:// location: {location!r}")
+    return parsed.netloc, parsed.path.lstrip("/")
+
+
+class S3Writer:
+    def __init__(self, client: Any, bucket: str, key: str) -> None:
+        self._client = client
+        self._bucket = bucket
+        self._key = key
+        self._buffer = bytearray()
+        self._parts: list[dict[str, Any]] = []
+        self._upload_id: str | None = None
+        self._done = False
+
+    def _flush_part(self) -> None:
+        if self._upload_id is None:
+            self._upload_id = self._client.create_multipart_upload(Bucket=self._bucket, Key=self._key)[
+                "UploadId"
+            ]
+        number = len(self._parts) + 1
+        response = self._client.upload_part(
+            Bucket=self._bucket,
+            Key=self._key,
+            UploadId=self._upload_id,
+            PartNumber=number,
+            Body=bytes(self._buffer),
+        )
+        self._parts.append({"ETag": response["ETag"], "PartNumber": number})
+        self._buffer.clear()
+
+    def write(self, data: bytes) -> None:
+        self._buffer += data
+        if len(self._buffer) >= PART_SIZE:
+            self._flush_part()
+
+    def commit(self) -> str:
+        if self._upload_id is None:
+            # Small object: one PUT, no multipart bookkeeping.
+            self._client.put_object(Bucket=self._bucket, Key=self._key, Body=bytes(self._buffer))
+        else:
+            if self._buffer:
+                self._flush_part()
+            self._client.complete_multipart_upload(
+                Bucket=self._bucket,
+                Key=self._key,
+                UploadId=self._upload_id,
+                MultipartUpload={"Parts": self._parts},
+            )
+        self._done = True
+        self._buffer = bytearray()
+        return f"s3://{self._bucket}/{self._key}"
+
+    def abort(self) -> None:
+        self._buffer = bytearray()
+        if self._upload_id is not None and not self._done:
+            self._client.abort_multipart_upload(Bucket=self._bucket, Key=self._key, UploadId=self._upload_id)
+            self._upload_id = None
+
+
+class S3Storage:
+    def __init__(self, root_url: str, endpoint_url: str | None = None, region: str | None = None) -> None:
+        import boto3  # deferred: a client-only install never needs boto3
+
+        self.bucket, prefix = split_s3_url(root_url.rstrip("/") + "/")
+        self.prefix = prefix.rstrip("/")
+        self.root_url = f"s3://{self.bucket}" + (f"/{self.prefix}" if self.prefix else "")
+        self._client = boto3.client("s3", endpoint_url=endpoint_url, region_name=region or "us-east-1")
+
+    def _key(self, key: str) -> str:
+        if ".." in key.split("/"):
+            raise ValueError(f"key escapes the storage root: {key!r}")
+        return f"{self.prefix}/{key}" if self.prefix else key
+
+    def begin_write(self, key: str) -> S3Writer:
+        return S3Writer(self._client, self.bucket, self._key(key))
+
+    def put_bytes(self, key: str, data: bytes) -> str:
+        full = self._key(key)
+        self._client.put_object(Bucket=self.bucket, Key=full, Body=data)
+        return f"s3://{self.bucket}/{full}"
+
+    def size_of(self, location: str) -> int:
+        bucket, key = split_s3_url(location)
+        try:
+            return int(self._client.head_object(Bucket=bucket, Key=key)["ContentLength"])
+        except self._client.exceptions.ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") in ("404", "NoSuchKey", "NotFound"):
+                raise FileNotFoundError(location) from None
+            raise
+
+    def read_chunks(self, location: str, chunk_size: int = 1 << 20) -> Iterator[bytes]:
+        bucket, key = split_s3_url(location)
+        body = self._client.get_object(Bucket=bucket, Key=key)["Body"]
+        try:
+            yield from body.iter_chunks(chunk_size)
+        finally:
+            body.close()
+
+    def read_bytes(self, location: str) -> bytes:
+        bucket, key = split_s3_url(location)
+        return self._client.get_object(Bucket=bucket, Key=key)["Body"].read()
+
+    def delete(self, location: str) -> None:
+        bucket, key = split_s3_url(location)
+        self._client.delete_object(Bucket=bucket, Key=key)
+
+    def contains(self, location: str) -> bool:
+        return location.startswith(self.root_url.rstrip("/") + "/")
+
+    def list_keys(self, prefix: str = "") -> list[str]:
+        """Every key under the root (test and operator use: finding orphans)."""
+        paginator = self._client.get_paginator("list_objects_v2")
+        full = self._key(prefix) if prefix else (self.prefix + "/" if self.prefix else "")
+        keys: list[str] = []
+        for page in paginator.paginate(Bucket=self.bucket, Prefix=full):
+            keys.extend(item["Key"] for item in page.get("Contents", []))
+        return keys
+
+    def list_multipart_uploads(self) -> list[str]:
+        response = self._client.list_multipart_uploads(Bucket=self.bucket)
+        return [u["Key"] for u in response.get("Uploads", [])]

@@ -1,0 +1,94 @@
+"""Table definitions. The Alembic migrations in store/migrations create exactly these; a test
+compares the migrated schema with this metadata so the two never drift."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import JSON, BigInteger, Column, DateTime, Index, Text, UniqueConstraint
+from sqlmodel import Field, SQLModel
+
+
+def _utc_column(nullable: bool = False) -> Any:
+    return Column(DateTime(timezone=True), nullable=nullable)
+
+
+class ApiKeyRow(SQLModel, table=True):
+    __tablename__ = "api_keys"
+
+    key_id: str = Field(primary_key=True, max_length=32)
+    owner: str = Field(index=True, max_length=63)
+    secret_hash: str = Field(max_length=64)
+    description: str = Field(default="", max_length=200)
+    created_at: datetime = Field(sa_column=_utc_column())
+    revoked_at: datetime | None = Field(default=None, sa_column=_utc_column(nullable=True))
+
+
+class BundleRow(SQLModel, table=True):
+    __tablename__ = "model_bundles"
+    __table_args__ = (
+        UniqueConstraint("owner", "name", name="uq_model_bundles_owner_name"),
+        UniqueConstraint("owner", "request_id", name="uq_model_bundles_owner_request_id"),
+        Index("ix_model_bundles_owner_created", "owner", "created_at"),
+    )
+
+    bundle_id: str = Field(primary_key=True, max_length=32)
+    owner: str = Field(max_length=63)
+    name: str = Field(max_length=63)
+    packaging_type: str = Field(max_length=16)
+    form: str = Field(max_length=48)
+    requirements: list = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
+    env_params: dict = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+    bundle_metadata: dict = Field(default_factory=dict, sa_column=Column("metadata", JSON, nullable=False))
+    app_config_json: str = Field(default="", sa_column=Column(Text, nullable=False))
+    python_version: str = Field(default="", max_length=16)
+    location: str = Field(sa_column=Column(Text, nullable=False))
+    size_bytes: int = Field(default=0, sa_column=Column(BigInteger, nullable=False))
+    sha256: str = Field(default="", max_length=64)
+    managed_artifact: bool = Field(default=True)
+    request_id: str | None = Field(default=None, max_length=128)
+    created_at: datetime = Field(sa_column=_utc_column())
+
+
+class EndpointRow(SQLModel, table=True):
+    __tablename__ = "model_endpoints"
+    __table_args__ = (
+        UniqueConstraint("owner", "name", name="uq_model_endpoints_owner_name"),
+        UniqueConstraint("owner", "request_id", name="uq_model_endpoints_owner_request_id"),
+    )
+
+    endpoint_id: str = Field(primary_key=True, max_length=32)
+    owner: str = Field(max_length=63)
+    name: str = Field(max_length=63)
+    bundle_id: str = Field(foreign_key="model_bundles.bundle_id", index=True, max_length=32)
+    endpoint_type: str = Field(max_length=16)
+    status: str = Field(max_length=32)
+    status_reason: str = Field(default="", sa_column=Column(Text, nullable=False))
+    cpus: float = Field(default=3.0)
+    memory: str = Field(default="8Gi", max_length=32)
+    gpus: int = Field(default=0)
+    gpu_type: str = Field(default="", max_length=64)
+    storage: str = Field(default="", max_length=32)
+    min_workers: int = Field(default=1)
+    max_workers: int = Field(default=1)
+    per_worker: int = Field(default=10)
+    post_inference_hooks: list = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
+    default_callback_url: str = Field(default="", sa_column=Column(Text, nullable=False))
+    labels: dict = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+    task_expiry_seconds: int = Field(default=86400)
+    max_queue_size: int = Field(default=100000)
+    generation: int = Field(default=1)
+    request_id: str | None = Field(default=None, max_length=128)
+    created_at: datetime = Field(sa_column=_utc_column())
+    updated_at: datetime = Field(sa_column=_utc_column())
+
+
+class EndpointEventRow(SQLModel, table=True):
+    __tablename__ = "endpoint_events"
+
+    id: int | None = Field(default=None, primary_key=True)
+    endpoint_id: str = Field(index=True, max_length=32)
+    time: datetime = Field(sa_column=_utc_column())
+    status: str = Field(max_length=32)
+    message: str = Field(sa_column=Column(Text, nullable=False))
