@@ -56,9 +56,7 @@ def validate_env_params(field: str, env_params: dict[str, str]) -> None:
     if framework == "pytorch" and not env_params.get("pytorch_image_tag"):
         raise InvalidArgument(f"{field}.pytorch_image_tag", "is required when framework_type is pytorch")
     if framework == "tensorflow" and not env_params.get("tensorflow_version"):
-        raise InvalidArgument(
-            f"{field}.tensorflow_version", "is required when framework_type is tensorflow"
-        )
+        raise InvalidArgument(f"{field}.tensorflow_version", "is required when framework_type is tensorflow")
 
 
 def validate_requirements(field: str, requirements: tuple[str, ...]) -> None:

@@ -125,13 +125,10 @@ class SqlBundleRepository:
             ).first()
             if row is None:
                 raise NotFound("model bundle", name)
-            users = session.exec(
-                select(EndpointRow.name).where(EndpointRow.bundle_id == row.bundle_id)
-            ).all()
+            users = session.exec(select(EndpointRow.name).where(EndpointRow.bundle_id == row.bundle_id)).all()
             if users:
                 raise FailedPrecondition(
-                    f"model bundle {name!r} is used by endpoint(s) {sorted(users)}; "
-                    "delete or edit them first"
+                    f"model bundle {name!r} is used by endpoint(s) {sorted(users)}; delete or edit them first"
                 )
             bundle = _bundle_from_row(row)
             session.delete(row)

@@ -1,0 +1,584 @@
+"""LaunchClient: the documented Scale Launch API, over the launch.v1 gRPC contract."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import sys
+import uuid
+from collections.abc import Callable, Iterator
+from typing import Any, TypeVar
+
+import cloudpickle
+import yaml
+from google.protobuf import field_mask_pb2
+
+from launch.v1 import inference_pb2 as ipb
+from launch.v1 import model_bundle_pb2 as bpb
+from launch.v1 import model_endpoint_pb2 as epb
+from launch.v1 import task_pb2 as tpb
+
+from .connection import Connection
+from .errors import DeadlineExceededError, NotFoundError
+from .find_packages import find_packages_from_imports
+from .model_bundle import ModelBundle
+from .model_endpoint import (
+    AsyncEndpoint,
+    Endpoint,
+    EndpointRequest,
+    EndpointResponse,
+    ModelEndpoint,
+    SyncEndpoint,
+    state_name,
+)
+from .packaging import choose_form, pickle_bundle, read_requirements_file, zip_directories
+from .request_validation import validate_task_request
+
+log = logging.getLogger(__name__)
+LaunchModel_T = TypeVar("LaunchModel_T")
+UPLOAD_CHUNK = 1 << 20
+
+
+def _bundle_name(model_bundle: ModelBundle | str) -> str:
+    if isinstance(model_bundle, ModelBundle):
+        return model_bundle.name
+    if isinstance(model_bundle, str):
+        return model_bundle
+    raise TypeError("model_bundle should be type ModelBundle or str")
+
+
+def _endpoint_name(model_endpoint: Endpoint | ModelEndpoint | str) -> str:
+    if isinstance(model_endpoint, Endpoint):
+        return model_endpoint.model_endpoint.name
+    if isinstance(model_endpoint, ModelEndpoint):
+        return model_endpoint.name
+    if isinstance(model_endpoint, str):
+        return model_endpoint
+    raise TypeError("model_endpoint should be an Endpoint, a ModelEndpoint or a str")
+
+
+def _app_config_json(app_config: dict[str, Any] | str | None) -> str:
+    if app_config is None:
+        return ""
+    if isinstance(app_config, str):
+        try:
+            with open(app_config, encoding="utf-8") as f:
+                app_config = yaml.safe_load(f)
+        except (OSError, yaml.YAMLError) as exc:
+            raise ValueError(f"app_config: cannot read YAML file {app_config!r}: {exc}") from None
+    if not isinstance(app_config, dict):
+        raise ValueError("app_config must be a dict or the path of a YAML file holding a mapping")
+    return json.dumps(app_config)
+
+
+def _python_version() -> str:
+    return f"{sys.version_info.major}.{sys.version_info.minor}"
+
+
+def _endpoint_type(value: str) -> int:
+    if value not in ("sync", "async"):
+        raise ValueError("endpoint_type should be one of 'sync' or 'async'")
+    return epb.EndpointType.Value(f"ENDPOINT_TYPE_{value.upper()}")
+
+
+class LaunchClient:
+    """Scale Launch client. `api_key` and `endpoint` default to $LAUNCH_API_KEY and
+    $LAUNCH_ENDPOINT (else localhost:50051)."""
+
+    def __init__(
+        self,
+        api_key: str | None = None,
+        endpoint: str | None = None,
+        self_hosted: bool = False,
+        *,
+        timeout: float = 120.0,
+    ) -> None:
+        self.connection = Connection(api_key, endpoint, timeout=timeout)
+        self.self_hosted = self_hosted
+        self.upload_bundle_fn: Callable[[bytes, Any], None] | None = None
+        self.upload_batch_csv_fn: Callable[[str, Any], None] | None = None
+        self.bundle_location_fn: Callable[[], Any] | None = None
+        self.batch_csv_location_fn: Callable[[], Any] | None = None
+        self.endpoint_auth_decorator_fn: Callable[[dict[str, Any]], dict[str, Any]] = lambda x: x
+
+    def __repr__(self) -> str:
+        return f"LaunchClient(connection={self.connection!r})"
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, LaunchClient) and self.connection == other.connection
+
+    def __hash__(self) -> int:
+        return hash(self.connection)
+
+    # ---- self-hosted hooks -------------------------------------------------------------------
+
+    def register_upload_bundle_fn(self, upload_bundle_fn: Callable[[bytes, Any], None]) -> None:
+        """Self-hosted mode: called as upload_bundle_fn(serialized_bundle, bundle_url)."""
+        self.upload_bundle_fn = upload_bundle_fn
+
+    def register_bundle_location_fn(self, bundle_location_fn: Callable[[], Any]) -> None:
+        """Self-hosted mode: returns a new bundle_url for each bundle."""
+        self.bundle_location_fn = bundle_location_fn
+
+    def register_upload_batch_csv_fn(self, upload_batch_csv_fn: Callable[[str, Any], None]) -> None:
+        """Self-hosted mode: called as upload_batch_csv_fn(csv_text, csv_url)."""
+        self.upload_batch_csv_fn = upload_batch_csv_fn
+
+    def register_batch_csv_location_fn(self, batch_csv_location_fn: Callable[[], Any]) -> None:
+        """Self-hosted mode: returns a new location for each batch input file."""
+        self.batch_csv_location_fn = batch_csv_location_fn
+
+    def register_endpoint_auth_decorator(self, endpoint_auth_decorator_fn: Callable) -> None:
+        """Self-hosted mode: rewrites the endpoint creation payload (a dict) before it is sent."""
+        self.endpoint_auth_decorator_fn = endpoint_auth_decorator_fn
+
+    # ---- bundles -----------------------------------------------------------------------------
+
+    def _register_bundle(self, spec: bpb.ModelBundleSpec, data: bytes, bundle_url: str | None) -> ModelBundle:
+        request_id = uuid.uuid4().hex
+        if self.self_hosted:
+            if self.upload_bundle_fn is None:
+                raise ValueError("Upload_bundle_fn should be registered")
+            if bundle_url is None:
+                if self.bundle_location_fn is None:
+                    raise ValueError(
+                        "Need either bundle_location_fn or bundle_url to know where to upload bundles"
+                    )
+                bundle_url = self.bundle_location_fn()
+            self.upload_bundle_fn(data, bundle_url)
+            spec.location = str(bundle_url)
+            response = self.connection.call(
+                self.connection.bundles.CreateModelBundle,
+                bpb.CreateModelBundleRequest(request_id=request_id, bundle=spec),
+                idempotent=True,
+            )
+            return ModelBundle.from_proto(response.model_bundle)
+        header = bpb.UploadModelBundleHeader(
+            request_id=request_id,
+            bundle=spec,
+            size_bytes=len(data),
+            sha256=hashlib.sha256(data).hexdigest(),
+        )
+
+        def messages() -> Iterator[bpb.UploadModelBundleRequest]:
+            yield bpb.UploadModelBundleRequest(header=header)
+            view = memoryview(data)
+            for start in range(0, len(data), UPLOAD_CHUNK):
+                yield bpb.UploadModelBundleRequest(chunk=bytes(view[start : start + UPLOAD_CHUNK]))
+
+        response = self.connection.call_stream_unary(
+            self.connection.bundles.UploadModelBundle, messages, idempotent=True, timeout=3600
+        )
+        return ModelBundle.from_proto(response.model_bundle)
+
+    def create_model_bundle(
+        self,
+        model_bundle_name: str,
+        env_params: dict[str, str],
+        *,
+        load_predict_fn: Callable[[LaunchModel_T], Callable[[Any], Any]] | None = None,
+        predict_fn_or_cls: Callable[[Any], Any] | None = None,
+        requirements: list[str] | None = None,
+        model: LaunchModel_T | None = None,
+        load_model_fn: Callable[[], LaunchModel_T] | None = None,
+        bundle_url: str | None = None,
+        app_config: dict[str, Any] | str | None = None,
+        globals_copy: dict[str, Any] | None = None,
+    ) -> ModelBundle:
+        """Pickles exactly one of {predict_fn_or_cls}, {load_predict_fn + model} or
+        {load_predict_fn + load_model_fn}, uploads it and registers the bundle.
+
+        With requirements=None they are inferred from the packages imported in globals_copy
+        (pass globals()); the user's own modules found there are pickled by value."""
+        form = choose_form(predict_fn_or_cls, load_predict_fn, model, load_model_fn)
+        if requirements is None:
+            inferred = find_packages_from_imports(globals_copy or {})
+            requirements = [f"{name}=={version}" for name, version in inferred.items()]
+            log.info("Using inferred requirements %s for model bundle %s", requirements, model_bundle_name)
+        app_config_json = _app_config_json(app_config)
+        data, sources = pickle_bundle(
+            form, predict_fn_or_cls, load_predict_fn, model, load_model_fn, globals_copy
+        )
+        spec = bpb.ModelBundleSpec(
+            name=model_bundle_name,
+            packaging_type=bpb.PACKAGING_TYPE_CLOUDPICKLE,
+            form=bpb.BundleForm.Value(f"BUNDLE_FORM_{form}"),
+            requirements=requirements,
+            env_params={k: str(v) for k, v in (env_params or {}).items()},
+            metadata=sources,
+            app_config_json=app_config_json,
+            python_version=_python_version(),
+        )
+        return self._register_bundle(spec, data, bundle_url)
+
+    def create_model_bundle_from_dirs(
+        self,
+        model_bundle_name: str,
+        base_paths: list[str],
+        requirements_path: str,
+        env_params: dict[str, str],
+        load_predict_fn_module_path: str,
+        load_model_fn_module_path: str,
+        app_config: dict[str, Any] | str | None = None,
+    ) -> ModelBundle:
+        """Zips the folders (each under its own name), reads the requirements file and registers
+        the bundle; module paths such as "my_module1.my_inference_file.f" resolve in the zip."""
+        requirements = read_requirements_file(requirements_path)
+        app_config_json = _app_config_json(app_config)
+        data = zip_directories(base_paths)
+        spec = bpb.ModelBundleSpec(
+            name=model_bundle_name,
+            packaging_type=bpb.PACKAGING_TYPE_ZIP,
+            requirements=requirements,
+            env_params={k: str(v) for k, v in (env_params or {}).items()},
+            metadata={
+                "load_predict_fn_module_path": load_predict_fn_module_path,
+                "load_model_fn_module_path": load_model_fn_module_path,
+            },
+            app_config_json=app_config_json,
+            python_version=_python_version(),
+        )
+        return self._register_bundle(spec, data, None)
+
+    def get_model_bundle(self, model_bundle: ModelBundle | str) -> ModelBundle:
+        response = self.connection.call(
+            self.connection.bundles.GetModelBundle,
+            bpb.GetModelBundleRequest(name=_bundle_name(model_bundle)),
+            idempotent=True,
+        )
+        return ModelBundle.from_proto(response.model_bundle)
+
+    def list_model_bundles(self) -> list[ModelBundle]:
+        """Every bundle the caller owns, newest first (follows all pages)."""
+        bundles, token = [], ""
+        while True:
+            response = self.connection.call(
+                self.connection.bundles.ListModelBundles,
+                bpb.ListModelBundlesRequest(page_size=1000, page_token=token),
+                idempotent=True,
+            )
+            bundles.extend(ModelBundle.from_proto(b) for b in response.model_bundles)
+            token = response.next_page_token
+            if not token:
+                return bundles
+
+    def delete_model_bundle(self, model_bundle: ModelBundle | str) -> bool:
+        response = self.connection.call(
+            self.connection.bundles.DeleteModelBundle,
+            bpb.DeleteModelBundleRequest(name=_bundle_name(model_bundle)),
+            idempotent=False,
+        )
+        return response.deleted
+
+    # ---- endpoints ---------------------------------------------------------------------------
+
+    def _wrap_endpoint(self, message: epb.ModelEndpoint) -> SyncEndpoint | AsyncEndpoint:
+        model_endpoint = ModelEndpoint.from_proto(message)
+        if model_endpoint.endpoint_type == "async":
+            return AsyncEndpoint(model_endpoint, self)
+        return SyncEndpoint(model_endpoint, self)
+
+    def _get_endpoint_proto(self, name: str) -> epb.ModelEndpoint:
+        return self.connection.call(
+            self.connection.endpoints.GetModelEndpoint,
+            epb.GetModelEndpointRequest(name=name),
+            idempotent=True,
+        ).endpoint
+
+    def create_model_endpoint(
+        self,
+        endpoint_name: str,
+        model_bundle: ModelBundle | str,
+        cpus: float = 3,
+        memory: str = "8Gi",
+        storage: str | None = None,
+        gpus: int = 0,
+        min_workers: int = 1,
+        max_workers: int = 1,
+        per_worker: int = 10,
+        gpu_type: str | None = None,
+        endpoint_type: str = "sync",
+        post_inference_hooks: list[Any] | None = None,
+        default_callback_url: str | None = None,
+        update_if_exists: bool = False,
+        labels: dict[str, str] | None = None,
+        task_expiry_seconds: int | None = None,
+        max_queue_size: int | None = None,
+    ) -> SyncEndpoint | AsyncEndpoint:
+        """Creates an endpoint (status UPDATE_PENDING at first). With update_if_exists, an
+        existing endpoint of that name is edited instead."""
+        if update_if_exists and self.get_model_endpoint(endpoint_name) is not None:
+            return self.edit_model_endpoint(
+                endpoint_name,
+                model_bundle=model_bundle,
+                cpus=cpus,
+                memory=memory,
+                storage=storage,
+                gpus=gpus,
+                min_workers=min_workers,
+                max_workers=max_workers,
+                per_worker=per_worker,
+                gpu_type=gpu_type,
+                post_inference_hooks=post_inference_hooks,
+                default_callback_url=default_callback_url,
+                labels=labels,
+            )
+        payload: dict[str, Any] = dict(
+            endpoint_name=endpoint_name,
+            bundle_name=_bundle_name(model_bundle),
+            cpus=cpus,
+            memory=memory,
+            storage=storage,
+            gpus=gpus,
+            gpu_type=gpu_type,
+            min_workers=min_workers,
+            max_workers=max_workers,
+            per_worker=per_worker,
+            endpoint_type=endpoint_type,
+            post_inference_hooks=[getattr(h, "value", h) for h in (post_inference_hooks or [])],
+            default_callback_url=default_callback_url,
+            labels=labels or {},
+            task_expiry_seconds=task_expiry_seconds,
+            max_queue_size=max_queue_size,
+        )
+        payload = self.endpoint_auth_decorator_fn(payload)
+        endpoint = epb.ModelEndpoint(
+            name=payload["endpoint_name"],
+            bundle_name=payload["bundle_name"],
+            endpoint_type=_endpoint_type(payload["endpoint_type"]),
+            resources=epb.ResourceSettings(
+                cpus=payload["cpus"],
+                memory=payload["memory"] or "",
+                gpus=payload["gpus"] or 0,
+                gpu_type=payload["gpu_type"] or "",
+                storage=payload["storage"] or "",
+            ),
+            workers=epb.WorkerSettings(
+                min_workers=payload["min_workers"],
+                max_workers=payload["max_workers"],
+                per_worker=payload["per_worker"],
+            ),
+            post_inference_hooks=payload["post_inference_hooks"],
+            default_callback_url=payload["default_callback_url"] or "",
+            labels=payload["labels"],
+            task_expiry_seconds=payload["task_expiry_seconds"] or 0,
+            max_queue_size=payload["max_queue_size"] or 0,
+        )
+        response = self.connection.call(
+            self.connection.endpoints.CreateModelEndpoint,
+            epb.CreateModelEndpointRequest(request_id=uuid.uuid4().hex, endpoint=endpoint),
+            idempotent=True,
+        )
+        return self._wrap_endpoint(response.endpoint)
+
+    def edit_model_endpoint(
+        self,
+        model_endpoint: Endpoint | ModelEndpoint | str,
+        model_bundle: ModelBundle | str | None = None,
+        cpus: float | None = None,
+        memory: str | None = None,
+        storage: str | None = None,
+        gpus: int | None = None,
+        min_workers: int | None = None,
+        max_workers: int | None = None,
+        per_worker: int | None = None,
+        gpu_type: str | None = None,
+        post_inference_hooks: list[Any] | None = None,
+        default_callback_url: str | None = None,
+        labels: dict[str, str] | None = None,
+    ) -> SyncEndpoint | AsyncEndpoint:
+        """Changes only the settings given (a new bundle rolls out a new version)."""
+        endpoint = epb.ModelEndpoint(name=_endpoint_name(model_endpoint))
+        paths: list[str] = []
+        if model_bundle is not None:
+            endpoint.bundle_name = _bundle_name(model_bundle)
+            paths.append("bundle_name")
+        for path, value, target, attr in (
+            ("resources.cpus", cpus, endpoint.resources, "cpus"),
+            ("resources.memory", memory, endpoint.resources, "memory"),
+            ("resources.storage", storage, endpoint.resources, "storage"),
+            ("resources.gpus", gpus, endpoint.resources, "gpus"),
+            ("resources.gpu_type", gpu_type, endpoint.resources, "gpu_type"),
+            ("workers.min_workers", min_workers, endpoint.workers, "min_workers"),
+            ("workers.max_workers", max_workers, endpoint.workers, "max_workers"),
+            ("workers.per_worker", per_worker, endpoint.workers, "per_worker"),
+            ("default_callback_url", default_callback_url, endpoint, "default_callback_url"),
+        ):
+            if value is not None:
+                setattr(target, attr, value)
+                paths.append(path)
+        if post_inference_hooks is not None:
+            endpoint.post_inference_hooks.extend(getattr(h, "value", h) for h in post_inference_hooks)
+            paths.append("post_inference_hooks")
+        if labels is not None:
+            endpoint.labels.update(labels)
+            paths.append("labels")
+        response = self.connection.call(
+            self.connection.endpoints.UpdateModelEndpoint,
+            epb.UpdateModelEndpointRequest(
+                endpoint=endpoint, update_mask=field_mask_pb2.FieldMask(paths=paths)
+            ),
+            idempotent=True,
+        )
+        return self._wrap_endpoint(response.endpoint)
+
+    def get_model_endpoint(self, endpoint_name: str) -> SyncEndpoint | AsyncEndpoint | None:
+        """The endpoint, or None when the caller has none of that name."""
+        try:
+            return self._wrap_endpoint(self._get_endpoint_proto(endpoint_name))
+        except NotFoundError:
+            return None
+
+    def list_model_endpoints(self) -> list[SyncEndpoint | AsyncEndpoint]:
+        endpoints: list[SyncEndpoint | AsyncEndpoint] = []
+        token = ""
+        while True:
+            response = self.connection.call(
+                self.connection.endpoints.ListModelEndpoints,
+                epb.ListModelEndpointsRequest(page_size=1000, page_token=token),
+                idempotent=True,
+            )
+            endpoints.extend(self._wrap_endpoint(e) for e in response.endpoints)
+            token = response.next_page_token
+            if not token:
+                return endpoints
+
+    def delete_model_endpoint(self, model_endpoint: Endpoint | ModelEndpoint | str) -> bool:
+        response = self.connection.call(
+            self.connection.endpoints.DeleteModelEndpoint,
+            epb.DeleteModelEndpointRequest(name=_endpoint_name(model_endpoint)),
+            idempotent=False,
+        )
+        return response.deleted
+
+    def read_endpoint_creation_logs(self, model_endpoint: Endpoint | ModelEndpoint | str) -> str:
+        """The endpoint's events (status transitions, serving messages) and replica logs, as text."""
+        response = self.connection.call(
+            self.connection.endpoints.ReadModelEndpointCreationLogs,
+            epb.ReadModelEndpointCreationLogsRequest(name=_endpoint_name(model_endpoint)),
+            idempotent=True,
+        )
+        lines = [
+            f"{e.time.ToDatetime():%Y-%m-%d %H:%M:%S} "
+            f"{epb.EndpointStatus.Name(e.status).removeprefix('ENDPOINT_STATUS_')}: {e.message}"
+            for e in response.events
+        ]
+        if response.logs:
+            lines += ["", response.logs]
+        return "\n".join(lines)
+
+    # ---- requests ----------------------------------------------------------------------------
+
+    def _predict(
+        self, endpoint_name: str, request: EndpointRequest, timeout: float | None
+    ) -> EndpointResponse:
+        response = self.connection.call(
+            self.connection.inference.Predict,
+            ipb.PredictRequest(endpoint_name=endpoint_name, input=request.to_input()),
+            idempotent=False,
+            timeout=timeout,
+        )
+        return EndpointResponse.from_proto(self, response.result)
+
+    def sync_request(
+        self,
+        endpoint_name: str,
+        url: str | None = None,
+        args: dict[str, Any] | None = None,
+        return_pickled: bool = True,
+    ) -> dict[str, Any]:
+        """Runs one request on a sync endpoint; returns {"status", "result" | "result_url", "traceback"}."""
+        validate_task_request(url=url, args=args)
+        response = self._predict(
+            endpoint_name, EndpointRequest(url=url, args=args, return_pickled=return_pickled), None
+        )
+        return {k: v for k, v in vars(response).items() if k != "client" and v is not None}
+
+    def _task_spec(self, request: EndpointRequest) -> tpb.TaskSpec:
+        return tpb.TaskSpec(
+            input=request.to_input(),
+            callback_url=request.callback_url or "",
+            client_request_id=request.request_id or "",
+        )
+
+    def _create_task(self, endpoint_name: str, request: EndpointRequest) -> str:
+        response = self.connection.call(
+            self.connection.tasks.CreateTask,
+            tpb.CreateTaskRequest(
+                request_id=uuid.uuid4().hex, endpoint_name=endpoint_name, task=self._task_spec(request)
+            ),
+            idempotent=True,
+        )
+        return response.task.task_id
+
+    def _create_tasks(self, endpoint_name: str, requests: list[EndpointRequest]) -> dict[str, str]:
+        """Queues requests in groups of up to 10,000; returns client request id -> task id."""
+        ids: dict[str, str] = {}
+        for start in range(0, len(requests), 10_000):
+            group = requests[start : start + 10_000]
+            response = self.connection.call(
+                self.connection.tasks.BatchCreateTasks,
+                tpb.BatchCreateTasksRequest(
+                    request_id=uuid.uuid4().hex,
+                    endpoint_name=endpoint_name,
+                    tasks=[self._task_spec(r) for r in group],
+                ),
+                idempotent=True,
+            )
+            for index, (request, task) in enumerate(zip(group, response.tasks, strict=True)):
+                ids[request.request_id or str(start + index)] = task.task_id
+        return ids
+
+    def _watch_tasks(self, task_ids: list[str], timeout: float | None) -> Iterator[tpb.Task]:
+        try:
+            for message in self.connection.stream(
+                self.connection.tasks.WatchTasks, tpb.WatchTasksRequest(task_ids=task_ids), timeout=timeout
+            ):
+                yield message.task
+        except DeadlineExceededError:
+            raise TimeoutError(f"tasks not finished within {timeout} s") from None
+
+    def async_request(
+        self,
+        endpoint_name: str,
+        url: str | None = None,
+        args: dict[str, Any] | None = None,
+        callback_url: str | None = None,
+        return_pickled: bool = True,
+    ) -> str:
+        """Queues one request on an async endpoint and returns its task id."""
+        validate_task_request(url=url, args=args)
+        return self._create_task(
+            endpoint_name,
+            EndpointRequest(url=url, args=args, callback_url=callback_url, return_pickled=return_pickled),
+        )
+
+    def get_async_response(self, async_task_id: str) -> dict[str, Any]:
+        """{"state": PENDING|STARTED|SUCCESS|FAILURE|CANCELLED, "result" | "result_url", "traceback"}."""
+        task = self.connection.call(
+            self.connection.tasks.GetTask, tpb.GetTaskRequest(task_id=async_task_id), idempotent=True
+        ).task
+        out: dict[str, Any] = {"state": state_name(task.state)}
+        if task.result.result:
+            out["result"] = task.result.result
+        if task.result.result_url:
+            out["result_url"] = task.result.result_url
+        if task.result.traceback:
+            out["traceback"] = task.result.traceback
+        return out
+
+    # ---- results -----------------------------------------------------------------------------
+
+    def download_result(self, result_url: str) -> bytes:
+        """The stored bytes behind a result_url, streamed through the server."""
+        chunks = self.connection.stream(
+            self.connection.tasks.DownloadResult,
+            tpb.DownloadResultRequest(result_url=result_url),
+            timeout=self.connection.timeout,
+        )
+        return b"".join(c.chunk for c in chunks)
+
+    def load_pickled_result(self, result_url: str) -> Any:
+        """Downloads and unpickles a result (this runs in the caller's process, never the server)."""
+        return cloudpickle.loads(self.download_result(result_url))

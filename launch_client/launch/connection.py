@@ -1,0 +1,140 @@
+"""Connection: the SDK's transport. It owns the gRPC channel and the stubs, attaches the API key
+as `authorization: Bearer` metadata, applies deadlines, retries UNAVAILABLE for idempotent calls
+only (with exponential backoff), and turns every failure into a LaunchError."""
+
+from __future__ import annotations
+
+import os
+import random
+import time
+from collections.abc import Callable, Iterator
+from typing import Any, TypeVar
+
+import grpc
+
+from launch.v1 import (
+    batch_job_pb2_grpc,
+    inference_pb2_grpc,
+    model_bundle_pb2_grpc,
+    model_endpoint_pb2_grpc,
+    task_pb2_grpc,
+)
+
+from .errors import UnauthenticatedError, from_rpc_error
+
+DEFAULT_ENDPOINT = "localhost:50051"
+DEFAULT_TIMEOUT_S = 120.0
+T = TypeVar("T")
+
+_CHANNEL_OPTIONS = [
+    ("grpc.max_receive_message_length", 64 << 20),
+    ("grpc.max_send_message_length", 64 << 20),
+    ("grpc.keepalive_time_ms", 30_000),
+]
+
+
+def _target(endpoint: str) -> tuple[str, bool]:
+    """Accepts host:port or http(s)://host:port; https means TLS."""
+    if endpoint.startswith("https://"):
+        return endpoint.removeprefix("https://").rstrip("/"), True
+    return endpoint.removeprefix("http://").rstrip("/"), False
+
+
+class Connection:
+    def __init__(
+        self,
+        api_key: str | None = None,
+        endpoint: str | None = None,
+        *,
+        timeout: float = DEFAULT_TIMEOUT_S,
+        max_retries: int = 4,
+        root_certificates: bytes | None = None,
+    ) -> None:
+        api_key = api_key or os.environ.get("LAUNCH_API_KEY", "")
+        if not api_key:
+            raise UnauthenticatedError("no API key: pass api_key= or set LAUNCH_API_KEY")
+        self.endpoint = endpoint or os.environ.get("LAUNCH_ENDPOINT", DEFAULT_ENDPOINT)
+        self._metadata = (("authorization", f"Bearer {api_key}"),)
+        self.timeout = timeout
+        self.max_retries = max_retries
+        target, secure = _target(self.endpoint)
+        if secure:
+            credentials = grpc.ssl_channel_credentials(root_certificates=root_certificates)
+            self.channel = grpc.secure_channel(target, credentials, options=_CHANNEL_OPTIONS)
+        else:
+            self.channel = grpc.insecure_channel(target, options=_CHANNEL_OPTIONS)
+        self.bundles = model_bundle_pb2_grpc.ModelBundleServiceStub(self.channel)
+        self.endpoints = model_endpoint_pb2_grpc.ModelEndpointServiceStub(self.channel)
+        self.inference = inference_pb2_grpc.InferenceServiceStub(self.channel)
+        self.tasks = task_pb2_grpc.TaskServiceStub(self.channel)
+        self.batch_jobs = batch_job_pb2_grpc.BatchJobServiceStub(self.channel)
+        self._key_hint = api_key.split("_")[1] if api_key.count("_") >= 2 else "?"
+
+    def __repr__(self) -> str:
+        # The key itself never appears: only its public id, which the server also logs.
+        return f"Connection(endpoint={self.endpoint!r}, key_id={self._key_hint!r})"
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Connection) and (self.endpoint, self._metadata) == (
+            other.endpoint,
+            other._metadata,
+        )
+
+    def __hash__(self) -> int:
+        return hash(self.endpoint)
+
+    def close(self) -> None:
+        self.channel.close()
+
+    def call(
+        self,
+        method: Callable[..., T],
+        request: Any,
+        *,
+        idempotent: bool,
+        timeout: float | None = None,
+    ) -> T:
+        """Unary call with deadline and, for idempotent calls, retries on UNAVAILABLE."""
+        attempt = 0
+        while True:
+            try:
+                return method(request, metadata=self._metadata, timeout=timeout or self.timeout)
+            except grpc.RpcError as exc:
+                if idempotent and exc.code() == grpc.StatusCode.UNAVAILABLE and attempt < self.max_retries:
+                    self._backoff(attempt)
+                    attempt += 1
+                    continue
+                raise from_rpc_error(exc) from None
+
+    def call_stream_unary(
+        self,
+        method: Callable[..., T],
+        make_requests: Callable[[], Iterator[Any]],
+        *,
+        idempotent: bool,
+        timeout: float | None = None,
+    ) -> T:
+        """Client-streaming call; make_requests is called again for each retry."""
+        attempt = 0
+        while True:
+            try:
+                return method(make_requests(), metadata=self._metadata, timeout=timeout or self.timeout)
+            except grpc.RpcError as exc:
+                if idempotent and exc.code() == grpc.StatusCode.UNAVAILABLE and attempt < self.max_retries:
+                    self._backoff(attempt)
+                    attempt += 1
+                    continue
+                raise from_rpc_error(exc) from None
+
+    def stream(
+        self, method: Callable[..., Any], request: Any, *, timeout: float | None = None
+    ) -> Iterator[Any]:
+        """Server-streaming call; yields messages and raises LaunchError on failure."""
+        try:
+            yield from method(request, metadata=self._metadata, timeout=timeout)
+        except grpc.RpcError as exc:
+            raise from_rpc_error(exc) from None
+
+    @staticmethod
+    def _backoff(attempt: int) -> None:
+        time.sleep(min(2.0, 0.1 * (2**attempt)) * (0.5 + random.random() / 2))

@@ -1,0 +1,232 @@
+"""Endpoints and requests: SyncEndpoint, AsyncEndpoint, EndpointRequest, EndpointResponse,
+EndpointResponseFuture and AsyncEndpointBatchResponse, as the Launch SDK documents them."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from launch.v1 import inference_pb2 as ipb
+from launch.v1 import model_endpoint_pb2 as epb
+
+from .request_validation import validate_task_request
+
+if TYPE_CHECKING:
+    from .client import LaunchClient
+
+TERMINAL_STATES = ("SUCCESS", "FAILURE", "CANCELLED")
+
+
+def state_name(value: int) -> str:
+    return ipb.ResultState.Name(value).removeprefix("RESULT_STATE_")
+
+
+@dataclass
+class ModelEndpoint:
+    """An endpoint as last read from the server."""
+
+    name: str
+    bundle_name: str | None = None
+    status: str | None = None
+    status_reason: str = ""
+    endpoint_type: str | None = None
+    endpoint_id: str | None = None
+    resources: dict[str, Any] = field(default_factory=dict)
+    workers: dict[str, Any] = field(default_factory=dict)
+    post_inference_hooks: list[str] = field(default_factory=list)
+    default_callback_url: str | None = None
+    labels: dict[str, str] = field(default_factory=dict)
+    generation: int = 0
+
+    @classmethod
+    def from_proto(cls, m: epb.ModelEndpoint) -> ModelEndpoint:
+        return cls(
+            name=m.name,
+            bundle_name=m.bundle_name,
+            status=epb.EndpointStatus.Name(m.status).removeprefix("ENDPOINT_STATUS_"),
+            status_reason=m.status_reason,
+            endpoint_type=epb.EndpointType.Name(m.endpoint_type).removeprefix("ENDPOINT_TYPE_").lower(),
+            endpoint_id=m.endpoint_id,
+            resources={
+                "cpus": m.resources.cpus,
+                "gpus": m.resources.gpus,
+                "gpu_type": m.resources.gpu_type or None,
+                "memory": m.resources.memory,
+                "storage": m.resources.storage or None,
+            },
+            workers={
+                "available_workers": m.workers.available_workers,
+                "unavailable_workers": m.workers.unavailable_workers,
+                "max_workers": m.workers.max_workers,
+                "min_workers": m.workers.min_workers,
+                "per_worker": m.workers.per_worker,
+            },
+            post_inference_hooks=list(m.post_inference_hooks),
+            default_callback_url=m.default_callback_url or None,
+            labels=dict(m.labels),
+            generation=m.generation,
+        )
+
+
+@dataclass
+class EndpointRequest:
+    """One request: exactly one of url and args. `request_id` is the client's own label."""
+
+    url: str | None = None
+    args: dict[str, Any] | None = None
+    callback_url: str | None = None
+    return_pickled: bool = True
+    request_id: str | None = None
+
+    def __post_init__(self) -> None:
+        validate_task_request(url=self.url, args=self.args)
+
+    def to_input(self) -> ipb.RequestInput:
+        if self.url is not None:
+            return ipb.RequestInput(url=self.url, return_pickled=self.return_pickled)
+        return ipb.RequestInput(args_json=json.dumps(self.args), return_pickled=self.return_pickled)
+
+
+class EndpointResponse:
+    """The outcome of a request. With return_pickled, `result_url` names the stored object and
+    load_result() downloads and unpickles it; otherwise `result` is the JSON text of the value."""
+
+    def __init__(
+        self,
+        client: LaunchClient | None,
+        status: str,
+        result_url: str | None = None,
+        result: str | None = None,
+        traceback: str | None = None,
+    ) -> None:
+        self.client = client
+        self.status = status
+        self.result_url = result_url
+        self.result = result
+        self.traceback = traceback
+
+    @classmethod
+    def from_proto(cls, client: LaunchClient | None, result: ipb.InferenceResult) -> EndpointResponse:
+        return cls(
+            client=client,
+            status=state_name(result.state),
+            result_url=result.result_url or None,
+            result=result.result or None,
+            traceback=result.traceback or None,
+        )
+
+    def load_result(self) -> Any:
+        """The return value itself: unpickled from result_url, or parsed from the JSON result."""
+        if self.result_url:
+            if self.client is None:
+                raise ValueError("this response has no client to download its result with")
+            return self.client.load_pickled_result(self.result_url)
+        return json.loads(self.result) if self.result is not None else None
+
+    def __repr__(self) -> str:
+        return (
+            f"EndpointResponse(status={self.status!r}, result={self.result!r}, "
+            f"result_url={self.result_url!r}, traceback={self.traceback!r})"
+        )
+
+
+class Endpoint:
+    """Base of SyncEndpoint and AsyncEndpoint."""
+
+    def __init__(self, model_endpoint: ModelEndpoint, client: LaunchClient) -> None:
+        self.model_endpoint = model_endpoint
+        self.client = client
+
+    @property
+    def name(self) -> str:
+        return self.model_endpoint.name
+
+    def refresh(self) -> ModelEndpoint:
+        fresh = self.client._get_endpoint_proto(self.model_endpoint.name)
+        self.model_endpoint = ModelEndpoint.from_proto(fresh)
+        return self.model_endpoint
+
+    def status(self) -> str:
+        """The endpoint's status now: UPDATE_PENDING, UPDATE_IN_PROGRESS, READY, UPDATE_FAILED..."""
+        return self.refresh().status or ""
+
+    def resource_settings(self) -> dict[str, Any]:
+        return dict(self.refresh().resources)
+
+    def worker_settings(self) -> dict[str, Any]:
+        return dict(self.refresh().workers)
+
+    def __str__(self) -> str:
+        return f"{type(self).__name__}(name={self.model_endpoint.name!r})"
+
+    __repr__ = __str__
+
+
+class SyncEndpoint(Endpoint):
+    def predict(self, request: EndpointRequest, timeout: float | None = None) -> EndpointResponse:
+        """Runs the request and returns its outcome; waits while a scaled-to-zero endpoint starts."""
+        return self.client._predict(self.model_endpoint.name, request, timeout=timeout)
+
+
+class EndpointResponseFuture:
+    """An async request's pending result. get() learns of completion from the server's watch
+    stream (no fixed-interval polling) and honours a timeout."""
+
+    def __init__(self, client: LaunchClient, endpoint_name: str, async_task_id: str) -> None:
+        self.client = client
+        self.endpoint_name = endpoint_name
+        self.async_task_id = async_task_id
+
+    def get(self, timeout: float | None = None) -> EndpointResponse:
+        """Blocks until the task finishes; raises TimeoutError after `timeout` seconds."""
+        for task in self.client._watch_tasks([self.async_task_id], timeout=timeout):
+            if state_name(task.state) in TERMINAL_STATES:
+                return EndpointResponse.from_proto(self.client, task.result)
+        raise TimeoutError(f"task {self.async_task_id} did not finish in {timeout} s")
+
+    def __repr__(self) -> str:
+        return f"EndpointResponseFuture(task_id={self.async_task_id!r})"
+
+
+class AsyncEndpointBatchResponse:
+    """Many async requests watched together over one stream."""
+
+    def __init__(self, client: LaunchClient, endpoint_name: str, request_ids: dict[str, str]) -> None:
+        self.client = client
+        self.endpoint_name = endpoint_name
+        self.request_ids = request_ids  # client request id -> task id
+        self.responses: dict[str, EndpointResponse | None] = {rid: None for rid in request_ids}
+
+    def poll_endpoints(self, timeout: float | None = 0.0) -> None:
+        """Updates responses with whatever finished, waiting at most `timeout` seconds."""
+        task_to_request = {tid: rid for rid, tid in self.request_ids.items()}
+        pending = [tid for rid, tid in self.request_ids.items() if self.responses[rid] is None]
+        if not pending:
+            return
+        try:
+            for task in self.client._watch_tasks(pending, timeout=timeout if timeout else 0.5):
+                if state_name(task.state) in TERMINAL_STATES:
+                    self.responses[task_to_request[task.task_id]] = EndpointResponse.from_proto(
+                        self.client, task.result
+                    )
+        except TimeoutError:
+            pass
+
+    def is_done(self, poll: bool = True) -> bool:
+        if poll:
+            self.poll_endpoints()
+        return all(r is not None for r in self.responses.values())
+
+    def get_responses(self) -> dict[str, EndpointResponse | None]:
+        return dict(self.responses)
+
+
+class AsyncEndpoint(Endpoint):
+    def predict(self, request: EndpointRequest) -> EndpointResponseFuture:
+        task_id = self.client._create_task(self.model_endpoint.name, request)
+        return EndpointResponseFuture(self.client, self.model_endpoint.name, task_id)
+
+    def predict_batch(self, requests: list[EndpointRequest]) -> AsyncEndpointBatchResponse:
+        request_ids = self.client._create_tasks(self.model_endpoint.name, requests)
+        return AsyncEndpointBatchResponse(self.client, self.model_endpoint.name, request_ids)

@@ -1,0 +1,1 @@
+"""Ray Serve: the replica runtime, the reconciler and the router."""
