@@ -8,12 +8,13 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import tempfile
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import datetime, timezone
 
-from .entities import Bundle, BundleSpec, Page
+from .entities import Bundle, BundleSpec, PackagingType, Page
 from .errors import AlreadyExists, ChecksumMismatch, InvalidArgument, NotFound, ResourceExhausted
 from .ports import BundleRepository, ObjectStorage
 from .validation import (
@@ -23,6 +24,7 @@ from .validation import (
     validate_request_id,
     validate_sha256,
 )
+from .zip_check import check_zip
 
 
 @dataclass(frozen=True)
@@ -83,6 +85,9 @@ class BundleService:
         digest = hashlib.sha256()
         received = 0
         committed_location: str | None = None
+        # Zip bundles are also spooled to a local temporary file (never held whole in memory) so
+        # their entry names can be checked before anything is registered.
+        spool = tempfile.TemporaryFile() if header.spec.packaging_type is PackagingType.ZIP else None
         try:
             async for chunk in chunks:
                 received += len(chunk)
@@ -92,6 +97,8 @@ class BundleService:
                     )
                 digest.update(chunk)
                 await asyncio.to_thread(writer.write, chunk)
+                if spool is not None:
+                    spool.write(chunk)
             if received != header.size_bytes:
                 raise ChecksumMismatch(
                     "header.size_bytes",
@@ -99,6 +106,13 @@ class BundleService:
                 )
             if digest.hexdigest() != header.sha256:
                 raise ChecksumMismatch("header.sha256", "does not match the sha256 of the received bytes")
+            if spool is not None:
+                spool.seek(0)
+                module_paths = [
+                    header.spec.metadata["load_predict_fn_module_path"],
+                    header.spec.metadata["load_model_fn_module_path"],
+                ]
+                await asyncio.to_thread(check_zip, spool, module_paths)
             committed_location = await asyncio.to_thread(writer.commit)
             bundle = Bundle(
                 bundle_id=bundle_id,
@@ -124,6 +138,9 @@ class BundleService:
             if committed_location is not None:
                 await asyncio.shield(asyncio.to_thread(self._storage.delete, committed_location))
             raise
+        finally:
+            if spool is not None:
+                spool.close()
 
     def _check_location(self, location: str) -> None:
         if not location:

@@ -1,0 +1,201 @@
+"""Test support: real launch-server processes on free ports, a real S3-protocol server (moto) on
+loopback, and throwaway PostgreSQL databases on 127.0.0.1:5432."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import grpc
+
+REPO = Path(__file__).resolve().parent.parent
+BIN = Path(sys.executable).parent
+PG_ADMIN_URL = os.environ.get("LAUNCH_TEST_PG_URL", "postgresql://postgres@127.0.0.1:5432/test")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_for_port(port: int, timeout: float = 30.0, proc: subprocess.Popen | None = None) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc is not None and proc.poll() is not None:
+            raise RuntimeError(f"process exited with {proc.returncode} before listening on {port}")
+        with socket.socket() as s:
+            if s.connect_ex(("127.0.0.1", port)) == 0:
+                return
+        time.sleep(0.05)
+    raise TimeoutError(f"nothing listening on 127.0.0.1:{port} after {timeout} s")
+
+
+def stop_process(proc: subprocess.Popen, timeout: float = 20.0) -> None:
+    """Ends a process we started, by its id only (never by name)."""
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(5)
+
+
+@dataclass
+class ServerHandle:
+    """A launch-server process and what a test needs to talk to it."""
+
+    proc: subprocess.Popen
+    port: int
+    data_dir: Path
+    database_url: str
+    env: dict[str, str]
+    log_path: Path
+    keys: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def address(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    def cli(self, *args: str, check: bool = True) -> subprocess.CompletedProcess:
+        return subprocess.run(
+            [
+                str(BIN / "launch-server"),
+                "--data-dir",
+                str(self.data_dir),
+                "--database-url",
+                self.database_url,
+                *args,
+            ],
+            env=self.env,
+            capture_output=True,
+            text=True,
+            check=check,
+            timeout=60,
+        )
+
+    def key_for(self, owner: str) -> str:
+        """A key for the owner, created through the real key-management CLI."""
+        if owner not in self.keys:
+            self.keys[owner] = self.cli("keys", "create", "--owner", owner).stdout.strip()
+        return self.keys[owner]
+
+    def channel(self) -> grpc.Channel:
+        return grpc.insecure_channel(self.address)
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def stop(self) -> None:
+        stop_process(self.proc)
+
+
+def start_server(
+    data_dir: Path,
+    database_url: str | None = None,
+    storage_url: str | None = None,
+    extra_env: dict[str, str] | None = None,
+    port: int | None = None,
+) -> ServerHandle:
+    data_dir.mkdir(parents=True, exist_ok=True)
+    port = port or free_port()
+    database_url = database_url or f"sqlite:///{data_dir / 'launch.db'}"
+    env = dict(os.environ)
+    env.update(
+        {
+            "LAUNCH_DATA_DIR": str(data_dir),
+            "LAUNCH_DATABASE_URL": database_url,
+            "LAUNCH_AUTH_CACHE_SECONDS": "0",
+            "LAUNCH_SERVING": "0",
+            "PYTHONUNBUFFERED": "1",
+        }
+    )
+    if storage_url:
+        env["LAUNCH_STORAGE_URL"] = storage_url
+    env.update(extra_env or {})
+    log_path = data_dir / f"server-{port}.log"
+    with open(log_path, "ab") as log:
+        proc = subprocess.Popen(
+            [str(BIN / "launch-server"), "serve", "--bind", f"127.0.0.1:{port}"],
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            cwd=str(data_dir),
+        )
+    try:
+        wait_for_port(port, timeout=60, proc=proc)
+    except Exception:
+        stop_process(proc)
+        raise RuntimeError(f"launch-server did not start:\n{log_path.read_text(errors='replace')}") from None
+    return ServerHandle(
+        proc=proc, port=port, data_dir=data_dir, database_url=database_url, env=env, log_path=log_path
+    )
+
+
+@dataclass
+class S3Server:
+    proc: subprocess.Popen
+    endpoint_url: str
+    bucket: str
+
+    def client(self):  # type: ignore[no-untyped-def]
+        import boto3
+
+        return boto3.client(
+            "s3",
+            endpoint_url=self.endpoint_url,
+            region_name="us-east-1",
+            aws_access_key_id="testing",
+            aws_secret_access_key="testing",
+        )
+
+
+S3_ENV = {
+    "AWS_ACCESS_KEY_ID": "testing",
+    "AWS_SECRET_ACCESS_KEY": "testing",
+    "AWS_DEFAULT_REGION": "us-east-1",
+}
+
+
+def start_s3_server() -> S3Server:
+    """moto in server mode: a real S3 protocol endpoint on loopback."""
+    port = free_port()
+    env = {**os.environ, **S3_ENV}
+    proc = subprocess.Popen(
+        [str(BIN / "moto_server"), "-H", "127.0.0.1", "-p", str(port)],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    wait_for_port(port, timeout=30, proc=proc)
+    server = S3Server(
+        proc=proc, endpoint_url=f"http://127.0.0.1:{port}", bucket=f"launch-{uuid.uuid4().hex[:8]}"
+    )
+    server.client().create_bucket(Bucket=server.bucket)
+    return server
+
+
+def create_pg_database() -> str:
+    """A fresh database on the local PostgreSQL; returns its URL."""
+    import psycopg
+
+    name = f"launch_test_{uuid.uuid4().hex[:10]}"
+    with psycopg.connect(PG_ADMIN_URL, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    return PG_ADMIN_URL.rsplit("/", 1)[0] + f"/{name}"
+
+
+def drop_pg_database(url: str) -> None:
+    import psycopg
+
+    name = url.rsplit("/", 1)[1]
+    with psycopg.connect(PG_ADMIN_URL, autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
