@@ -1,0 +1,51 @@
+"""Quick start: registers bundles through the SDK against a running launch-server.
+Reads LAUNCH_API_KEY and LAUNCH_ENDPOINT (scripts/quickstart.sh sets both)."""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+
+import launch
+
+ENV_PARAMS = {"framework_type": "pytorch", "pytorch_image_tag": "2.1.0-cuda12.1-cudnn8-runtime"}
+
+
+def echo(**kwargs):  # type: ignore[no-untyped-def]
+    return kwargs
+
+
+def main() -> None:
+    client = launch.LaunchClient()
+    print(client)
+    for old in client.list_model_bundles():
+        if old.name in ("echo", "zipped"):
+            client.delete_model_bundle(old)
+
+    bundle = client.create_model_bundle("echo", env_params=ENV_PARAMS, predict_fn_or_cls=echo, requirements=[])
+    print(f"registered {bundle.name}: {bundle.size_bytes} bytes, sha256 {bundle.sha256[:12]}…, {bundle.location}")
+
+    with tempfile.TemporaryDirectory() as tmp:
+        package = Path(tmp) / "my_module1"
+        package.mkdir()
+        (package / "__init__.py").write_text("")
+        (package / "my_inference_file.py").write_text(
+            "def load_model():\n    return {'scale': 2}\n\n"
+            "def f(model):\n    return lambda x: x * model['scale']\n"
+        )
+        requirements = Path(tmp) / "requirements.txt"
+        requirements.write_text("# none needed beyond the server's environment\n")
+        zipped = client.create_model_bundle_from_dirs(
+            "zipped",
+            base_paths=[str(package)],
+            requirements_path=str(requirements),
+            env_params=ENV_PARAMS,
+            load_predict_fn_module_path="my_module1.my_inference_file.f",
+            load_model_fn_module_path="my_module1.my_inference_file.load_model",
+        )
+    print(f"registered {zipped.name} ({zipped.packaging_type}) at {zipped.location}")
+    print("bundles:", [b.name for b in client.list_model_bundles()])
+
+
+if __name__ == "__main__":
+    main()
