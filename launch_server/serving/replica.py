@@ -1,0 +1,82 @@
+"""The Ray Serve replica class for one endpoint.
+
+`LaunchReplica` is a plain class: the reconciler wraps it with
+`serve.deployment(LaunchReplica).options(...)` and binds `(descriptor_dict, config_dict)`, so this
+module imports neither ray nor serve and can be unit-tested without a cluster.
+
+User code is blocking and may be slow; with throughput-optimized Serve the replica's methods run
+on its event loop, so every predict runs in our own thread pool instead. The pool defaults to one
+thread: a user's predict function is not known to be thread-safe (models on a GPU rarely are), and
+Serve's own default also runs sync user code one call at a time. Concurrency beyond that comes
+from more replicas, which is what the autoscaler is for."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+from .runtime import BundleDescriptor, BundleLoadError, BundleRuntime, RuntimeConfig, current_python_version
+
+# Serve routes the "ray.serve" logger of a replica into that replica's own log file, which is
+# where an operator (and read_endpoint_creation_logs) looks for start-up problems.
+logger = logging.getLogger("ray.serve")
+
+
+def _flush_log() -> None:
+    """Throughput-optimized Serve buffers up to 1,000 log records per replica before writing the
+    file, so without a flush the start-up lines would not be readable until much later (or ever,
+    if the replica dies first)."""
+    for handler in logger.handlers:
+        handler.flush()
+
+
+class LaunchReplica:
+    """Loads one bundle at start-up and answers predict requests with it."""
+
+    def __init__(self, descriptor: dict[str, Any], config: dict[str, Any], max_threads: int = 1) -> None:
+        bundle = BundleDescriptor.from_dict(descriptor)
+        self.descriptor = bundle
+        logger.info(
+            "Launch replica starting: bundle %r (id %s, %s), Python %s",
+            bundle.name,
+            bundle.bundle_id,
+            bundle.packaging_type,
+            current_python_version(),
+        )
+        started = time.monotonic()
+        try:
+            self.runtime = BundleRuntime(bundle, RuntimeConfig.from_dict(config))
+        except BundleLoadError as exc:
+            logger.error("Launch replica cannot load bundle %r (id %s): %s", bundle.name, bundle.bundle_id, exc)
+            _flush_log()
+            raise
+        logger.info(
+            "Launch replica ready: bundle %r (id %s) loaded in %.2f s",
+            bundle.name,
+            bundle.bundle_id,
+            time.monotonic() - started,
+        )
+        _flush_log()
+        self._executor = ThreadPoolExecutor(max_workers=max(1, max_threads), thread_name_prefix="launch-predict")
+
+    async def __call__(self, request: dict[str, Any]) -> dict[str, Any]:
+        """One predict request (see BundleRuntime.predict); never raises for user errors."""
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._executor, self.runtime.predict, request)
+
+    async def predict_many(self, requests: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """A group of requests in one call, answered in order, so per-call overhead is paid once."""
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._executor, self.runtime.predict_many, requests)
+
+    def check_health(self) -> None:
+        """Serve's health probe. Deliberately a no-op: a loaded replica is healthy, and a predict
+        function that is busy must not make Serve kill the replica."""
+
+    def __del__(self) -> None:
+        executor = getattr(self, "_executor", None)
+        if executor is not None:
+            executor.shutdown(wait=False, cancel_futures=True)

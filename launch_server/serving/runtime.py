@@ -1,0 +1,519 @@
+"""The replica runtime: loads one model bundle and answers predict requests with it.
+
+This module runs inside Ray workers on any node, so it imports only the standard library,
+cloudpickle and the storage adapters (boto3 only when the storage is S3) -- never grpc, ray,
+sqlmodel or the server's api/store layers. Everything it is given travels as plain dicts
+(`BundleDescriptor.to_dict()`, `RuntimeConfig.to_dict()`), so the server and the workers share no
+objects beyond JSON-like values.
+
+Errors are split on purpose: a bundle that cannot be loaded raises `BundleLoadError` (the replica
+must not come up, and the reconciler shows the message to the user), while anything that goes
+wrong while answering a request becomes a FAILURE result -- a bad request or a raising predict
+function must never take the replica down.
+"""
+
+from __future__ import annotations
+
+import importlib
+import inspect
+import io
+import json
+import os
+import re
+import shutil
+import sys
+import tempfile
+import time
+import traceback
+import urllib.error
+import urllib.request
+import uuid
+import zipfile
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any
+from urllib.parse import unquote, urlsplit
+
+import cloudpickle
+
+from launch_server.storage import open_storage
+
+PACKAGING_CLOUDPICKLE = "CLOUDPICKLE"
+PACKAGING_ZIP = "ZIP"
+FORM_PREDICT_FN_OR_CLS = "PREDICT_FN_OR_CLS"
+FORM_WITH_MODEL = "LOAD_PREDICT_FN_WITH_MODEL"
+FORM_WITH_LOAD_MODEL_FN = "LOAD_PREDICT_FN_WITH_LOAD_MODEL_FN"
+STATE_SUCCESS = "SUCCESS"
+STATE_FAILURE = "FAILURE"
+MODULE_PATH_EXAMPLE = "my_module1.my_inference_file.f"
+_DRIVE = re.compile(r"^[A-Za-z]:")
+_URL_CHUNK = 1 << 20
+_SAFE_ID = re.compile(r"[A-Za-z0-9_.-]+")
+
+
+def current_python_version() -> str:
+    """The "major.minor" a bundle must have been pickled with to load here."""
+    return f"{sys.version_info.major}.{sys.version_info.minor}"
+
+
+class BundleLoadError(Exception):
+    """The bundle cannot be loaded; the message says what to change."""
+
+
+class _RequestFailure(Exception):
+    """A request that cannot be answered for a reason the caller can act on: the reason is the
+    whole answer, a traceback of our own code would only hide it."""
+
+
+def _from_known_fields(cls: type, data: dict[str, Any]) -> dict[str, Any]:
+    """Refuses unknown keys: server and workers run the same code, so an unknown key is a bug
+    that should surface at deploy time rather than be silently dropped."""
+    names = {f.name for f in fields(cls)}
+    unknown = sorted(set(data) - names)
+    if unknown:
+        raise TypeError(f"{cls.__name__}: unknown keys {unknown}")
+    return {k: v for k, v in data.items() if k in names}
+
+
+@dataclass(frozen=True)
+class BundleDescriptor:
+    """What a replica needs to know about a bundle, independent of the server's entities."""
+
+    bundle_id: str
+    name: str
+    packaging_type: str
+    form: str
+    location: str
+    metadata: dict[str, str] = field(default_factory=dict)
+    app_config_json: str = ""
+    python_version: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> BundleDescriptor:
+        values = _from_known_fields(cls, data)
+        values["metadata"] = {str(k): str(v) for k, v in (values.get("metadata") or {}).items()}
+        return cls(**values)
+
+    @classmethod
+    def from_bundle(cls, bundle: Any) -> BundleDescriptor:
+        """From the domain's `Bundle` (duck-typed, so this module need not import the domain);
+        enum fields are reduced to their string values."""
+
+        def text(value: Any) -> str:
+            return str(getattr(value, "value", value))
+
+        return cls(
+            bundle_id=bundle.bundle_id,
+            name=bundle.name,
+            packaging_type=text(bundle.packaging_type),
+            form=text(bundle.form),
+            location=bundle.location,
+            metadata=dict(bundle.metadata),
+            app_config_json=bundle.app_config_json or "",
+            python_version=bundle.python_version or "",
+        )
+
+
+def _default_work_dir() -> str:
+    # One fixed folder under the temp dir, so replicas of one bundle on a node share one extraction.
+    return os.path.join(tempfile.gettempdir(), "launch-bundles")
+
+
+@dataclass(frozen=True)
+class RuntimeConfig:
+    """Where bundles and results live, and the limits a replica enforces per request."""
+
+    storage_url: str
+    s3_endpoint_url: str | None = None
+    s3_region: str | None = None
+    work_dir: str = field(default_factory=_default_work_dir)
+    allow_local_file_urls: bool = False
+    max_result_bytes: int = 16 << 20
+    url_timeout_s: float = 30.0
+    max_url_bytes: int = 256 << 20
+    # Pickled results go under this key prefix; the server gives each owner its own prefix so
+    # DownloadResult can refuse another owner's result without a database lookup.
+    results_prefix: str = "results"
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> RuntimeConfig:
+        return cls(**_from_known_fields(cls, data))
+
+
+class _HttpOnlyRedirects(urllib.request.HTTPRedirectHandler):
+    """urllib follows redirects to ftp:// too; a url request may only ever reach http(s)."""
+
+    def redirect_request(self, req, fp, code, msg, headers, newurl):  # type: ignore[no-untyped-def]
+        if urlsplit(newurl).scheme.lower() not in ("http", "https"):
+            raise _RequestFailure(f"url redirected to {newurl!r}; only http(s) redirects are followed")
+        return super().redirect_request(req, fp, code, msg, headers, newurl)
+
+
+def _unsafe_zip_entry(name: str) -> str | None:
+    """Why an entry would land outside the extraction folder, or None when it is safe."""
+    normalized = name.replace("\\", "/")
+    if "\x00" in normalized:
+        return "contains a NUL character"
+    if normalized.startswith("/"):
+        return "is an absolute path"
+    if _DRIVE.match(normalized):
+        return "starts with a drive letter"
+    if ".." in normalized.split("/"):
+        return "contains a '..' segment"
+    return None
+
+
+def extract_zip(data: bytes, dest: Path) -> Path:
+    """Unpacks a zip bundle into dest, refusing any entry that would escape it.
+
+    Extraction goes to a sibling folder that is renamed into place, so a replica never sees a
+    half-unpacked bundle and replicas racing on one node end up sharing one complete copy (bundle
+    ids are immutable, so an existing folder is the same content)."""
+    if dest.is_dir():
+        return dest
+    try:
+        archive = zipfile.ZipFile(io.BytesIO(data))
+    except zipfile.BadZipFile as exc:
+        raise BundleLoadError(f"the bundle's artifact is not a valid zip file: {exc}") from None
+    with archive:
+        infos = archive.infolist()
+        for info in infos:
+            why = _unsafe_zip_entry(info.filename)
+            if why:
+                raise BundleLoadError(
+                    f"zip entry {info.filename!r} {why}, so it would escape the folder the bundle is "
+                    "unpacked into; rebuild the zip with create_model_bundle_from_dirs"
+                )
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        staging = dest.parent / f".{dest.name}.{uuid.uuid4().hex}.part"
+        staging_root = staging.resolve()
+        try:
+            for info in infos:
+                target = (staging / info.filename.replace("\\", "/")).resolve()
+                if target != staging_root and staging_root not in target.parents:
+                    raise BundleLoadError(f"zip entry {info.filename!r} would escape its folder")
+                if info.is_dir():
+                    target.mkdir(parents=True, exist_ok=True)
+                    continue
+                target.parent.mkdir(parents=True, exist_ok=True)
+                with archive.open(info) as src, open(target, "wb") as out:
+                    shutil.copyfileobj(src, out)
+            try:
+                os.rename(staging, dest)
+            except OSError:
+                if not dest.is_dir():
+                    raise
+                # Another replica on this node won the race; its copy is identical.
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
+    return dest
+
+
+def _forget_foreign_modules(root: Path, top_names: set[str]) -> None:
+    """Drops cached modules that share a top-level name with the bundle's folders but were
+    imported from elsewhere, so `my_module1` means this bundle's copy, not a stale one."""
+    for name in list(sys.modules):
+        if name.split(".", 1)[0] not in top_names:
+            continue
+        module = sys.modules[name]
+        origins = [getattr(module, "__file__", None) or ""]
+        origins += list(getattr(module, "__path__", []) or [])
+        if not any(origin and (root == Path(origin) or root in Path(origin).parents) for origin in origins):
+            del sys.modules[name]
+
+
+def _resolve_module_path(dotted: str, what: str, tops: set[str]) -> Callable[..., Any]:
+    module_name, _, attr = (dotted or "").rpartition(".")
+    if not module_name or not attr:
+        raise BundleLoadError(f"{what} is {dotted!r}; it must be a dotted path such as {MODULE_PATH_EXAMPLE!r}")
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as exc:
+        raise BundleLoadError(
+            f"{what} {dotted!r}: cannot import {module_name!r} from the bundle's folders {sorted(tops)}: {exc}"
+        ) from None
+    except Exception:
+        raise BundleLoadError(
+            f"{what} {dotted!r}: importing {module_name!r} raised:\n{traceback.format_exc()}"
+        ) from None
+    try:
+        target = getattr(module, attr)
+    except AttributeError:
+        raise BundleLoadError(f"{what} {dotted!r}: module {module_name!r} has no {attr!r}") from None
+    if not callable(target):
+        raise BundleLoadError(f"{what} {dotted!r} names a {type(target).__name__}, not a function")
+    return target
+
+
+def _call_user_code(what: str, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+    """Runs a user's load-time code; its failure becomes a load error that carries the traceback."""
+    try:
+        return fn(*args, **kwargs)
+    except Exception:
+        raise BundleLoadError(f"{what} raised while loading the bundle:\n{traceback.format_exc()}") from None
+
+
+class BundleRuntime:
+    """One loaded bundle: builds its predict function once and answers requests with it.
+
+    `predict` is safe to call from several threads at once as far as this class goes; whether the
+    user's predict function is, is up to the caller's thread pool size."""
+
+    def __init__(self, descriptor: BundleDescriptor, config: RuntimeConfig) -> None:
+        self.descriptor = descriptor
+        self.config = config
+        self.storage = open_storage(config.storage_url, config.s3_endpoint_url, config.s3_region)
+        self.app_config = self._parse_app_config()
+        if descriptor.packaging_type == PACKAGING_CLOUDPICKLE:
+            self.predict_fn = self._load_cloudpickle()
+        elif descriptor.packaging_type == PACKAGING_ZIP:
+            self.predict_fn = self._load_zip()
+        else:
+            raise BundleLoadError(
+                f"bundle {descriptor.name!r} has packaging type {descriptor.packaging_type!r}; "
+                f"this replica loads {PACKAGING_CLOUDPICKLE!r} and {PACKAGING_ZIP!r}"
+            )
+        if not callable(self.predict_fn):
+            raise BundleLoadError(
+                f"bundle {descriptor.name!r} produced a {type(self.predict_fn).__name__}, not a callable "
+                "predict function"
+            )
+
+    # ----- loading -----
+
+    def _parse_app_config(self) -> dict[str, Any] | None:
+        text = self.descriptor.app_config_json
+        if not text or not text.strip():
+            return None
+        try:
+            value = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise BundleLoadError(f"the bundle's app_config is not valid JSON: {exc}") from None
+        if not isinstance(value, dict):
+            raise BundleLoadError(f"the bundle's app_config must be a JSON object, not {type(value).__name__}")
+        return value
+
+    def _download(self) -> bytes:
+        location = self.descriptor.location
+        try:
+            return self.storage.read_bytes(location)
+        except FileNotFoundError:
+            raise BundleLoadError(f"the bundle's artifact is missing at {location!r}") from None
+        except Exception as exc:
+            raise BundleLoadError(
+                f"cannot read the bundle's artifact at {location!r}: {type(exc).__name__}: {exc}"
+            ) from None
+
+    def _with_model(self, load_predict_fn: Callable[..., Any], model: Any) -> Any:
+        if self.app_config is None:
+            return _call_user_code("load_predict_fn", load_predict_fn, model)
+        return _call_user_code("load_predict_fn", load_predict_fn, model, app_config=self.app_config)
+
+    def _load_cloudpickle(self) -> Callable[..., Any]:
+        d = self.descriptor
+        here = current_python_version()
+        if d.python_version and d.python_version != here:
+            raise BundleLoadError(
+                f"bundle {d.name!r} was pickled with Python {d.python_version}, but this replica runs "
+                f"Python {here}; cloudpickle bundles only load on the Python version that made them. "
+                f"Re-create the bundle from Python {here}, or serve it on Python {d.python_version}"
+            )
+        data = self._download()
+        try:
+            obj = cloudpickle.loads(data)
+        except Exception as exc:
+            hint = ""
+            if isinstance(exc, ImportError):
+                hint = " (add the missing package to the bundle's requirements)"
+            raise BundleLoadError(f"cannot unpickle bundle {d.name!r}: {type(exc).__name__}: {exc}{hint}") from None
+        if d.form == FORM_PREDICT_FN_OR_CLS:
+            if isinstance(obj, dict):
+                raise BundleLoadError(f"bundle {d.name!r} has form {d.form} but its pickle is a dict")
+            if inspect.isclass(obj):
+                return _call_user_code(f"{obj.__name__}()", obj)
+            return obj
+        keys = {FORM_WITH_MODEL: "model", FORM_WITH_LOAD_MODEL_FN: "load_model_fn"}
+        if d.form not in keys:
+            raise BundleLoadError(f"bundle {d.name!r} has unknown form {d.form!r}")
+        expected = {"load_predict_fn", keys[d.form]}
+        if not isinstance(obj, dict) or set(obj) != expected:
+            found = sorted(obj) if isinstance(obj, dict) else type(obj).__name__
+            raise BundleLoadError(
+                f"bundle {d.name!r} has form {d.form}, so its pickle must be a dict with keys "
+                f"{sorted(expected)}; found {found}"
+            )
+        if d.form == FORM_WITH_MODEL:
+            model = obj["model"]
+        else:
+            model = _call_user_code("load_model_fn", obj["load_model_fn"])
+        return self._with_model(obj["load_predict_fn"], model)
+
+    def _load_zip(self) -> Callable[..., Any]:
+        d = self.descriptor
+        paths = {
+            "load_predict_fn_module_path": d.metadata.get("load_predict_fn_module_path", ""),
+            "load_model_fn_module_path": d.metadata.get("load_model_fn_module_path", ""),
+        }
+        for key, value in paths.items():
+            if not value:
+                raise BundleLoadError(
+                    f"zip bundle {d.name!r} has no {key} in its metadata (e.g. {MODULE_PATH_EXAMPLE!r})"
+                )
+        if not _SAFE_ID.fullmatch(d.bundle_id) or d.bundle_id in (".", ".."):
+            raise BundleLoadError(f"bundle id {d.bundle_id!r} cannot name a folder")
+        root = extract_zip(self._download(), Path(self.config.work_dir) / d.bundle_id).resolve()
+        tops = {p.name for p in root.iterdir() if not p.name.startswith(".")}
+        if str(root) not in sys.path:
+            sys.path.insert(0, str(root))
+        importlib.invalidate_caches()
+        _forget_foreign_modules(root, tops)
+        load_predict_fn = _resolve_module_path(
+            paths["load_predict_fn_module_path"], "load_predict_fn_module_path", tops
+        )
+        load_model_fn = _resolve_module_path(paths["load_model_fn_module_path"], "load_model_fn_module_path", tops)
+        model = _call_user_code("load_model_fn", load_model_fn)
+        return self._with_model(load_predict_fn, model)
+
+    # ----- answering -----
+
+    def predict(self, request: dict[str, Any]) -> dict[str, Any]:
+        """Answers one request; never raises. The failure reason or traceback goes in "traceback"."""
+        try:
+            value = self._call(request)
+            return self._answer(value, bool(request.get("return_pickled", False)))
+        except _RequestFailure as exc:
+            return _failure(str(exc))
+        except (Exception, SystemExit):
+            return _failure(traceback.format_exc())
+
+    def predict_many(self, requests: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """Answers requests one by one, in order: one call carries many, so per-call overhead is
+        paid once for a group (async tasks, batch jobs)."""
+        return [self.predict(request) for request in requests]
+
+    def _call(self, request: dict[str, Any]) -> Any:
+        if not isinstance(request, dict):
+            raise _RequestFailure(f"a request must be a dict, not {type(request).__name__}")
+        url = request.get("url") or ""
+        args_json = request.get("args_json") or ""
+        if bool(url) == bool(args_json):
+            raise _RequestFailure("a request needs exactly one of url or args")
+        if url:
+            return self.predict_fn(self.read_url(url))
+        try:
+            args = json.loads(args_json)
+        except json.JSONDecodeError as exc:
+            raise _RequestFailure(f"args is not valid JSON: {exc}") from None
+        if not isinstance(args, dict):
+            raise _RequestFailure(f"args must be a JSON object of keyword arguments, not a JSON {type(args).__name__}")
+        return self.predict_fn(**args)
+
+    def _check_result_size(self, size: int) -> None:
+        if size > self.config.max_result_bytes:
+            raise _RequestFailure(f"result is {size} bytes, over the limit of {self.config.max_result_bytes}")
+
+    def _answer(self, value: Any, return_pickled: bool) -> dict[str, Any]:
+        if return_pickled:
+            try:
+                data = cloudpickle.dumps(value)
+            except Exception as exc:
+                raise _RequestFailure(
+                    f"the predict function returned a {type(value).__name__} that cannot be pickled: "
+                    f"{type(exc).__name__}: {exc}"
+                ) from None
+            self._check_result_size(len(data))
+            location = self.storage.put_bytes(f"{self.config.results_prefix}/{uuid.uuid4().hex}.pkl", data)
+            return {"state": STATE_SUCCESS, "result": "", "result_url": location, "traceback": ""}
+        try:
+            text = json.dumps(value)
+        except (TypeError, ValueError) as exc:
+            raise _RequestFailure(
+                f"the predict function returned a {type(value).__name__}, which is not JSON-serializable "
+                f"({exc}); return JSON values (dict, list, str, int, float, bool, None) or send the "
+                "request with return_pickled=True"
+            ) from None
+        self._check_result_size(len(text.encode("utf-8")))
+        return {"state": STATE_SUCCESS, "result": text, "result_url": "", "traceback": ""}
+
+    # ----- url inputs -----
+
+    def read_url(self, url: str) -> bytes:
+        """The bytes a url request names: http(s), or storage locations; local files elsewhere
+        only when the operator allowed them (a replica must not read its host's files for anyone)."""
+        scheme = urlsplit(url).scheme.lower()
+        if scheme in ("http", "https"):
+            return self._read_http(url)
+        if scheme in ("s3", "file"):
+            if self.storage.contains(url):
+                return self._read_storage(url)
+            if scheme == "file" and self.config.allow_local_file_urls:
+                return self._read_local_file(url)
+            raise _RequestFailure(
+                f"url {url!r} is outside this server's storage ({self.storage.root_url}); "
+                "use an http(s) url or a location under the storage"
+            )
+        raise _RequestFailure(f"url {url!r} has an unsupported scheme; use http(s), s3:// or file://")
+
+    def _too_big(self, url: str, size: int | str) -> _RequestFailure:
+        return _RequestFailure(f"url {url!r} is {size} bytes, over the limit of {self.config.max_url_bytes}")
+
+    def _read_storage(self, url: str) -> bytes:
+        try:
+            size = self.storage.size_of(url)
+        except FileNotFoundError:
+            raise _RequestFailure(f"url {url!r}: no such object") from None
+        if size > self.config.max_url_bytes:
+            raise self._too_big(url, size)
+        return self.storage.read_bytes(url)
+
+    def _read_local_file(self, url: str) -> bytes:
+        parts = urlsplit(url)
+        if parts.netloc not in ("", "localhost"):
+            raise _RequestFailure(f"url {url!r} names another host; file:// urls must be local")
+        path = Path(unquote(parts.path))
+        try:
+            size = path.stat().st_size
+            if size > self.config.max_url_bytes:
+                raise self._too_big(url, size)
+            return path.read_bytes()
+        except OSError as exc:
+            raise _RequestFailure(f"url {url!r}: {exc.strerror or exc}") from None
+
+    def _read_http(self, url: str) -> bytes:
+        limit = self.config.max_url_bytes
+        timeout = self.config.url_timeout_s
+        deadline = time.monotonic() + timeout
+        opener = urllib.request.build_opener(_HttpOnlyRedirects())
+        request = urllib.request.Request(url, headers={"User-Agent": "launch-replica"})
+        try:
+            with opener.open(request, timeout=timeout) as response:
+                length = response.headers.get("Content-Length")
+                if length and length.isdigit() and int(length) > limit:
+                    raise self._too_big(url, int(length))
+                buffer = bytearray()
+                while chunk := response.read(_URL_CHUNK):
+                    buffer += chunk
+                    if len(buffer) > limit:
+                        raise self._too_big(url, f"more than {limit}")
+                    if time.monotonic() > deadline:
+                        raise _RequestFailure(f"url {url!r}: download took longer than {timeout:g} s")
+                return bytes(buffer)
+        except urllib.error.HTTPError as exc:
+            raise _RequestFailure(f"url {url!r} answered HTTP {exc.code} {exc.reason}") from None
+        except urllib.error.URLError as exc:
+            raise _RequestFailure(f"url {url!r}: cannot fetch: {exc.reason}") from None
+        except TimeoutError:
+            raise _RequestFailure(f"url {url!r}: no answer within {timeout:g} s") from None
+        except OSError as exc:
+            raise _RequestFailure(f"url {url!r}: cannot fetch: {exc}") from None
+
+
+def _failure(reason: str) -> dict[str, Any]:
+    return {"state": STATE_FAILURE, "result": "", "result_url": "", "traceback": reason}
