@@ -11,9 +11,7 @@ ENV PYTHONUNBUFFERED=1 \
     LAUNCH_DATA_DIR=/data
 
 WORKDIR /src
-# README.m[d] matches README.md when it exists (pyproject names it as the readme) without failing
-# the build when it does not.
-COPY pyproject.toml README.m[d] ./
+COPY pyproject.toml README.md ./
 COPY launch_client ./launch_client
 COPY launch_server ./launch_server
 RUN pip install '.[server]' \
