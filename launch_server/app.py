@@ -8,10 +8,12 @@ from dataclasses import dataclass
 from sqlalchemy.engine import Engine
 
 from .domain.bundles import BundleService
+from .domain.endpoints import EndpointService
 from .domain.keys import ApiKeyService
 from .settings import Settings
 from .storage import open_storage
 from .store.db import make_engine, upgrade
+from .store.endpoint_repository import SqlEndpointRepository
 from .store.repositories import SqlApiKeyRepository, SqlBundleRepository
 
 
@@ -22,6 +24,8 @@ class App:
     keys: ApiKeyService
     bundles: BundleService
     bundle_repo: SqlBundleRepository
+    endpoint_repo: SqlEndpointRepository
+    endpoints: EndpointService
 
     def close(self) -> None:
         self.engine.dispose()
@@ -34,6 +38,7 @@ def build_app(settings: Settings, migrate: bool = True) -> App:
     engine = make_engine(settings.database_url)
     storage = open_storage(settings.storage_url, settings.s3_endpoint_url, settings.s3_region)
     bundle_repo = SqlBundleRepository(engine)
+    endpoint_repo = SqlEndpointRepository(engine)
     return App(
         settings=settings,
         engine=engine,
@@ -45,6 +50,8 @@ def build_app(settings: Settings, migrate: bool = True) -> App:
             readable_prefixes=settings.readable_prefixes,
         ),
         bundle_repo=bundle_repo,
+        endpoint_repo=endpoint_repo,
+        endpoints=EndpointService(endpoint_repo, bundle_repo),
     )
 
 

@@ -11,6 +11,7 @@ from pathlib import Path
 import click
 
 from .app import App, build_app, ensure_dev_key
+from .serving.layer import ServingLayer
 from .settings import Settings
 
 log = logging.getLogger("launch_server")
@@ -73,7 +74,13 @@ async def _serve(settings: Settings, port_file: str | None) -> None:
     if key:
         click.echo(f"Created development API key for owner 'dev' (saved to {app.settings.dev_key_file}):")
         click.echo(f"  {key}")
-    server, port, health_servicer = build_server(app, settings.bind)
+    serving = ServingLayer(app) if settings.serving else None
+    server, port, health_servicer = build_server(
+        app,
+        settings.bind,
+        serving.reconciler if serving else None,
+        serving.router if serving else None,
+    )
     await server.start()
     await mark_serving(health_servicer, True)
     host = settings.bind.rsplit(":", 1)[0]
@@ -86,10 +93,13 @@ async def _serve(settings: Settings, port_file: str | None) -> None:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
+    serving_task = asyncio.create_task(serving.run(stop)) if serving else None
     await stop.wait()
     log.info("shutting down: draining in-flight RPCs")
     await mark_serving(health_servicer, False)
     await server.stop(grace=10)
+    if serving_task is not None:
+        await serving_task
     app.close()
     log.info("stopped")
 

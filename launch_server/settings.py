@@ -27,6 +27,25 @@ class Settings:
     auth_cache_seconds: float = field(default_factory=lambda: float(_env("AUTH_CACHE_SECONDS", "2")))
     ray_address: str = field(default_factory=lambda: _env("RAY_ADDRESS", ""))
     serving: bool = field(default_factory=lambda: _env("SERVING", "1") not in ("0", "false", "no"))
+    # Ray Serve application names are "<prefix>-<endpoint id>"; a reconciler only ever touches
+    # applications with its own prefix, so servers with different databases can share a cluster.
+    serve_app_prefix: str = field(default_factory=lambda: _env("SERVE_APP_PREFIX", "launch"))
+    ray_num_cpus: int = field(default_factory=lambda: int(_env("RAY_NUM_CPUS", "16")))
+    throughput_optimized: bool = field(
+        default_factory=lambda: _env("SERVE_THROUGHPUT_OPTIMIZED", "1") not in ("0", "false", "no")
+    )
+    # Serve's default of 5 queues requests at the handle and backs off (RAY.md); the autoscaler
+    # still aims for per_worker requests per replica.
+    max_ongoing_requests: int = field(default_factory=lambda: int(_env("MAX_ONGOING_REQUESTS", "100")))
+    autoscale_metrics_interval_s: float = field(default_factory=lambda: float(_env("AUTOSCALE_METRICS_S", "0.5")))
+    autoscale_look_back_s: float = field(default_factory=lambda: float(_env("AUTOSCALE_LOOK_BACK_S", "2")))
+    upscale_delay_s: float = field(default_factory=lambda: float(_env("UPSCALE_DELAY_S", "0.5")))
+    downscale_delay_s: float = field(default_factory=lambda: float(_env("DOWNSCALE_DELAY_S", "5")))
+    downscale_to_zero_delay_s: float = field(default_factory=lambda: float(_env("DOWNSCALE_TO_ZERO_DELAY_S", "10")))
+    reconcile_interval_s: float = field(default_factory=lambda: float(_env("RECONCILE_INTERVAL_S", "1")))
+    allow_local_file_urls: bool = field(
+        default_factory=lambda: _env("ALLOW_LOCAL_FILE_URLS", "0") in ("1", "true", "yes")
+    )
     dev_key_file: Path | None = None
 
     def resolved(self) -> Settings:

@@ -6,7 +6,9 @@ from datetime import datetime
 
 from google.protobuf.timestamp_pb2 import Timestamp
 from launch.v1 import model_bundle_pb2 as bpb
+from launch.v1 import model_endpoint_pb2 as epb
 
+from launch_server.domain.endpoints import Endpoint, EndpointEvent, EndpointSettings, EndpointType
 from launch_server.domain.entities import Bundle, BundleForm, BundleSpec, PackagingType
 from launch_server.domain.errors import InvalidArgument
 
@@ -62,3 +64,112 @@ def bundle_to_proto(bundle: Bundle) -> bpb.ModelBundle:
         sha256=bundle.sha256,
         create_time=timestamp(bundle.created_at),
     )
+
+
+# ---- endpoints -----------------------------------------------------------------------------------
+
+DEFAULTS = EndpointSettings(bundle_name="")
+
+
+def endpoint_type_from_proto(value: int, field: str) -> EndpointType:
+    if value == epb.ENDPOINT_TYPE_SYNC:
+        return EndpointType.SYNC
+    if value == epb.ENDPOINT_TYPE_ASYNC:
+        return EndpointType.ASYNC
+    raise InvalidArgument(field, "must be ENDPOINT_TYPE_SYNC or ENDPOINT_TYPE_ASYNC (sync or async)")
+
+
+def settings_from_proto(m: epb.ModelEndpoint) -> EndpointSettings:
+    """Unset (zero) fields take Launch's documented defaults."""
+    r, w = m.resources, m.workers
+    return EndpointSettings(
+        bundle_name=m.bundle_name,
+        endpoint_type=endpoint_type_from_proto(m.endpoint_type, "endpoint.endpoint_type"),
+        cpus=r.cpus if m.HasField("resources") and r.cpus else DEFAULTS.cpus,
+        memory=r.memory or DEFAULTS.memory,
+        gpus=r.gpus,
+        gpu_type=r.gpu_type,
+        storage=r.storage,
+        min_workers=w.min_workers if m.HasField("workers") else DEFAULTS.min_workers,
+        max_workers=w.max_workers if m.HasField("workers") and w.max_workers else DEFAULTS.max_workers,
+        per_worker=w.per_worker if m.HasField("workers") and w.per_worker else DEFAULTS.per_worker,
+        post_inference_hooks=tuple(m.post_inference_hooks),
+        default_callback_url=m.default_callback_url,
+        labels=dict(m.labels),
+        task_expiry_seconds=m.task_expiry_seconds or DEFAULTS.task_expiry_seconds,
+        max_queue_size=m.max_queue_size or DEFAULTS.max_queue_size,
+    )
+
+
+# update_mask path -> (EndpointSettings field, reader from the request's ModelEndpoint)
+UPDATABLE = {
+    "bundle_name": ("bundle_name", lambda m: m.bundle_name),
+    "resources.cpus": ("cpus", lambda m: m.resources.cpus),
+    "resources.memory": ("memory", lambda m: m.resources.memory),
+    "resources.gpus": ("gpus", lambda m: m.resources.gpus),
+    "resources.gpu_type": ("gpu_type", lambda m: m.resources.gpu_type),
+    "resources.storage": ("storage", lambda m: m.resources.storage),
+    "workers.min_workers": ("min_workers", lambda m: m.workers.min_workers),
+    "workers.max_workers": ("max_workers", lambda m: m.workers.max_workers),
+    "workers.per_worker": ("per_worker", lambda m: m.workers.per_worker),
+    "post_inference_hooks": ("post_inference_hooks", lambda m: tuple(m.post_inference_hooks)),
+    "default_callback_url": ("default_callback_url", lambda m: m.default_callback_url),
+    "labels": ("labels", lambda m: dict(m.labels)),
+    "task_expiry_seconds": ("task_expiry_seconds", lambda m: m.task_expiry_seconds),
+    "max_queue_size": ("max_queue_size", lambda m: m.max_queue_size),
+}
+GROUPS = {
+    "resources": [p for p in UPDATABLE if p.startswith("resources.")],
+    "workers": [p for p in UPDATABLE if p.startswith("workers.")],
+}
+
+
+def changes_from_mask(m: epb.ModelEndpoint, paths: list[str]) -> dict[str, object]:
+    expanded: list[str] = []
+    for path in paths:
+        expanded.extend(GROUPS.get(path, [path]))
+    changes: dict[str, object] = {}
+    for path in expanded:
+        if path not in UPDATABLE:
+            raise InvalidArgument("update_mask", f"{path!r} cannot be updated; updatable: {sorted(UPDATABLE)}")
+        key, read = UPDATABLE[path]
+        changes[key] = read(m)
+    return changes
+
+
+def status_to_proto(status) -> int:  # type: ignore[no-untyped-def]
+    return epb.EndpointStatus.Value(f"ENDPOINT_STATUS_{status.value}")
+
+
+def endpoint_to_proto(e: Endpoint, available: int = 0, unavailable: int = 0) -> epb.ModelEndpoint:
+    s = e.settings
+    return epb.ModelEndpoint(
+        endpoint_id=e.endpoint_id,
+        name=e.name,
+        bundle_name=e.bundle_name,
+        endpoint_type=epb.EndpointType.Value(f"ENDPOINT_TYPE_{s.endpoint_type.value}"),
+        status=status_to_proto(e.status),
+        status_reason=e.status_reason,
+        resources=epb.ResourceSettings(
+            cpus=s.cpus, memory=s.memory, gpus=s.gpus, gpu_type=s.gpu_type, storage=s.storage
+        ),
+        workers=epb.WorkerSettings(
+            min_workers=s.min_workers,
+            max_workers=s.max_workers,
+            per_worker=s.per_worker,
+            available_workers=available,
+            unavailable_workers=unavailable,
+        ),
+        post_inference_hooks=list(s.post_inference_hooks),
+        default_callback_url=s.default_callback_url,
+        labels=s.labels,
+        task_expiry_seconds=s.task_expiry_seconds,
+        max_queue_size=s.max_queue_size,
+        create_time=timestamp(e.created_at),
+        update_time=timestamp(e.updated_at),
+        generation=e.generation,
+    )
+
+
+def event_to_proto(event: EndpointEvent) -> epb.EndpointEvent:
+    return epb.EndpointEvent(time=timestamp(event.time), status=status_to_proto(event.status), message=event.message)

@@ -20,9 +20,14 @@ from launch.v1 import (
 )
 
 from launch_server.app import App
+from launch_server.serving.reconciler import Reconciler
+from launch_server.serving.router import Router
 
 from .auth import AuthErrorsInterceptor
 from .bundles import ModelBundleServicer
+from .endpoints import ModelEndpointServicer
+from .inference import InferenceServicer
+from .results import download_result
 from .unimplemented import unimplemented_servicer
 
 MAX_MESSAGE_BYTES = 64 << 20
@@ -40,7 +45,20 @@ def _descriptor(full_name: str):  # type: ignore[no-untyped-def]
     return SERVICES[full_name].DESCRIPTOR.services_by_name[full_name.rsplit(".", 1)[1]]
 
 
-def build_server(app: App, bind: str) -> tuple[grpc.aio.Server, int, health.aio.HealthServicer]:
+def task_servicer(app: App):  # type: ignore[no-untyped-def]
+    """TaskService: DownloadResult is served now; the async queue RPCs arrive later."""
+    base = unimplemented_servicer(task_pb2_grpc.TaskServiceServicer, _descriptor("launch.v1.TaskService"))
+
+    class TaskServicer(base):  # type: ignore[misc, valid-type]
+        def DownloadResult(self, request, context):  # type: ignore[no-untyped-def]
+            return download_result(app.bundles.storage, request, context)
+
+    return TaskServicer()
+
+
+def build_server(
+    app: App, bind: str, reconciler: Reconciler | None = None, router: Router | None = None
+) -> tuple[grpc.aio.Server, int, health.aio.HealthServicer]:
     """Returns the server (not started), the bound port and the health servicer (so shutdown can
     flip it to NOT_SERVING before draining)."""
     server = grpc.aio.server(
@@ -53,22 +71,10 @@ def build_server(app: App, bind: str) -> tuple[grpc.aio.Server, int, health.aio.
     )
     model_bundle_pb2_grpc.add_ModelBundleServiceServicer_to_server(ModelBundleServicer(app.bundles), server)
     model_endpoint_pb2_grpc.add_ModelEndpointServiceServicer_to_server(
-        unimplemented_servicer(
-            model_endpoint_pb2_grpc.ModelEndpointServiceServicer,
-            _descriptor("launch.v1.ModelEndpointService"),
-        )(),
-        server,
+        ModelEndpointServicer(app.endpoints, reconciler), server
     )
-    inference_pb2_grpc.add_InferenceServiceServicer_to_server(
-        unimplemented_servicer(
-            inference_pb2_grpc.InferenceServiceServicer, _descriptor("launch.v1.InferenceService")
-        )(),
-        server,
-    )
-    task_pb2_grpc.add_TaskServiceServicer_to_server(
-        unimplemented_servicer(task_pb2_grpc.TaskServiceServicer, _descriptor("launch.v1.TaskService"))(),
-        server,
-    )
+    inference_pb2_grpc.add_InferenceServiceServicer_to_server(InferenceServicer(router), server)
+    task_pb2_grpc.add_TaskServiceServicer_to_server(task_servicer(app), server)
     batch_job_pb2_grpc.add_BatchJobServiceServicer_to_server(
         unimplemented_servicer(
             batch_job_pb2_grpc.BatchJobServiceServicer, _descriptor("launch.v1.BatchJobService")

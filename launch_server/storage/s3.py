@@ -107,7 +107,10 @@ class S3Storage:
 
     def read_chunks(self, location: str, chunk_size: int = 1 << 20) -> Iterator[bytes]:
         bucket, key = split_s3_url(location)
-        body = self._client.get_object(Bucket=bucket, Key=key)["Body"]
+        try:
+            body = self._client.get_object(Bucket=bucket, Key=key)["Body"]
+        except self._client.exceptions.NoSuchKey:
+            raise FileNotFoundError(location) from None
         try:
             yield from body.iter_chunks(chunk_size)
         finally:

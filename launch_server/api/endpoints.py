@@ -1,0 +1,78 @@
+"""ModelEndpointService servicer."""
+
+from __future__ import annotations
+
+import asyncio
+
+import grpc
+from launch.v1 import model_endpoint_pb2 as epb
+from launch.v1 import model_endpoint_pb2_grpc as egrpc
+
+from launch_server.domain.endpoints import Endpoint, EndpointService
+from launch_server.domain.errors import InvalidArgument
+from launch_server.serving.reconciler import Reconciler
+
+from .auth import owner
+from .convert import changes_from_mask, endpoint_to_proto, event_to_proto, settings_from_proto
+
+
+class ModelEndpointServicer(egrpc.ModelEndpointServiceServicer):
+    def __init__(self, endpoints: EndpointService, reconciler: Reconciler | None) -> None:
+        self._endpoints = endpoints
+        self._reconciler = reconciler
+
+    def _proto(self, endpoint: Endpoint) -> epb.ModelEndpoint:
+        """Adds the live worker counts the reconciler last saw (no Ray call on the RPC path)."""
+        live = self._reconciler.live.get(endpoint.endpoint_id) if self._reconciler else None
+        if live is None:
+            return endpoint_to_proto(endpoint)
+        return endpoint_to_proto(endpoint, live.available_workers, live.unavailable_workers)
+
+    async def CreateModelEndpoint(
+        self, request: epb.CreateModelEndpointRequest, context: grpc.aio.ServicerContext
+    ) -> epb.CreateModelEndpointResponse:
+        if not request.HasField("endpoint"):
+            raise InvalidArgument("endpoint", "is required")
+        settings = settings_from_proto(request.endpoint)
+        endpoint = await self._endpoints.create(owner(), request.endpoint.name, settings, request.request_id)
+        return epb.CreateModelEndpointResponse(endpoint=self._proto(endpoint))
+
+    async def GetModelEndpoint(
+        self, request: epb.GetModelEndpointRequest, context: grpc.aio.ServicerContext
+    ) -> epb.GetModelEndpointResponse:
+        return epb.GetModelEndpointResponse(endpoint=self._proto(await self._endpoints.get(owner(), request.name)))
+
+    async def ListModelEndpoints(
+        self, request: epb.ListModelEndpointsRequest, context: grpc.aio.ServicerContext
+    ) -> epb.ListModelEndpointsResponse:
+        page = await self._endpoints.list(owner(), request.page_size, request.page_token)
+        return epb.ListModelEndpointsResponse(
+            endpoints=[self._proto(e) for e in page.items], next_page_token=page.next_page_token
+        )
+
+    async def UpdateModelEndpoint(
+        self, request: epb.UpdateModelEndpointRequest, context: grpc.aio.ServicerContext
+    ) -> epb.UpdateModelEndpointResponse:
+        changes = changes_from_mask(request.endpoint, list(request.update_mask.paths))
+        endpoint = await self._endpoints.update(owner(), request.endpoint.name, changes)
+        return epb.UpdateModelEndpointResponse(endpoint=self._proto(endpoint))
+
+    async def DeleteModelEndpoint(
+        self, request: epb.DeleteModelEndpointRequest, context: grpc.aio.ServicerContext
+    ) -> epb.DeleteModelEndpointResponse:
+        await self._endpoints.delete(owner(), request.name)
+        return epb.DeleteModelEndpointResponse(deleted=True)
+
+    async def ReadModelEndpointCreationLogs(
+        self, request: epb.ReadModelEndpointCreationLogsRequest, context: grpc.aio.ServicerContext
+    ) -> epb.ReadModelEndpointCreationLogsResponse:
+        endpoint, events = await self._endpoints.events(owner(), request.name)
+        logs = ""
+        if self._reconciler is not None:
+            from launch_server.serving.logs import endpoint_logs
+
+            bundle_has_requirements = any("installing requirements" in e.message for e in events)
+            logs = await asyncio.to_thread(
+                endpoint_logs, self._reconciler.app_name(endpoint), bundle_has_requirements
+            )
+        return epb.ReadModelEndpointCreationLogsResponse(events=[event_to_proto(e) for e in events], logs=logs)

@@ -1,0 +1,261 @@
+"""Endpoint rules and use cases: validation of settings, the status state machine, and the
+create/update/delete operations that record intent in the database. The reconciler (serving/)
+converges Ray Serve to what is recorded here; nothing in this module touches Ray."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from enum import Enum
+from typing import Protocol
+
+from .entities import Bundle, Page
+from .errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound
+from .ports import BundleRepository
+from .resources import accelerator_for, parse_memory
+from .validation import validate_name, validate_page_size, validate_request_id
+
+MAX_WORKERS = 1000
+MAX_LABELS = 64
+KNOWN_HOOKS = {"callback"}
+
+
+class EndpointType(str, Enum):
+    SYNC = "SYNC"
+    ASYNC = "ASYNC"
+
+
+class EndpointStatus(str, Enum):
+    UPDATE_PENDING = "UPDATE_PENDING"
+    UPDATE_IN_PROGRESS = "UPDATE_IN_PROGRESS"
+    READY = "READY"
+    UPDATE_FAILED = "UPDATE_FAILED"
+    DELETE_IN_PROGRESS = "DELETE_IN_PROGRESS"
+
+
+@dataclass(frozen=True)
+class EndpointSettings:
+    """Everything a user chooses about an endpoint (what create and update validate)."""
+
+    bundle_name: str
+    endpoint_type: EndpointType = EndpointType.SYNC
+    cpus: float = 3.0
+    memory: str = "8Gi"
+    gpus: int = 0
+    gpu_type: str = ""
+    storage: str = ""
+    min_workers: int = 1
+    max_workers: int = 1
+    per_worker: int = 10
+    post_inference_hooks: tuple[str, ...] = ()
+    default_callback_url: str = ""
+    labels: dict[str, str] = field(default_factory=dict)
+    task_expiry_seconds: int = 86400
+    max_queue_size: int = 100_000
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    endpoint_id: str
+    owner: str
+    name: str
+    bundle_id: str
+    bundle_name: str
+    settings: EndpointSettings
+    status: EndpointStatus
+    status_reason: str
+    generation: int
+    created_at: datetime
+    updated_at: datetime
+    request_id: str | None = None
+
+    def replace(self, **changes: object) -> Endpoint:
+        return dataclasses.replace(self, **changes)
+
+    @property
+    def memory_bytes(self) -> int:
+        return parse_memory("resources.memory", self.settings.memory)
+
+    @property
+    def accelerator_type(self) -> str | None:
+        return accelerator_for("resources.gpu_type", self.settings.gpu_type) if self.settings.gpus else None
+
+
+@dataclass(frozen=True)
+class EndpointEvent:
+    time: datetime
+    status: EndpointStatus
+    message: str
+
+
+class EndpointRepository(Protocol):
+    def add(self, endpoint: Endpoint, event: str) -> Endpoint: ...
+
+    def get(self, owner: str, name: str) -> Endpoint | None: ...
+
+    def get_by_id(self, endpoint_id: str) -> Endpoint | None: ...
+
+    def get_by_request_id(self, owner: str, request_id: str) -> Endpoint | None: ...
+
+    def list(self, owner: str, page_size: int, page_token: str) -> Page: ...
+
+    def list_all(self) -> list[Endpoint]: ...
+
+    def update_settings(self, endpoint: Endpoint, event: str) -> Endpoint:
+        """Stores new settings, bumps the generation and resets status to UPDATE_PENDING."""
+        ...
+
+    def set_status(
+        self, endpoint_id: str, status: EndpointStatus, reason: str, generation: int | None = None
+    ) -> bool:
+        """Records a status change and an event; with generation, only if the row is still at it."""
+        ...
+
+    def add_event(self, endpoint_id: str, status: EndpointStatus, message: str) -> None: ...
+
+    def events(self, endpoint_id: str, limit: int = 1000) -> list[EndpointEvent]: ...
+
+    def remove(self, endpoint_id: str) -> None: ...
+
+
+def validate_settings(s: EndpointSettings, prefix: str = "endpoint") -> None:
+    """Each rule names its field; order follows the proto so the first error is the first field."""
+    validate_name(f"{prefix}.bundle_name", s.bundle_name)
+    if s.endpoint_type not in (EndpointType.SYNC, EndpointType.ASYNC):
+        raise InvalidArgument(f"{prefix}.endpoint_type", "must be sync or async")
+    if not s.cpus >= 1:
+        raise InvalidArgument(f"{prefix}.resources.cpus", f"must be at least 1, got {s.cpus}")
+    parse_memory(f"{prefix}.resources.memory", s.memory)
+    if s.gpus < 0 or s.gpus > 16:
+        raise InvalidArgument(f"{prefix}.resources.gpus", f"must be between 0 and 16, got {s.gpus}")
+    if s.gpus > 0:
+        if not s.gpu_type:
+            raise InvalidArgument(f"{prefix}.resources.gpu_type", "is required when gpus > 0")
+        accelerator_for(f"{prefix}.resources.gpu_type", s.gpu_type)
+    if s.storage:
+        parse_memory(f"{prefix}.resources.storage", s.storage)
+    if s.min_workers < 0 or s.min_workers > MAX_WORKERS:
+        raise InvalidArgument(f"{prefix}.workers.min_workers", f"must be between 0 and {MAX_WORKERS}")
+    if s.max_workers < max(1, s.min_workers) or s.max_workers > MAX_WORKERS:
+        raise InvalidArgument(
+            f"{prefix}.workers.max_workers",
+            f"must be at least max(1, min_workers={s.min_workers}) and at most {MAX_WORKERS}, got {s.max_workers}",
+        )
+    if s.per_worker < 1:
+        raise InvalidArgument(f"{prefix}.workers.per_worker", f"must be at least 1, got {s.per_worker}")
+    for index, hook in enumerate(s.post_inference_hooks):
+        if hook not in KNOWN_HOOKS:
+            raise InvalidArgument(f"{prefix}.post_inference_hooks[{index}]", f"unknown hook {hook!r}")
+    if s.default_callback_url and not s.default_callback_url.startswith(("http://", "https://")):
+        raise InvalidArgument(f"{prefix}.default_callback_url", "must be an http(s) URL")
+    if len(s.labels) > MAX_LABELS:
+        raise InvalidArgument(f"{prefix}.labels", f"at most {MAX_LABELS} labels")
+    for key, value in s.labels.items():
+        if not key or len(key) > 63 or len(value) > 63:
+            raise InvalidArgument(f"{prefix}.labels", f"label {key!r}: keys 1-63 and values 0-63 characters")
+    if s.task_expiry_seconds < 1:
+        raise InvalidArgument(f"{prefix}.task_expiry_seconds", "must be positive")
+    if s.max_queue_size < 1:
+        raise InvalidArgument(f"{prefix}.max_queue_size", "must be positive")
+
+
+class EndpointService:
+    def __init__(
+        self,
+        repo: EndpointRepository,
+        bundles: BundleRepository,
+        on_change: Callable[[], None] = lambda: None,
+    ) -> None:
+        self._repo = repo
+        self._bundles = bundles
+        # Wakes the reconciler so a change is acted on at once rather than at the next tick.
+        self.on_change = on_change
+
+    async def _bundle(self, owner: str, name: str, field_name: str) -> Bundle:
+        bundle = await asyncio.to_thread(self._bundles.get, owner, name)
+        if bundle is None:
+            raise NotFound("model bundle", name)
+        return bundle
+
+    async def create(self, owner: str, name: str, settings: EndpointSettings, request_id: str = "") -> Endpoint:
+        validate_request_id("request_id", request_id)
+        validate_name("endpoint.name", name)
+        validate_settings(settings)
+        if request_id:
+            existing = await asyncio.to_thread(self._repo.get_by_request_id, owner, request_id)
+            if existing is not None:
+                return existing
+        bundle = await self._bundle(owner, settings.bundle_name, "endpoint.bundle_name")
+        if await asyncio.to_thread(self._repo.get, owner, name) is not None:
+            raise AlreadyExists("model endpoint", name)
+        now = datetime.now(timezone.utc)
+        endpoint = Endpoint(
+            endpoint_id=uuid.uuid4().hex,
+            owner=owner,
+            name=name,
+            bundle_id=bundle.bundle_id,
+            bundle_name=bundle.name,
+            settings=settings,
+            status=EndpointStatus.UPDATE_PENDING,
+            status_reason="waiting for the serving layer",
+            generation=1,
+            created_at=now,
+            updated_at=now,
+            request_id=request_id or None,
+        )
+        created = await asyncio.to_thread(self._repo.add, endpoint, f"created with bundle {bundle.name!r}")
+        self.on_change()
+        return created
+
+    async def get(self, owner: str, name: str) -> Endpoint:
+        validate_name("name", name)
+        endpoint = await asyncio.to_thread(self._repo.get, owner, name)
+        if endpoint is None:
+            raise NotFound("model endpoint", name)
+        return endpoint
+
+    async def list(self, owner: str, page_size: int, page_token: str) -> Page:
+        size = validate_page_size("page_size", page_size)
+        return await asyncio.to_thread(self._repo.list, owner, size, page_token)
+
+    async def update(self, owner: str, name: str, changes: dict[str, object]) -> Endpoint:
+        """Applies the changed settings (keys are EndpointSettings fields); a new bundle or any
+        serving setting bumps the generation so the reconciler rolls it out."""
+        current = await self.get(owner, name)
+        if current.status is EndpointStatus.DELETE_IN_PROGRESS:
+            raise FailedPrecondition(f"model endpoint {name!r} is being deleted")
+        if not changes:
+            raise InvalidArgument("update_mask", "must name at least one field to change")
+        if "endpoint_type" in changes and changes["endpoint_type"] != current.settings.endpoint_type:
+            raise InvalidArgument("update_mask", "endpoint_type cannot change; create a new endpoint")
+        settings = dataclasses.replace(current.settings, **changes)  # type: ignore[arg-type]
+        validate_settings(settings)
+        bundle_id = current.bundle_id
+        if settings.bundle_name != current.settings.bundle_name:
+            bundle_id = (await self._bundle(owner, settings.bundle_name, "endpoint.bundle_name")).bundle_id
+        described = ", ".join(f"{k}={v!r}" for k, v in sorted(changes.items()))
+        updated = await asyncio.to_thread(
+            self._repo.update_settings,
+            current.replace(settings=settings, bundle_id=bundle_id, bundle_name=settings.bundle_name),
+            f"edited: {described}",
+        )
+        self.on_change()
+        return updated
+
+    async def delete(self, owner: str, name: str) -> Endpoint:
+        """Marks the endpoint DELETE_IN_PROGRESS; the reconciler tears down its application and
+        then removes the row, so a crash mid-delete resumes rather than leaking replicas."""
+        endpoint = await self.get(owner, name)
+        await asyncio.to_thread(
+            self._repo.set_status, endpoint.endpoint_id, EndpointStatus.DELETE_IN_PROGRESS, "deletion requested"
+        )
+        self.on_change()
+        return endpoint.replace(status=EndpointStatus.DELETE_IN_PROGRESS)
+
+    async def events(self, owner: str, name: str) -> tuple[Endpoint, list[EndpointEvent]]:
+        endpoint = await self.get(owner, name)
+        return endpoint, await asyncio.to_thread(self._repo.events, endpoint.endpoint_id)

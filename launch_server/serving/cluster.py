@@ -1,0 +1,80 @@
+"""Starts or joins the Ray cluster and Ray Serve. Local mode keeps every Ray process on loopback
+and in a temp dir of its own; joining an existing cluster takes its address.
+
+Serve settings whose defaults hurt (see docs/architecture.md) are applied here:
+RAY_SERVE_THROUGHPUT_OPTIMIZED makes handle calls cheaper and must be set before Ray starts, in
+this process and (through the inherited environment) in every Ray worker."""
+
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class ClusterOptions:
+    address: str = ""
+    num_cpus: int = 16
+    throughput_optimized: bool = True
+    namespace: str = "launch"
+
+
+def configure_environment(options: ClusterOptions) -> None:
+    """Environment every Ray process must see before it starts."""
+    os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")  # node address 127.0.0.1
+    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+    if options.throughput_optimized:
+        os.environ.setdefault("RAY_SERVE_THROUGHPUT_OPTIMIZED", "1")
+        # Our replica runs user code in its own thread pool, so Serve may keep its loop.
+    os.environ.setdefault("RAY_SERVE_LOG_TO_STDERR", "0")
+
+
+def start(options: ClusterOptions) -> bool:
+    """Connects to (or starts) Ray and starts Serve without its HTTP proxy. Returns True when
+    this process started a local cluster (so it should also shut it down)."""
+    configure_environment(options)
+    import ray
+    from ray import serve
+
+    started_local = False
+    if not ray.is_initialized():
+        if options.address:
+            ray.init(address=options.address, namespace=options.namespace, log_to_driver=False)
+        else:
+            ray.init(
+                num_cpus=options.num_cpus,
+                include_dashboard=False,
+                namespace=options.namespace,
+                log_to_driver=False,
+                _node_ip_address="127.0.0.1",
+            )
+            started_local = True
+    serve.start(proxy_location="Disabled", logging_config={"enable_access_log": False})
+    log.info("Ray ready (%s), Serve started", "local" if started_local else options.address)
+    return started_local
+
+
+def stop(started_local: bool) -> None:
+    """Shuts Serve and Ray down only when this process started them."""
+    import ray
+    from ray import serve
+
+    if started_local and ray.is_initialized():
+        try:
+            serve.shutdown()
+        finally:
+            ray.shutdown()
+
+
+def session_log_dir() -> str | None:
+    """The local Ray session's log directory, when this process runs on a Ray node."""
+    try:
+        from ray._private import worker
+
+        node = worker._global_node
+        return os.path.join(node.get_session_dir_path(), "logs") if node is not None else None
+    except Exception:  # noqa: BLE001 - best effort: logs are an aid, not a requirement
+        return None

@@ -1,0 +1,243 @@
+"""Converges Ray Serve to the database. The database says what should run (endpoints, their
+bundles and settings, a generation per change); Ray Serve holds only running state. Each pass
+deploys what is new or changed, deletes what was deleted, maps Serve's status onto Launch's status
+strings (recording every transition and Serve message as an endpoint event), and refreshes the
+router's in-memory view so the predict path never queries the database.
+
+Deploys never wait: `serve._run(..., _blocking=False)`, then later passes read serve.status().
+All Ray calls are blocking, so a pass runs in a worker thread and RPCs are never blocked."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from launch_server.domain.endpoints import Endpoint, EndpointStatus
+from launch_server.settings import Settings
+from launch_server.store.endpoint_repository import SqlEndpointRepository
+from launch_server.store.repositories import SqlBundleRepository
+
+from .placement import cluster_nodes, describe, missing_on_best_node, replica_demand
+from .runtime import BundleDescriptor, RuntimeConfig
+
+log = logging.getLogger(__name__)
+DEPLOYMENT_NAME = "replica"
+
+
+def owner_tag(owner: str) -> str:
+    """A stable, non-reversible folder name per owner for stored results."""
+    return hashlib.sha256(owner.encode()).hexdigest()[:16]
+
+
+@dataclass
+class LiveState:
+    """What the serving layer says about one endpoint right now."""
+
+    app_name: str
+    status: EndpointStatus
+    reason: str
+    available_workers: int = 0
+    unavailable_workers: int = 0
+    serving: bool = False  # a predict may be sent (READY, or rolling out with replicas running)
+
+
+@dataclass
+class _Deployed:
+    generation: int
+    since: float
+    ever_running: bool = False
+
+
+@dataclass
+class Reconciler:
+    settings: Settings
+    endpoints: SqlEndpointRepository
+    bundles: SqlBundleRepository
+    live: dict[str, LiveState] = field(default_factory=dict)  # endpoint_id -> state
+    # (owner, name) -> (endpoint_id, endpoint type value): the predict path's lookup table.
+    routes: dict[tuple[str, str], tuple[str, str]] = field(default_factory=dict)
+    _deployed: dict[str, _Deployed] = field(default_factory=dict)
+    _kick: asyncio.Event = field(default_factory=asyncio.Event)
+    ready: bool = False
+    error: str = ""
+
+    def app_name(self, endpoint: Endpoint) -> str:
+        return f"{self.settings.serve_app_prefix}-{endpoint.endpoint_id}"
+
+    def kick(self) -> None:
+        """Asks for a pass now (thread-safe enough: set() from the loop thread only)."""
+        self._kick.set()
+
+    async def run(self, stop: asyncio.Event) -> None:
+        while not stop.is_set():
+            try:
+                await asyncio.to_thread(self.reconcile_once)
+                self.error = ""
+            except Exception as exc:  # noqa: BLE001 - the loop must outlive any one failure
+                self.error = f"{type(exc).__name__}: {exc}"
+                log.exception("reconcile pass failed")
+            self._kick.clear()
+            try:
+                await asyncio.wait_for(self._kick.wait(), timeout=self.settings.reconcile_interval_s)
+            except asyncio.TimeoutError:
+                pass
+
+    # ---- one pass ------------------------------------------------------------------------------
+
+    def reconcile_once(self) -> None:
+        from ray import serve
+
+        status = serve.status()
+        apps = status.applications
+        endpoints = self.endpoints.list_all()
+        known = set()
+        for endpoint in endpoints:
+            app = self.app_name(endpoint)
+            known.add(app)
+            if endpoint.status is EndpointStatus.DELETE_IN_PROGRESS:
+                self._tear_down(endpoint, app, apps)
+                continue
+            deployed = self._deployed.get(endpoint.endpoint_id)
+            if deployed is None or deployed.generation != endpoint.generation or app not in apps:
+                self._deploy(endpoint, app, was_running=deployed is not None and deployed.ever_running)
+                continue
+            self._observe(endpoint, app, apps[app], deployed)
+        for app in apps:
+            if app.startswith(f"{self.settings.serve_app_prefix}-") and app not in known:
+                log.info("deleting orphaned Serve application %s", app)
+                serve.delete(app, _blocking=False)
+        self.routes = {
+            (e.owner, e.name): (e.endpoint_id, e.settings.endpoint_type.value)
+            for e in endpoints
+            if e.status is not EndpointStatus.DELETE_IN_PROGRESS
+        }
+        live_ids = {e.endpoint_id for e in endpoints}
+        for endpoint_id in list(self.live):
+            if endpoint_id not in live_ids:
+                self.live.pop(endpoint_id, None)
+                self._deployed.pop(endpoint_id, None)
+        self.ready = True
+
+    def _tear_down(self, endpoint: Endpoint, app: str, apps: dict[str, Any]) -> None:
+        from ray import serve
+
+        state = self.live.get(endpoint.endpoint_id)
+        if state is not None:
+            state.serving = False
+            state.status = EndpointStatus.DELETE_IN_PROGRESS
+        if app in apps:
+            if str(apps[app].status) not in ("DELETING", "ApplicationStatus.DELETING"):
+                serve.delete(app, _blocking=False)
+            return
+        self.endpoints.remove(endpoint.endpoint_id)
+        self.live.pop(endpoint.endpoint_id, None)
+        self._deployed.pop(endpoint.endpoint_id, None)
+        log.info("endpoint %s (%s) deleted", endpoint.name, endpoint.endpoint_id)
+
+    def actor_options(self, endpoint: Endpoint, requirements: tuple[str, ...]) -> dict[str, Any]:
+        s = endpoint.settings
+        options: dict[str, Any] = {"num_cpus": s.cpus, "memory": endpoint.memory_bytes}
+        if s.gpus:
+            options["num_gpus"] = s.gpus
+            options["accelerator_type"] = endpoint.accelerator_type
+        if requirements:
+            options["runtime_env"] = {"pip": {"packages": list(requirements), "pip_check": False}}
+        return options
+
+    def _deploy(self, endpoint: Endpoint, app: str, was_running: bool) -> None:
+        from ray import serve
+
+        from .replica import LaunchReplica
+
+        bundle = self.bundles.get_by_id(endpoint.bundle_id)
+        if bundle is None:
+            self.endpoints.set_status(
+                endpoint.endpoint_id, EndpointStatus.UPDATE_FAILED, "its bundle no longer exists", endpoint.generation
+            )
+            return
+        options = self.actor_options(endpoint, bundle.requirements)
+        missing = missing_on_best_node(replica_demand(options), cluster_nodes(available=False))
+        if missing is not None:
+            reason = (
+                f"no node in the cluster can fit one worker: missing {describe(missing)} "
+                f"(each worker needs {describe(replica_demand(options))})"
+            )
+            self.endpoints.set_status(endpoint.endpoint_id, EndpointStatus.UPDATE_FAILED, reason, endpoint.generation)
+            self.live[endpoint.endpoint_id] = LiveState(app, EndpointStatus.UPDATE_FAILED, reason)
+            return
+        s, cfg = endpoint.settings, self.settings
+        config = RuntimeConfig(
+            storage_url=cfg.storage_url,
+            s3_endpoint_url=cfg.s3_endpoint_url,
+            s3_region=cfg.s3_region,
+            allow_local_file_urls=cfg.allow_local_file_urls,
+            results_prefix=f"results/{owner_tag(endpoint.owner)}",
+        )
+        deployment = serve.deployment(LaunchReplica, name=DEPLOYMENT_NAME).options(
+            ray_actor_options=options,
+            max_ongoing_requests=max(cfg.max_ongoing_requests, s.per_worker),
+            autoscaling_config={
+                "min_replicas": s.min_workers,
+                "initial_replicas": s.min_workers,
+                "max_replicas": s.max_workers,
+                "target_ongoing_requests": s.per_worker,
+                "metrics_interval_s": cfg.autoscale_metrics_interval_s,
+                "look_back_period_s": cfg.autoscale_look_back_s,
+                "upscale_delay_s": cfg.upscale_delay_s,
+                "downscale_delay_s": cfg.downscale_delay_s,
+                "downscale_to_zero_delay_s": cfg.downscale_to_zero_delay_s,
+            },
+            health_check_period_s=5,
+            health_check_timeout_s=30,
+            graceful_shutdown_timeout_s=5,
+        )
+        application = deployment.bind(BundleDescriptor.from_bundle(bundle).to_dict(), config.to_dict())
+        serve._run(application, name=app, route_prefix=None, _blocking=False)  # noqa: SLF001 - see module doc
+        self._deployed[endpoint.endpoint_id] = _Deployed(endpoint.generation, time.monotonic(), was_running)
+        message = f"deploying generation {endpoint.generation} (bundle {bundle.name!r})"
+        if bundle.requirements:
+            message += f"; installing requirements {list(bundle.requirements)}"
+        self.endpoints.set_status(endpoint.endpoint_id, EndpointStatus.UPDATE_IN_PROGRESS, message, endpoint.generation)
+        previous = self.live.get(endpoint.endpoint_id)
+        self.live[endpoint.endpoint_id] = LiveState(
+            app,
+            EndpointStatus.UPDATE_IN_PROGRESS,
+            message,
+            serving=was_running and previous is not None and previous.available_workers > 0,
+        )
+
+    def _observe(self, endpoint: Endpoint, app: str, overview: Any, deployed: _Deployed) -> None:
+        app_status = str(getattr(overview.status, "value", overview.status))
+        deployment = overview.deployments.get(DEPLOYMENT_NAME)
+        replica_states = {
+            str(getattr(k, "value", k)): v for k, v in (deployment.replica_states if deployment else {}).items()
+        }
+        available = replica_states.get("RUNNING", 0)
+        unavailable = sum(v for k, v in replica_states.items() if k != "RUNNING")
+        message = overview.message or (deployment.message if deployment else "") or ""
+        if app_status == "RUNNING":
+            deployed.ever_running = True
+            status, reason, serving = EndpointStatus.READY, "", True
+        elif app_status == "DEPLOY_FAILED":
+            status, reason, serving = EndpointStatus.UPDATE_FAILED, message or "deploy failed", False
+        elif app_status == "UNHEALTHY":
+            status = EndpointStatus.READY if available else EndpointStatus.UPDATE_IN_PROGRESS
+            reason = f"a worker failed and Serve is replacing it: {message}".strip()
+            serving = available > 0
+        elif app_status == "DELETING":
+            status, reason, serving = EndpointStatus.DELETE_IN_PROGRESS, "", False
+        else:  # NOT_STARTED, DEPLOYING
+            status = EndpointStatus.UPDATE_IN_PROGRESS
+            reason = message or f"deploying generation {endpoint.generation}"
+            serving = deployed.ever_running and available > 0
+            if available == 0 and time.monotonic() - deployed.since > 2:
+                options = self.actor_options(endpoint, ())
+                short = missing_on_best_node(replica_demand(options), cluster_nodes(available=True))
+                if short is not None:
+                    reason = f"waiting for resources: no node has {describe(short)} free now"
+        self.endpoints.set_status(endpoint.endpoint_id, status, reason, endpoint.generation)
+        self.live[endpoint.endpoint_id] = LiveState(app, status, reason, available, unavailable, serving)

@@ -1,0 +1,94 @@
+"""The sync predict path: finds the endpoint's Serve application from the reconciler's in-memory
+view (no database round trip), holds one DeploymentHandle per application, and awaits the call
+on the server's asyncio loop within the caller's deadline, cancelling it in Ray when the deadline
+passes."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from launch_server.domain.endpoints import EndpointRepository, EndpointType
+from launch_server.domain.errors import (
+    DeadlineExceeded,
+    EndpointUnavailable,
+    FailedPrecondition,
+    NotFound,
+    ResourceExhausted,
+)
+
+from .reconciler import Reconciler
+
+ASYNC_HINT = "submit tasks to it instead (TaskService.CreateTask; AsyncEndpoint.predict in the SDK)"
+
+
+class Router:
+    def __init__(self, reconciler: Reconciler, endpoints: EndpointRepository) -> None:
+        self._reconciler = reconciler
+        self._endpoints = endpoints
+        self._handles: dict[str, Any] = {}
+
+    async def _handle(self, app_name: str) -> Any:
+        handle = self._handles.get(app_name)
+        if handle is None:
+            from ray import serve
+
+            handle = await asyncio.to_thread(serve.get_app_handle, app_name)
+            self._handles[app_name] = handle
+        return handle
+
+    def forget(self, app_name: str) -> None:
+        self._handles.pop(app_name, None)
+
+    async def _unavailable_reason(self, owner: str, name: str) -> EndpointUnavailable | NotFound | FailedPrecondition:
+        """Slow path for names the in-memory view does not know (yet): one database read."""
+        endpoint = await asyncio.to_thread(self._endpoints.get, owner, name)
+        if endpoint is None:
+            return NotFound("model endpoint", name)
+        if endpoint.settings.endpoint_type is EndpointType.ASYNC:
+            return FailedPrecondition(f"model endpoint {name!r} is async: {ASYNC_HINT}")
+        reason = f": {endpoint.status_reason}" if endpoint.status_reason else ""
+        return EndpointUnavailable(f"model endpoint {name!r} is {endpoint.status.value}{reason}")
+
+    async def predict(self, owner: str, name: str, request: dict[str, Any], timeout: float | None) -> dict[str, Any]:
+        if not self._reconciler.ready:
+            raise EndpointUnavailable(f"the serving layer is starting; retry shortly ({self._reconciler.error})")
+        route = self._reconciler.routes.get((owner, name))
+        if route is None:
+            raise await self._unavailable_reason(owner, name)
+        endpoint_id, endpoint_type = route
+        if endpoint_type == EndpointType.ASYNC.value:
+            raise FailedPrecondition(f"model endpoint {name!r} is async: {ASYNC_HINT}")
+        state = self._reconciler.live.get(endpoint_id)
+        if state is None or not state.serving:
+            if state is None:
+                raise await self._unavailable_reason(owner, name)
+            reason = f": {state.reason}" if state.reason else ""
+            raise EndpointUnavailable(f"model endpoint {name!r} is {state.status.value}{reason}")
+        handle = await self._handle(state.app_name)
+        response = handle.remote(request)
+
+        async def result() -> dict[str, Any]:
+            return await response
+
+        try:
+            return await asyncio.wait_for(result(), timeout)
+        except asyncio.TimeoutError:
+            response.cancel()
+            raise DeadlineExceeded(f"model endpoint {name!r} did not answer within the deadline") from None
+        except asyncio.CancelledError:
+            response.cancel()  # the client went away: stop the work in Ray too
+            raise
+        except Exception as exc:  # noqa: BLE001 - Ray's errors are translated, never leaked
+            raise _translate(name, exc) from None
+
+
+def _translate(name: str, exc: Exception) -> Exception:
+    kind = type(exc).__name__
+    if kind == "BackPressureError":
+        return ResourceExhausted(f"model endpoint {name!r} is at capacity: {exc}")
+    if kind in ("ActorDiedError", "RayActorError", "ActorUnavailableError"):
+        return EndpointUnavailable(f"the worker serving {name!r} died while running the request; retry it")
+    if kind in ("RequestCancelledError", "TaskCancelledError"):
+        return EndpointUnavailable(f"the request to {name!r} was cancelled")
+    return EndpointUnavailable(f"model endpoint {name!r} failed to run the request: {kind}: {exc}")
