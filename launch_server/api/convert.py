@@ -80,19 +80,20 @@ def endpoint_type_from_proto(value: int, field: str) -> EndpointType:
 
 
 def settings_from_proto(m: epb.ModelEndpoint) -> EndpointSettings:
-    """Unset (zero) fields take Launch's documented defaults."""
+    """Unset fields take Launch's documented defaults; an explicit 0 is kept (and validated)."""
     r, w = m.resources, m.workers
+    min_workers = w.min_workers if w.HasField("min_workers") else DEFAULTS.min_workers
     return EndpointSettings(
         bundle_name=m.bundle_name,
         endpoint_type=endpoint_type_from_proto(m.endpoint_type, "endpoint.endpoint_type"),
-        cpus=r.cpus if m.HasField("resources") and r.cpus else DEFAULTS.cpus,
+        cpus=r.cpus if r.HasField("cpus") else DEFAULTS.cpus,
         memory=r.memory or DEFAULTS.memory,
-        gpus=r.gpus,
+        gpus=r.gpus if r.HasField("gpus") else 0,
         gpu_type=r.gpu_type,
         storage=r.storage,
-        min_workers=w.min_workers if m.HasField("workers") else DEFAULTS.min_workers,
-        max_workers=w.max_workers if m.HasField("workers") and w.max_workers else DEFAULTS.max_workers,
-        per_worker=w.per_worker if m.HasField("workers") and w.per_worker else DEFAULTS.per_worker,
+        min_workers=min_workers,
+        max_workers=w.max_workers if w.HasField("max_workers") else max(1, min_workers),
+        per_worker=w.per_worker if w.HasField("per_worker") else DEFAULTS.per_worker,
         post_inference_hooks=tuple(m.post_inference_hooks),
         default_callback_url=m.default_callback_url,
         labels=dict(m.labels),
