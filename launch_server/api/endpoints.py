@@ -8,7 +8,7 @@ import grpc
 from launch.v1 import model_endpoint_pb2 as epb
 from launch.v1 import model_endpoint_pb2_grpc as egrpc
 
-from launch_server.domain.endpoints import Endpoint, EndpointService
+from launch_server.domain.endpoints import Endpoint, EndpointService, EndpointStatus
 from launch_server.domain.errors import InvalidArgument
 from launch_server.serving.reconciler import Reconciler
 
@@ -23,6 +23,12 @@ class ModelEndpointServicer(egrpc.ModelEndpointServiceServicer):
 
     def _proto(self, endpoint: Endpoint) -> epb.ModelEndpoint:
         """Adds the live worker counts the reconciler last saw (no Ray call on the RPC path)."""
+        if self._reconciler is not None and not self._reconciler.ready and endpoint.status is EndpointStatus.READY:
+            # Just started: READY in the database is what the last server saw, not yet confirmed.
+            endpoint = endpoint.replace(
+                status=EndpointStatus.UPDATE_IN_PROGRESS,
+                status_reason="the server is starting; checking that the endpoint is still running",
+            )
         live = self._reconciler.live.get(endpoint.endpoint_id) if self._reconciler else None
         if live is None:
             return endpoint_to_proto(endpoint)

@@ -45,10 +45,8 @@ def describe(resources: dict[str, float]) -> str:
 def cluster_nodes(available: bool) -> list[dict[str, float]]:
     """Per-node total (or currently free) resources of alive nodes."""
     import ray
+    from ray._private import state  # no public per-node view of free resources in Ray 2.60
 
     if not available:
         return [dict(n["Resources"]) for n in ray.nodes() if n.get("Alive")]
-    from ray._private.state import state
-
-    per_node = state._available_resources_per_node()  # noqa: SLF001 - no public per-node view
-    return [dict(v) for v in per_node.values()]
+    return [dict(v) for v in state.available_resources_per_node().values()]

@@ -64,6 +64,7 @@ class Reconciler:
     _kick: asyncio.Event = field(default_factory=asyncio.Event)
     ready: bool = False
     error: str = ""
+    first_pass: asyncio.Event = field(default_factory=asyncio.Event)
 
     def app_name(self, endpoint: Endpoint) -> str:
         return f"{self.settings.serve_app_prefix}-{endpoint.endpoint_id}"
@@ -77,6 +78,7 @@ class Reconciler:
             try:
                 await asyncio.to_thread(self.reconcile_once)
                 self.error = ""
+                self.first_pass.set()
             except Exception as exc:  # noqa: BLE001 - the loop must outlive any one failure
                 self.error = f"{type(exc).__name__}: {exc}"
                 log.exception("reconcile pass failed")
@@ -98,14 +100,10 @@ class Reconciler:
         for endpoint in endpoints:
             app = self.app_name(endpoint)
             known.add(app)
-            if endpoint.status is EndpointStatus.DELETE_IN_PROGRESS:
-                self._tear_down(endpoint, app, apps)
-                continue
-            deployed = self._deployed.get(endpoint.endpoint_id)
-            if deployed is None or deployed.generation != endpoint.generation or app not in apps:
-                self._deploy(endpoint, app, was_running=deployed is not None and deployed.ever_running)
-                continue
-            self._observe(endpoint, app, apps[app], deployed)
+            try:
+                self._converge(endpoint, app, apps)
+            except Exception:  # noqa: BLE001 - one endpoint's failure must not stall the others
+                log.exception("reconciling endpoint %s (%s) failed", endpoint.name, endpoint.endpoint_id)
         for app in apps:
             if app.startswith(f"{self.settings.serve_app_prefix}-") and app not in known:
                 log.info("deleting orphaned Serve application %s", app)
@@ -121,6 +119,20 @@ class Reconciler:
                 self.live.pop(endpoint_id, None)
                 self._deployed.pop(endpoint_id, None)
         self.ready = True
+
+    def _converge(self, endpoint: Endpoint, app: str, apps: dict[str, Any]) -> None:
+        if endpoint.status is EndpointStatus.DELETE_IN_PROGRESS:
+            self._tear_down(endpoint, app, apps)
+            return
+        deployed = self._deployed.get(endpoint.endpoint_id)
+        if deployed is None or deployed.generation != endpoint.generation or app not in apps:
+            # After a server restart the application may still be running in Serve: redeploying the
+            # same generation is then a no-op for Serve, and requests keep flowing meanwhile.
+            still_running = app in apps and str(getattr(apps[app].status, "value", apps[app].status)) == "RUNNING"
+            was_running = (deployed is not None and deployed.ever_running) or still_running
+            self._deploy(endpoint, app, was_running=was_running)
+            return
+        self._observe(endpoint, app, apps[app], deployed)
 
     def _tear_down(self, endpoint: Endpoint, app: str, apps: dict[str, Any]) -> None:
         from ray import serve
@@ -202,12 +214,8 @@ class Reconciler:
         if bundle.requirements:
             message += f"; installing requirements {list(bundle.requirements)}"
         self.endpoints.set_status(endpoint.endpoint_id, EndpointStatus.UPDATE_IN_PROGRESS, message, endpoint.generation)
-        previous = self.live.get(endpoint.endpoint_id)
         self.live[endpoint.endpoint_id] = LiveState(
-            app,
-            EndpointStatus.UPDATE_IN_PROGRESS,
-            message,
-            serving=was_running and previous is not None and previous.available_workers > 0,
+            app, EndpointStatus.UPDATE_IN_PROGRESS, message, serving=was_running
         )
 
     def _observe(self, endpoint: Endpoint, app: str, overview: Any, deployed: _Deployed) -> None:
@@ -222,8 +230,14 @@ class Reconciler:
         if app_status == "RUNNING":
             deployed.ever_running = True
             status, reason, serving = EndpointStatus.READY, "", True
+            if unavailable and available < endpoint.settings.min_workers:
+                # A worker died or is being replaced: still READY (requests wait for it), but say so.
+                reason = f"{unavailable} worker(s) starting or recovering, {available} running"
         elif app_status == "DEPLOY_FAILED":
-            status, reason, serving = EndpointStatus.UPDATE_FAILED, message or "deploy failed", False
+            # The deployment's message carries the replica's own error (for example the bundle's
+            # load error); the application's message only says that the deployment failed.
+            detail = (deployment.message if deployment else "") or message or "deploy failed"
+            status, reason, serving = EndpointStatus.UPDATE_FAILED, detail[-4000:], False
         elif app_status == "UNHEALTHY":
             status = EndpointStatus.READY if available else EndpointStatus.UPDATE_IN_PROGRESS
             reason = f"a worker failed and Serve is replacing it: {message}".strip()

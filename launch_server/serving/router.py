@@ -52,7 +52,14 @@ class Router:
 
     async def predict(self, owner: str, name: str, request: dict[str, Any], timeout: float | None) -> dict[str, Any]:
         if not self._reconciler.ready:
-            raise EndpointUnavailable(f"the serving layer is starting; retry shortly ({self._reconciler.error})")
+            # The server just started: wait (within the deadline) for the first reconcile pass,
+            # so a restart looks like a slow request rather than an error.
+            try:
+                await asyncio.wait_for(self._reconciler.first_pass.wait(), min(timeout or 30.0, 30.0))
+            except asyncio.TimeoutError:
+                raise EndpointUnavailable(
+                    f"the serving layer is starting; retry shortly ({self._reconciler.error})"
+                ) from None
         route = self._reconciler.routes.get((owner, name))
         if route is None:
             raise await self._unavailable_reason(owner, name)
