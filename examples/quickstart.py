@@ -1,9 +1,10 @@
-"""Quick start: registers bundles through the SDK against a running launch-server.
-Reads LAUNCH_API_KEY and LAUNCH_ENDPOINT (scripts/quickstart.sh sets both)."""
+"""Quick start: registers bundles through the SDK, serves one as a sync endpoint on Ray Serve and
+sends it requests. Reads LAUNCH_API_KEY and LAUNCH_ENDPOINT (scripts/quickstart.sh sets both)."""
 
 from __future__ import annotations
 
 import tempfile
+import time
 from pathlib import Path
 
 import launch
@@ -18,6 +19,11 @@ def echo(**kwargs):  # type: ignore[no-untyped-def]
 def main() -> None:
     client = launch.LaunchClient()
     print(client)
+    for endpoint in client.list_model_endpoints():
+        if endpoint.name == "echo-ep":
+            client.delete_model_endpoint(endpoint)
+            while client.get_model_endpoint("echo-ep") is not None:
+                time.sleep(0.2)
     for old in client.list_model_bundles():
         if old.name in ("echo", "zipped"):
             client.delete_model_bundle(old)
@@ -45,6 +51,19 @@ def main() -> None:
         )
     print(f"registered {zipped.name} ({zipped.packaging_type}) at {zipped.location}")
     print("bundles:", [b.name for b in client.list_model_bundles()])
+
+    started = time.monotonic()
+    endpoint = client.create_model_endpoint(
+        "echo-ep", bundle, cpus=1, memory="1Gi", min_workers=0, max_workers=2, per_worker=2, labels={"team": "ml"}
+    )
+    while (status := endpoint.status()) not in ("READY", "UPDATE_FAILED"):
+        time.sleep(0.2)
+    print(f"endpoint {endpoint.name}: {status} after {time.monotonic() - started:.1f} s", endpoint.worker_settings())
+    response = endpoint.predict(launch.EndpointRequest(args={"x": 1, "y": "hello"}, return_pickled=False))
+    print("predict ->", response.status, response.result)
+    pickled = endpoint.predict(launch.EndpointRequest(args={"x": [1, 2, 3]}, return_pickled=True))
+    print("predict (pickled) ->", pickled.status, pickled.result_url, "->", pickled.load_result())
+    print(client.read_endpoint_creation_logs(endpoint).splitlines()[:6])
 
 
 if __name__ == "__main__":
