@@ -69,18 +69,14 @@ def serve(
 async def _serve(settings: Settings, port_file: str | None) -> None:
     from .api.server import build_server, mark_serving
 
+
     app = build_app(settings)
     key = ensure_dev_key(app)
     if key:
         click.echo(f"Created development API key for owner 'dev' (saved to {app.settings.dev_key_file}):")
         click.echo(f"  {key}")
     serving = ServingLayer(app) if settings.serving else None
-    server, port, health_servicer = build_server(
-        app,
-        settings.bind,
-        serving.reconciler if serving else None,
-        serving.router if serving else None,
-    )
+    server, port, health_servicer = build_server(app, settings.bind, serving)
     await server.start()
     await mark_serving(health_servicer, True)
     host = settings.bind.rsplit(":", 1)[0]

@@ -43,6 +43,12 @@ class Settings:
     downscale_delay_s: float = field(default_factory=lambda: float(_env("DOWNSCALE_DELAY_S", "5")))
     downscale_to_zero_delay_s: float = field(default_factory=lambda: float(_env("DOWNSCALE_TO_ZERO_DELAY_S", "10")))
     reconcile_interval_s: float = field(default_factory=lambda: float(_env("RECONCILE_INTERVAL_S", "1")))
+    task_lease_s: float = field(default_factory=lambda: float(_env("TASK_LEASE_S", "60")))
+    task_max_attempts: int = field(default_factory=lambda: int(_env("TASK_MAX_ATTEMPTS", "3")))
+    task_group_max: int = field(default_factory=lambda: int(_env("TASK_GROUP_MAX", "64")))
+    result_retention_s: float = field(default_factory=lambda: float(_env("RESULT_RETENTION_S", str(7 * 86400))))
+    callback_max_attempts: int = field(default_factory=lambda: int(_env("CALLBACK_MAX_ATTEMPTS", "6")))
+    callback_base_delay_s: float = field(default_factory=lambda: float(_env("CALLBACK_BASE_DELAY_S", "1")))
     allow_local_file_urls: bool = field(
         default_factory=lambda: _env("ALLOW_LOCAL_FILE_URLS", "0") in ("1", "true", "yes")
     )

@@ -78,7 +78,5 @@ class ModelEndpointServicer(egrpc.ModelEndpointServiceServicer):
             from launch_server.serving.logs import endpoint_logs
 
             bundle_has_requirements = any("installing requirements" in e.message for e in events)
-            logs = await asyncio.to_thread(
-                endpoint_logs, self._reconciler.app_name(endpoint), bundle_has_requirements
-            )
+            logs = await asyncio.to_thread(endpoint_logs, self._reconciler.app_name(endpoint), bundle_has_requirements)
         return epb.ReadModelEndpointCreationLogsResponse(events=[event_to_proto(e) for e in events], logs=logs)

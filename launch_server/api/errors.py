@@ -55,9 +55,7 @@ def to_status(error: de.DomainError) -> grpc.Status:
             _pack(
                 error_details_pb2.BadRequest(
                     field_violations=[
-                        error_details_pb2.BadRequest.FieldViolation(
-                            field=error.field, description=error.description
-                        )
+                        error_details_pb2.BadRequest.FieldViolation(field=error.field, description=error.description)
                     ]
                 )
             )

@@ -20,14 +20,13 @@ from launch.v1 import (
 )
 
 from launch_server.app import App
-from launch_server.serving.reconciler import Reconciler
-from launch_server.serving.router import Router
+from launch_server.serving.layer import ServingLayer
 
 from .auth import AuthErrorsInterceptor
 from .bundles import ModelBundleServicer
 from .endpoints import ModelEndpointServicer
 from .inference import InferenceServicer
-from .results import download_result
+from .tasks import TaskServicer
 from .unimplemented import unimplemented_servicer
 
 MAX_MESSAGE_BYTES = 64 << 20
@@ -45,19 +44,8 @@ def _descriptor(full_name: str):  # type: ignore[no-untyped-def]
     return SERVICES[full_name].DESCRIPTOR.services_by_name[full_name.rsplit(".", 1)[1]]
 
 
-def task_servicer(app: App):  # type: ignore[no-untyped-def]
-    """TaskService: DownloadResult is served now; the async queue RPCs arrive later."""
-    base = unimplemented_servicer(task_pb2_grpc.TaskServiceServicer, _descriptor("launch.v1.TaskService"))
-
-    class TaskServicer(base):  # type: ignore[misc, valid-type]
-        def DownloadResult(self, request, context):  # type: ignore[no-untyped-def]
-            return download_result(app.bundles.storage, request, context)
-
-    return TaskServicer()
-
-
 def build_server(
-    app: App, bind: str, reconciler: Reconciler | None = None, router: Router | None = None
+    app: App, bind: str, serving: ServingLayer | None = None
 ) -> tuple[grpc.aio.Server, int, health.aio.HealthServicer]:
     """Returns the server (not started), the bound port and the health servicer (so shutdown can
     flip it to NOT_SERVING before draining)."""
@@ -71,14 +59,17 @@ def build_server(
     )
     model_bundle_pb2_grpc.add_ModelBundleServiceServicer_to_server(ModelBundleServicer(app.bundles), server)
     model_endpoint_pb2_grpc.add_ModelEndpointServiceServicer_to_server(
-        ModelEndpointServicer(app.endpoints, reconciler), server
+        ModelEndpointServicer(app.endpoints, serving.reconciler if serving else None), server
     )
-    inference_pb2_grpc.add_InferenceServiceServicer_to_server(InferenceServicer(router), server)
-    task_pb2_grpc.add_TaskServiceServicer_to_server(task_servicer(app), server)
+    inference_pb2_grpc.add_InferenceServiceServicer_to_server(
+        InferenceServicer(serving.router if serving else None), server
+    )
+    task_pb2_grpc.add_TaskServiceServicer_to_server(
+        TaskServicer(serving.tasks if serving else None, serving.hub if serving else None, app.bundles.storage),
+        server,
+    )
     batch_job_pb2_grpc.add_BatchJobServiceServicer_to_server(
-        unimplemented_servicer(
-            batch_job_pb2_grpc.BatchJobServiceServicer, _descriptor("launch.v1.BatchJobService")
-        )(),
+        unimplemented_servicer(batch_job_pb2_grpc.BatchJobServiceServicer, _descriptor("launch.v1.BatchJobService"))(),
         server,
     )
 

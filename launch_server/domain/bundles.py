@@ -92,9 +92,7 @@ class BundleService:
             async for chunk in chunks:
                 received += len(chunk)
                 if received > header.size_bytes:
-                    raise ChecksumMismatch(
-                        "chunk", f"received more than the declared {header.size_bytes} bytes"
-                    )
+                    raise ChecksumMismatch("chunk", f"received more than the declared {header.size_bytes} bytes")
                 digest.update(chunk)
                 await asyncio.to_thread(writer.write, chunk)
                 if spool is not None:

@@ -109,9 +109,7 @@ class EndpointRepository(Protocol):
         """Stores new settings, bumps the generation and resets status to UPDATE_PENDING."""
         ...
 
-    def set_status(
-        self, endpoint_id: str, status: EndpointStatus, reason: str, generation: int | None = None
-    ) -> bool:
+    def set_status(self, endpoint_id: str, status: EndpointStatus, reason: str, generation: int | None = None) -> bool:
         """Records a status change and an event; with generation, only if the row is still at it."""
         ...
 

@@ -50,9 +50,7 @@ def validate_env_params(field: str, env_params: dict[str, str]) -> None:
     if not framework:
         raise InvalidArgument(f"{field}.framework_type", "is required")
     if framework not in FRAMEWORK_TYPES:
-        raise InvalidArgument(
-            f"{field}.framework_type", f"must be one of {sorted(FRAMEWORK_TYPES)}, got {framework!r}"
-        )
+        raise InvalidArgument(f"{field}.framework_type", f"must be one of {sorted(FRAMEWORK_TYPES)}, got {framework!r}")
     if framework == "pytorch" and not env_params.get("pytorch_image_tag"):
         raise InvalidArgument(f"{field}.pytorch_image_tag", "is required when framework_type is pytorch")
     if framework == "tensorflow" and not env_params.get("tensorflow_version"):

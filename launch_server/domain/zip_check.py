@@ -33,6 +33,5 @@ def check_zip(fileobj: IO[bytes], module_paths: list[str]) -> None:
         if top not in tops:
             raise InvalidArgument(
                 "header.bundle.metadata",
-                f"module path {path!r} starts with {top!r}, which is not a folder in the zip "
-                f"(folders: {sorted(tops)})",
+                f"module path {path!r} starts with {top!r}, which is not a folder in the zip (folders: {sorted(tops)})",
             )

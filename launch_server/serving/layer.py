@@ -1,13 +1,20 @@
-"""The serving layer's lifetime inside the server process: joins or starts Ray in the
-background (the gRPC server answers bundle RPCs meanwhile), then runs the reconciler until the
-server stops, and shuts down a Ray it started itself."""
+"""The serving layer's lifetime inside the server process: joins or starts Ray in the background
+(the gRPC server answers bundle RPCs meanwhile), then runs the reconciler, the task dispatcher,
+the watch hub, the callback sender and queue maintenance until the server stops, and shuts down
+a Ray it started itself."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
+from datetime import datetime, timedelta, timezone
 
 from launch_server.app import App
+from launch_server.domain.tasks import TaskService
+from launch_server.store.task_repository import SqlTaskRepository
+from launch_server.tasks.callbacks import CallbackSender
+from launch_server.tasks.dispatcher import Dispatcher
+from launch_server.tasks.watch import WatchHub
 
 from . import cluster
 from .reconciler import Reconciler
@@ -18,10 +25,37 @@ log = logging.getLogger(__name__)
 
 class ServingLayer:
     def __init__(self, app: App) -> None:
+        s = app.settings
         self.app = app
-        self.reconciler = Reconciler(app.settings, app.endpoint_repo, app.bundle_repo)
+        self.reconciler = Reconciler(s, app.endpoint_repo, app.bundle_repo)
         self.router = Router(self.reconciler, app.endpoint_repo)
+        self.task_repo = SqlTaskRepository(app.engine)
+        self.tasks = TaskService(self.task_repo, app.endpoint_repo)
+        self.hub = WatchHub(self.task_repo)
+        self.dispatcher = Dispatcher(
+            self.task_repo,
+            self.reconciler,
+            self.router,
+            self.hub,
+            lease_s=s.task_lease_s,
+            max_attempts=s.task_max_attempts,
+            group_max=s.task_group_max,
+        )
+        self.callbacks = CallbackSender(
+            self.task_repo, max_attempts=s.callback_max_attempts, base_delay_s=s.callback_base_delay_s
+        )
         app.endpoints.on_change = self.reconciler.kick
+        self.tasks.on_submit = self.dispatcher.kick
+        self.tasks.admission = self.dispatcher
+        self.tasks.cached_endpoint = self._cached_endpoint
+        self.dispatcher.on_finished = self.callbacks.kick
+        self.reconciler.on_removed = lambda endpoint_id: self.task_repo.fail_endpoint_tasks(
+            endpoint_id, "cancelled: the endpoint was deleted"
+        )
+
+    def _cached_endpoint(self, owner: str, name: str):  # type: ignore[no-untyped-def]
+        route = self.reconciler.routes.get((owner, name))
+        return self.reconciler.endpoints_by_id.get(route[0]) if route else None
 
     async def run(self, stop: asyncio.Event) -> None:
         settings = self.app.settings
@@ -31,14 +65,43 @@ class ServingLayer:
             throughput_optimized=settings.throughput_optimized,
         )
         self.reconciler.error = "connecting to Ray"
+        loops = [asyncio.create_task(self.hub.run(stop)), asyncio.create_task(self._maintain(stop))]
         try:
             started_local = await asyncio.to_thread(cluster.start, options)
         except Exception as exc:  # noqa: BLE001 - the control plane keeps serving bundles
             self.reconciler.error = f"Ray failed to start: {exc}"
             log.exception("could not start or join Ray; endpoints will not be served")
             await stop.wait()
+            await asyncio.gather(*loops, return_exceptions=True)
             return
+        loops += [
+            asyncio.create_task(self.dispatcher.run(stop)),
+            asyncio.create_task(self.callbacks.run(stop)),
+        ]
         try:
             await self.reconciler.run(stop)
         finally:
+            await asyncio.gather(*loops, return_exceptions=True)
             await asyncio.to_thread(cluster.stop, started_local)
+
+    async def _maintain(self, stop: asyncio.Event) -> None:
+        """Leases of dead servers, expired tasks and old results; cheap, so every 2 s."""
+        last_purge = 0.0
+        loop = asyncio.get_running_loop()
+        while not stop.is_set():
+            try:
+                await asyncio.wait_for(stop.wait(), timeout=2.0)
+            except asyncio.TimeoutError:
+                pass
+            try:
+                if await asyncio.to_thread(self.task_repo.reclaim_expired_leases, self.dispatcher.max_attempts):
+                    self.dispatcher.kick()
+                await asyncio.to_thread(self.task_repo.expire_pending)
+                if loop.time() - last_purge > 60:
+                    last_purge = loop.time()
+                    cutoff = datetime.now(timezone.utc) - timedelta(seconds=self.app.settings.result_retention_s)
+                    for url in await asyncio.to_thread(self.task_repo.purge_finished, cutoff):
+                        if self.app.bundles.storage.contains(url):
+                            await asyncio.to_thread(self.app.bundles.storage.delete, url)
+            except Exception:  # noqa: BLE001
+                log.exception("queue maintenance failed")

@@ -13,6 +13,7 @@ import asyncio
 import hashlib
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -60,6 +61,9 @@ class Reconciler:
     live: dict[str, LiveState] = field(default_factory=dict)  # endpoint_id -> state
     # (owner, name) -> (endpoint_id, endpoint type value): the predict path's lookup table.
     routes: dict[tuple[str, str], tuple[str, str]] = field(default_factory=dict)
+    endpoints_by_id: dict[str, Endpoint] = field(default_factory=dict)
+    # Called with an endpoint id once its application is gone (the task queue cancels its tasks).
+    on_removed: Callable[[str], None] = lambda endpoint_id: None
     _deployed: dict[str, _Deployed] = field(default_factory=dict)
     _kick: asyncio.Event = field(default_factory=asyncio.Event)
     ready: bool = False
@@ -113,6 +117,9 @@ class Reconciler:
             for e in endpoints
             if e.status is not EndpointStatus.DELETE_IN_PROGRESS
         }
+        self.endpoints_by_id = {
+            e.endpoint_id: e for e in endpoints if e.status is not EndpointStatus.DELETE_IN_PROGRESS
+        }
         live_ids = {e.endpoint_id for e in endpoints}
         for endpoint_id in list(self.live):
             if endpoint_id not in live_ids:
@@ -145,6 +152,7 @@ class Reconciler:
             if str(apps[app].status) not in ("DELETING", "ApplicationStatus.DELETING"):
                 serve.delete(app, _blocking=False)
             return
+        self.on_removed(endpoint.endpoint_id)
         self.endpoints.remove(endpoint.endpoint_id)
         self.live.pop(endpoint.endpoint_id, None)
         self._deployed.pop(endpoint.endpoint_id, None)

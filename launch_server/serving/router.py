@@ -28,7 +28,7 @@ class Router:
         self._endpoints = endpoints
         self._handles: dict[str, Any] = {}
 
-    async def _handle(self, app_name: str) -> Any:
+    async def handle(self, app_name: str) -> Any:
         handle = self._handles.get(app_name)
         if handle is None:
             from ray import serve
@@ -72,7 +72,7 @@ class Router:
                 raise await self._unavailable_reason(owner, name)
             reason = f": {state.reason}" if state.reason else ""
             raise EndpointUnavailable(f"model endpoint {name!r} is {state.status.value}{reason}")
-        handle = await self._handle(state.app_name)
+        handle = await self.handle(state.app_name)
         response = handle.remote(request)
 
         async def result() -> dict[str, Any]:

@@ -31,9 +31,7 @@ class S3Writer:
 
     def _flush_part(self) -> None:
         if self._upload_id is None:
-            self._upload_id = self._client.create_multipart_upload(Bucket=self._bucket, Key=self._key)[
-                "UploadId"
-            ]
+            self._upload_id = self._client.create_multipart_upload(Bucket=self._bucket, Key=self._key)["UploadId"]
         number = len(self._parts) + 1
         response = self._client.upload_part(
             Bucket=self._bucket,

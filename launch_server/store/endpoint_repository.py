@@ -19,6 +19,7 @@ from launch_server.domain.endpoints import (
 from launch_server.domain.entities import Page
 from launch_server.domain.errors import AlreadyExists
 
+from .db import writer
 from .paging import decode_token, encode_token
 from .repositories import as_utc
 from .tables import BundleRow, EndpointEventRow, EndpointRow
@@ -83,6 +84,7 @@ def _now() -> datetime:
 class SqlEndpointRepository:
     def __init__(self, engine: Engine) -> None:
         self._engine = engine
+        self._writer = writer(engine)
 
     def _select(self):  # type: ignore[no-untyped-def]
         return select(EndpointRow, BundleRow.name).join(BundleRow, BundleRow.bundle_id == EndpointRow.bundle_id)
@@ -102,7 +104,7 @@ class SqlEndpointRepository:
             endpoint_type=endpoint.settings.endpoint_type.value,
         )
         _apply_settings(row, endpoint)
-        with Session(self._engine) as session:
+        with Session(self._writer) as session:
             session.add(row)
             session.add(
                 EndpointEventRow(
@@ -157,7 +159,7 @@ class SqlEndpointRepository:
             return [_to_entity(r, n) for r, n in session.exec(self._select())]
 
     def update_settings(self, endpoint: Endpoint, event: str) -> Endpoint:
-        with Session(self._engine) as session:
+        with Session(self._writer) as session:
             row = session.get(EndpointRow, endpoint.endpoint_id, with_for_update=True)
             if row is None:
                 from launch_server.domain.errors import NotFound
@@ -169,17 +171,13 @@ class SqlEndpointRepository:
             row.status_reason = "waiting for the serving layer to roll out the change"
             row.updated_at = _now()
             session.add(row)
-            session.add(
-                EndpointEventRow(endpoint_id=row.endpoint_id, time=_now(), status=row.status, message=event)
-            )
+            session.add(EndpointEventRow(endpoint_id=row.endpoint_id, time=_now(), status=row.status, message=event))
             session.commit()
             session.refresh(row)
             return _to_entity(row, endpoint.bundle_name)
 
-    def set_status(
-        self, endpoint_id: str, status: EndpointStatus, reason: str, generation: int | None = None
-    ) -> bool:
-        with Session(self._engine) as session:
+    def set_status(self, endpoint_id: str, status: EndpointStatus, reason: str, generation: int | None = None) -> bool:
+        with Session(self._writer) as session:
             row = session.get(EndpointRow, endpoint_id, with_for_update=True)
             if row is None or (generation is not None and row.generation != generation):
                 return False
@@ -196,7 +194,7 @@ class SqlEndpointRepository:
             return True
 
     def add_event(self, endpoint_id: str, status: EndpointStatus, message: str) -> None:
-        with Session(self._engine) as session:
+        with Session(self._writer) as session:
             session.add(EndpointEventRow(endpoint_id=endpoint_id, time=_now(), status=status.value, message=message))
             session.commit()
 
@@ -211,7 +209,7 @@ class SqlEndpointRepository:
         return [EndpointEvent(as_utc(r.time), EndpointStatus(r.status), r.message) for r in reversed(rows)]
 
     def remove(self, endpoint_id: str) -> None:
-        with Session(self._engine) as session:
+        with Session(self._writer) as session:
             session.exec(delete(EndpointEventRow).where(EndpointEventRow.endpoint_id == endpoint_id))
             session.exec(delete(EndpointRow).where(EndpointRow.endpoint_id == endpoint_id))
             session.commit()

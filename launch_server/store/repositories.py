@@ -12,6 +12,7 @@ from sqlmodel import Session, func, select
 from launch_server.domain.entities import ApiKeyRecord, Bundle, BundleForm, PackagingType, Page
 from launch_server.domain.errors import AlreadyExists, FailedPrecondition, NotFound
 
+from .db import writer
 from .paging import decode_token, encode_token
 from .tables import ApiKeyRow, BundleRow, EndpointRow
 
@@ -45,6 +46,7 @@ def _bundle_from_row(row: BundleRow) -> Bundle:
 class SqlBundleRepository:
     def __init__(self, engine: Engine) -> None:
         self._engine = engine
+        self._writer = writer(engine)
 
     def add(self, bundle: Bundle) -> Bundle:
         row = BundleRow(
@@ -65,7 +67,7 @@ class SqlBundleRepository:
             request_id=bundle.request_id,
             created_at=bundle.created_at,
         )
-        with Session(self._engine) as session:
+        with Session(self._writer) as session:
             session.add(row)
             try:
                 session.commit()
@@ -80,9 +82,7 @@ class SqlBundleRepository:
 
     def get(self, owner: str, name: str) -> Bundle | None:
         with Session(self._engine) as session:
-            row = session.exec(
-                select(BundleRow).where(BundleRow.owner == owner, BundleRow.name == name)
-            ).first()
+            row = session.exec(select(BundleRow).where(BundleRow.owner == owner, BundleRow.name == name)).first()
             return _bundle_from_row(row) if row else None
 
     def get_by_id(self, bundle_id: str) -> Bundle | None:
@@ -119,7 +119,7 @@ class SqlBundleRepository:
         return Page(items=items, next_page_token=token)
 
     def delete(self, owner: str, name: str) -> Bundle:
-        with Session(self._engine) as session:
+        with Session(self._writer) as session:
             row = session.exec(
                 select(BundleRow).where(BundleRow.owner == owner, BundleRow.name == name).with_for_update()
             ).first()
@@ -155,9 +155,10 @@ def _key_from_row(row: ApiKeyRow) -> ApiKeyRecord:
 class SqlApiKeyRepository:
     def __init__(self, engine: Engine) -> None:
         self._engine = engine
+        self._writer = writer(engine)
 
     def add(self, record: ApiKeyRecord) -> None:
-        with Session(self._engine) as session:
+        with Session(self._writer) as session:
             session.add(
                 ApiKeyRow(
                     key_id=record.key_id,
@@ -183,7 +184,7 @@ class SqlApiKeyRepository:
             return [_key_from_row(r) for r in session.exec(query)]
 
     def revoke(self, key_id: str) -> bool:
-        with Session(self._engine) as session:
+        with Session(self._writer) as session:
             row = session.get(ApiKeyRow, key_id)
             if row is None or row.revoked_at is not None:
                 return False

@@ -92,3 +92,42 @@ class EndpointEventRow(SQLModel, table=True):
     time: datetime = Field(sa_column=_utc_column())
     status: str = Field(max_length=32)
     message: str = Field(sa_column=Column(Text, nullable=False))
+
+
+class TaskRow(SQLModel, table=True):
+    """One async request. Claimed with a lease (lease_owner, lease_expires_at) so a dead server's
+    tasks are taken over; attempts counts starts (more than one means it ran again)."""
+
+    __tablename__ = "tasks"
+    __table_args__ = (
+        UniqueConstraint("owner", "request_id", name="uq_tasks_owner_request_id"),
+        Index("ix_tasks_endpoint_state_created", "endpoint_id", "state", "created_at"),
+        Index("ix_tasks_state_lease", "state", "lease_expires_at"),
+        Index("ix_tasks_updated", "updated_at"),
+        Index("ix_tasks_callback", "callback_state", "next_callback_at"),
+    )
+
+    task_id: str = Field(primary_key=True, max_length=32)
+    owner: str = Field(max_length=63)
+    endpoint_id: str = Field(max_length=32)
+    endpoint_name: str = Field(max_length=63)
+    state: str = Field(max_length=16)
+    input_json: str = Field(sa_column=Column(Text, nullable=False))
+    callback_url: str = Field(default="", sa_column=Column(Text, nullable=False))
+    client_request_id: str = Field(default="", max_length=128)
+    request_id: str | None = Field(default=None, max_length=160)
+    result: str = Field(default="", sa_column=Column(Text, nullable=False))
+    result_url: str = Field(default="", sa_column=Column(Text, nullable=False))
+    traceback: str = Field(default="", sa_column=Column(Text, nullable=False))
+    attempts: int = Field(default=0)
+    lease_owner: str | None = Field(default=None, max_length=64)
+    lease_expires_at: datetime | None = Field(default=None, sa_column=_utc_column(nullable=True))
+    created_at: datetime = Field(sa_column=_utc_column())
+    updated_at: datetime = Field(sa_column=_utc_column())
+    started_at: datetime | None = Field(default=None, sa_column=_utc_column(nullable=True))
+    finished_at: datetime | None = Field(default=None, sa_column=_utc_column(nullable=True))
+    expires_at: datetime = Field(sa_column=_utc_column())
+    callback_state: str = Field(default="NONE", max_length=16)
+    callback_attempts: int = Field(default=0)
+    callback_error: str = Field(default="", sa_column=Column(Text, nullable=False))
+    next_callback_at: datetime | None = Field(default=None, sa_column=_utc_column(nullable=True))

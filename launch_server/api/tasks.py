@@ -1,0 +1,127 @@
+"""TaskService servicer: durable async submission, reads, cancellation, watch streams and
+result download."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+import grpc
+from launch.v1 import inference_pb2 as ipb
+from launch.v1 import task_pb2 as tpb
+from launch.v1 import task_pb2_grpc as tgrpc
+
+from launch_server.domain.errors import InvalidArgument, NotImplementedYet
+from launch_server.domain.ports import ObjectStorage
+from launch_server.domain.tasks import TaskInput, TaskService
+from launch_server.tasks.watch import WatchHub
+
+from .auth import owner
+from .convert import timestamp
+from .inference import request_from_input
+from .results import download_result
+
+STATES = {
+    "PENDING": ipb.RESULT_STATE_PENDING,
+    "STARTED": ipb.RESULT_STATE_STARTED,
+    "SUCCESS": ipb.RESULT_STATE_SUCCESS,
+    "FAILURE": ipb.RESULT_STATE_FAILURE,
+    "CANCELLED": ipb.RESULT_STATE_CANCELLED,
+}
+
+
+def task_to_proto(task) -> tpb.Task:  # type: ignore[no-untyped-def]
+    state = STATES[task.state.value]
+    return tpb.Task(
+        task_id=task.task_id,
+        endpoint_name=task.endpoint_name,
+        state=state,
+        result=ipb.InferenceResult(
+            state=state, result=task.result, result_url=task.result_url, traceback=task.traceback
+        ),
+        client_request_id=task.client_request_id,
+        create_time=timestamp(task.created_at),
+        start_time=timestamp(task.started_at),
+        end_time=timestamp(task.finished_at),
+        attempts=task.attempts,
+    )
+
+
+def task_input(spec: tpb.TaskSpec, field: str) -> TaskInput:
+    if not spec.HasField("input"):
+        raise InvalidArgument(f"{field}.input", "is required")
+    return TaskInput(
+        payload=request_from_input(spec.input, f"{field}.input"),
+        callback_url=spec.callback_url,
+        client_request_id=spec.client_request_id,
+    )
+
+
+class TaskServicer(tgrpc.TaskServiceServicer):
+    def __init__(self, tasks: TaskService | None, hub: WatchHub | None, storage: ObjectStorage) -> None:
+        self._tasks = tasks
+        self._hub = hub
+        self._storage = storage
+
+    def _service(self) -> TaskService:
+        if self._tasks is None:
+            raise NotImplementedYet("async tasks need the serving layer (LAUNCH_SERVING=1)")
+        return self._tasks
+
+    async def CreateTask(
+        self, request: tpb.CreateTaskRequest, context: grpc.aio.ServicerContext
+    ) -> tpb.CreateTaskResponse:
+        if not request.HasField("task"):
+            raise InvalidArgument("task", "is required")
+        item = task_input(request.task, "task")
+        [task] = await self._service().submit(owner(), request.endpoint_name, [item], request.request_id)
+        return tpb.CreateTaskResponse(task=task_to_proto(task))
+
+    async def BatchCreateTasks(
+        self, request: tpb.BatchCreateTasksRequest, context: grpc.aio.ServicerContext
+    ) -> tpb.BatchCreateTasksResponse:
+        items = [task_input(spec, f"tasks[{i}]") for i, spec in enumerate(request.tasks)]
+        tasks = await self._service().submit(owner(), request.endpoint_name, items, request.request_id)
+        return tpb.BatchCreateTasksResponse(tasks=[task_to_proto(t) for t in tasks])
+
+    async def GetTask(self, request: tpb.GetTaskRequest, context: grpc.aio.ServicerContext) -> tpb.GetTaskResponse:
+        if not request.task_id:
+            raise InvalidArgument("task_id", "is required")
+        [task] = await self._service().get_many(owner(), [request.task_id], "task_id")
+        return tpb.GetTaskResponse(task=task_to_proto(task))
+
+    async def CancelTask(
+        self, request: tpb.CancelTaskRequest, context: grpc.aio.ServicerContext
+    ) -> tpb.CancelTaskResponse:
+        task = await self._service().cancel(owner(), request.task_id)
+        if self._hub is not None:
+            self._hub.publish([task])
+        return tpb.CancelTaskResponse(task=task_to_proto(task))
+
+    async def WatchTasks(
+        self, request: tpb.WatchTasksRequest, context: grpc.aio.ServicerContext
+    ) -> AsyncIterator[tpb.WatchTasksResponse]:
+        service = self._service()
+        ids = list(dict.fromkeys(request.task_ids))
+        assert self._hub is not None
+        # Subscribe before reading, so a change between the read and the subscription is not lost.
+        queue = self._hub.subscribe(ids)
+        try:
+            tasks = await service.get_many(owner(), ids)
+            sent = {}
+            for task in tasks:
+                sent[task.task_id] = task.state
+                yield tpb.WatchTasksResponse(task=task_to_proto(task))
+            waiting = {t.task_id for t in tasks if not t.terminal}
+            while waiting:
+                task = await queue.get()
+                if task.task_id not in waiting or sent.get(task.task_id) == task.state:
+                    continue
+                sent[task.task_id] = task.state
+                yield tpb.WatchTasksResponse(task=task_to_proto(task))
+                if task.terminal:
+                    waiting.discard(task.task_id)
+        finally:
+            self._hub.unsubscribe(queue, ids)
+
+    def DownloadResult(self, request, context):  # type: ignore[no-untyped-def]
+        return download_result(self._storage, request, context)

@@ -1,0 +1,231 @@
+"""Async task rules: states, submission checks and the use cases behind TaskService. The queue's
+moving parts (claiming with leases, retries, expiry, callbacks) live in launch_server/tasks/."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import json
+import uuid
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
+from enum import Enum
+from typing import Protocol
+
+from .endpoints import EndpointRepository, EndpointStatus, EndpointType
+from .errors import FailedPrecondition, InvalidArgument, NotFound
+from .validation import validate_name, validate_request_id
+
+MAX_BATCH = 10_000
+MAX_WATCH = 10_000
+
+
+class TaskState(str, Enum):
+    PENDING = "PENDING"
+    STARTED = "STARTED"
+    SUCCESS = "SUCCESS"
+    FAILURE = "FAILURE"
+    CANCELLED = "CANCELLED"
+
+
+TERMINAL = frozenset({TaskState.SUCCESS, TaskState.FAILURE, TaskState.CANCELLED})
+
+
+@dataclass(frozen=True)
+class TaskInput:
+    """One request to queue: payload is the replica request ({"url"|"args_json", "return_pickled"})."""
+
+    payload: dict[str, object]
+    callback_url: str = ""
+    client_request_id: str = ""
+
+
+@dataclass(frozen=True)
+class Task:
+    task_id: str
+    owner: str
+    endpoint_id: str
+    endpoint_name: str
+    state: TaskState
+    input_json: str
+    callback_url: str
+    client_request_id: str
+    result: str
+    result_url: str
+    traceback: str
+    attempts: int
+    created_at: datetime
+    updated_at: datetime
+    started_at: datetime | None
+    finished_at: datetime | None
+    expires_at: datetime
+    request_id: str | None = None
+    lease_owner: str | None = None
+    lease_expires_at: datetime | None = None
+
+    @property
+    def terminal(self) -> bool:
+        return self.state in TERMINAL
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What a replica answered for one task."""
+
+    task_id: str
+    state: TaskState
+    result: str = ""
+    result_url: str = ""
+    traceback: str = ""
+
+
+class Admission(Protocol):
+    """Lets a submission start at once on a worker with free capacity, skipping the queue's
+    claim step: the rows are written already STARTED under that worker's lease (so durability is
+    the same), then handed over after the commit."""
+
+    def reserve(self, endpoint_id: str, count: int) -> tuple[int, str, float]:
+        """How many of `count` tasks may start now, the worker id and the lease length."""
+        ...
+
+    def start(self, endpoint_id: str, tasks: list[Task], reserved: int) -> None:
+        """Runs the first tasks (already committed as STARTED) and returns unused reservations."""
+        ...
+
+
+class TaskRepository(Protocol):
+    def add_many(self, tasks: list[Task], max_pending: int) -> list[Task]:
+        """Inserts all or none; raises ResourceExhausted when the endpoint's queue would exceed
+        max_pending, and returns the existing tasks for a repeated request_id."""
+        ...
+
+    def get_many(self, owner: str, task_ids: list[str]) -> list[Task]: ...
+
+    def cancel(self, owner: str, task_id: str) -> Task | None: ...
+
+
+def new_task(
+    owner: str,
+    endpoint_id: str,
+    endpoint_name: str,
+    item: TaskInput,
+    expiry_s: int,
+    request_id: str | None,
+    now: datetime,
+) -> Task:
+    return Task(
+        task_id=uuid.uuid4().hex,
+        owner=owner,
+        endpoint_id=endpoint_id,
+        endpoint_name=endpoint_name,
+        state=TaskState.PENDING,
+        input_json=json.dumps(item.payload),
+        callback_url=item.callback_url,
+        client_request_id=item.client_request_id,
+        result="",
+        result_url="",
+        traceback="",
+        attempts=0,
+        created_at=now,
+        updated_at=now,
+        started_at=None,
+        finished_at=None,
+        expires_at=now + timedelta(seconds=expiry_s),
+        request_id=request_id,
+    )
+
+
+class TaskService:
+    def __init__(self, repo: TaskRepository, endpoints: EndpointRepository) -> None:
+        self._repo = repo
+        self._endpoints = endpoints
+        self.on_submit = lambda endpoint_id: None  # wakes the dispatcher
+        self.admission: Admission | None = None
+        # An in-memory view of endpoints (the reconciler's), so a submit needs no endpoint query.
+        self.cached_endpoint = lambda owner, name: None
+
+    async def submit(self, owner: str, endpoint_name: str, items: list[TaskInput], request_id: str = "") -> list[Task]:
+        """Stores the tasks before answering; from then on they are never lost."""
+        validate_name("endpoint_name", endpoint_name)
+        validate_request_id("request_id", request_id)
+        if not items:
+            raise InvalidArgument("tasks", "must hold at least one task")
+        if len(items) > MAX_BATCH:
+            raise InvalidArgument("tasks", f"at most {MAX_BATCH} tasks per call, got {len(items)}")
+        for index, item in enumerate(items):
+            if item.callback_url and not item.callback_url.startswith(("http://", "https://")):
+                raise InvalidArgument(f"tasks[{index}].callback_url", "must be an http(s) URL")
+            if len(item.client_request_id) > 128:
+                raise InvalidArgument(f"tasks[{index}].client_request_id", "must be at most 128 characters")
+        endpoint = self.cached_endpoint(owner, endpoint_name) or await asyncio.to_thread(
+            self._endpoints.get, owner, endpoint_name
+        )
+        if endpoint is None:
+            raise NotFound("model endpoint", endpoint_name)
+        if endpoint.settings.endpoint_type is not EndpointType.ASYNC:
+            raise FailedPrecondition(
+                f"model endpoint {endpoint_name!r} is sync: call InferenceService.Predict "
+                "(SyncEndpoint.predict in the SDK) instead of queueing tasks"
+            )
+        if endpoint.status is EndpointStatus.DELETE_IN_PROGRESS:
+            raise FailedPrecondition(f"model endpoint {endpoint_name!r} is being deleted")
+        now = datetime.now(timezone.utc)
+        hooked = "callback" in endpoint.settings.post_inference_hooks
+        tasks = [
+            new_task(
+                owner,
+                endpoint.endpoint_id,
+                endpoint.name,
+                # The callback hook posts to the request's URL, else the endpoint's default.
+                dataclasses.replace(
+                    item, callback_url=(item.callback_url or endpoint.settings.default_callback_url) if hooked else ""
+                ),
+                endpoint.settings.task_expiry_seconds,
+                f"{request_id}:{index}" if request_id else None,
+                now,
+            )
+            for index, item in enumerate(items)
+        ]
+        reserved = 0
+        if self.admission is not None:
+            reserved, worker, lease_s = self.admission.reserve(endpoint.endpoint_id, len(tasks))
+            until = now + timedelta(seconds=lease_s)
+            tasks[:reserved] = [
+                dataclasses.replace(
+                    t, state=TaskState.STARTED, lease_owner=worker, lease_expires_at=until, attempts=1, started_at=now
+                )
+                for t in tasks[:reserved]
+            ]
+        try:
+            stored = await asyncio.to_thread(self._repo.add_many, tasks, endpoint.settings.max_queue_size)
+        except BaseException:
+            if self.admission is not None:
+                self.admission.start(endpoint.endpoint_id, [], reserved)
+            raise
+        if self.admission is not None:
+            fresh = stored is tasks  # a repeated request_id returns the earlier tasks: nothing to start
+            self.admission.start(endpoint.endpoint_id, stored[:reserved] if fresh else [], reserved)
+        if reserved < len(tasks):
+            self.on_submit(endpoint.endpoint_id)  # the rest waits in the queue for the dispatcher
+        return stored
+
+    async def get_many(self, owner: str, task_ids: list[str], field: str = "task_ids") -> list[Task]:
+        """Tasks in the order asked; any unknown (or another owner's) id is NOT_FOUND."""
+        if not task_ids:
+            raise InvalidArgument(field, "must name at least one task")
+        if len(task_ids) > MAX_WATCH:
+            raise InvalidArgument(field, f"at most {MAX_WATCH} task ids, got {len(task_ids)}")
+        unique = list(dict.fromkeys(task_ids))
+        found = {t.task_id: t for t in await asyncio.to_thread(self._repo.get_many, owner, unique)}
+        for task_id in unique:
+            if task_id not in found:
+                raise NotFound("task", task_id)
+        return [found[t] for t in unique]
+
+    async def cancel(self, owner: str, task_id: str) -> Task:
+        if not task_id:
+            raise InvalidArgument("task_id", "is required")
+        task = await asyncio.to_thread(self._repo.cancel, owner, task_id)
+        if task is None:
+            raise NotFound("task", task_id)
+        return task

@@ -1,0 +1,409 @@
+"""SQL repository for the durable task queue. Claims use SELECT ... FOR UPDATE SKIP LOCKED on
+PostgreSQL, so several servers sharing one database claim each task once; SQLite serializes
+writers (BEGIN IMMEDIATE), which gives the same guarantee for one file."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
+
+from sqlalchemy import and_, case, func, update
+from sqlalchemy.engine import Engine
+from sqlalchemy.exc import IntegrityError
+from sqlmodel import Session, delete, select
+
+from launch_server.domain.errors import ResourceExhausted
+from launch_server.domain.tasks import TERMINAL, Outcome, Task, TaskState
+
+from .db import writer
+from .repositories import as_utc
+from .tables import TaskRow
+
+IN_CHUNK = 500
+
+
+def _now() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+def _opt(value: datetime | None) -> datetime | None:
+    return as_utc(value) if value else None
+
+
+def to_task(row: TaskRow) -> Task:
+    return Task(
+        task_id=row.task_id,
+        owner=row.owner,
+        endpoint_id=row.endpoint_id,
+        endpoint_name=row.endpoint_name,
+        state=TaskState(row.state),
+        input_json=row.input_json,
+        callback_url=row.callback_url,
+        client_request_id=row.client_request_id,
+        result=row.result,
+        result_url=row.result_url,
+        traceback=row.traceback,
+        attempts=row.attempts,
+        created_at=as_utc(row.created_at),
+        updated_at=as_utc(row.updated_at),
+        started_at=_opt(row.started_at),
+        finished_at=_opt(row.finished_at),
+        expires_at=as_utc(row.expires_at),
+        request_id=row.request_id,
+    )
+
+
+@dataclass(frozen=True)
+class Claimed:
+    task_id: str
+    payload: dict
+    attempts: int
+
+
+@dataclass(frozen=True)
+class CallbackJob:
+    task: Task
+    url: str
+    attempts: int
+
+
+class SqlTaskRepository:
+    def __init__(self, engine: Engine) -> None:
+        self._engine = engine
+        self._writer = writer(engine)
+        self._skip_locked = engine.dialect.name == "postgresql"
+
+    # ---- submission and reads -------------------------------------------------------------------
+
+    def add_many(self, tasks: list[Task], max_pending: int) -> list[Task]:
+        first = tasks[0]
+        with Session(self._writer) as session:
+            if first.request_id:
+                existing = session.exec(
+                    select(TaskRow).where(TaskRow.owner == first.owner, TaskRow.request_id == first.request_id)
+                ).first()
+                if existing is not None:
+                    return self._by_request_prefix(session, first.owner, first.request_id.rsplit(":", 1)[0])
+            pending = session.exec(
+                select(func.count())
+                .select_from(TaskRow)
+                .where(TaskRow.endpoint_id == first.endpoint_id, TaskRow.state == TaskState.PENDING.value)
+            ).one()
+            if pending + len(tasks) > max_pending:
+                raise ResourceExhausted(
+                    f"the queue of model endpoint {first.endpoint_name!r} is full: {pending} tasks waiting, "
+                    f"cap {max_pending} (max_queue_size); retry later"
+                )
+            session.add_all(
+                TaskRow(
+                    task_id=t.task_id,
+                    owner=t.owner,
+                    endpoint_id=t.endpoint_id,
+                    endpoint_name=t.endpoint_name,
+                    state=t.state.value,
+                    input_json=t.input_json,
+                    callback_url=t.callback_url,
+                    client_request_id=t.client_request_id,
+                    request_id=t.request_id,
+                    created_at=t.created_at,
+                    updated_at=t.updated_at,
+                    expires_at=t.expires_at,
+                    attempts=t.attempts,
+                    started_at=t.started_at,
+                    lease_owner=t.lease_owner,
+                    lease_expires_at=t.lease_expires_at,
+                )
+                for t in tasks
+            )
+            try:
+                session.commit()
+            except IntegrityError:
+                session.rollback()
+                if first.request_id:
+                    return self._by_request_prefix(session, first.owner, first.request_id.rsplit(":", 1)[0])
+                raise
+        return tasks
+
+    def _by_request_prefix(self, session: Session, owner: str, request_id: str) -> list[Task]:
+        rows = session.exec(
+            select(TaskRow).where(TaskRow.owner == owner, TaskRow.request_id.like(f"{request_id}:%"))
+        ).all()
+        return sorted((to_task(r) for r in rows), key=lambda t: int((t.request_id or "0:0").rsplit(":", 1)[1]))
+
+    def get_many(self, owner: str, task_ids: list[str]) -> list[Task]:
+        found: list[Task] = []
+        with Session(self._engine) as session:
+            for start in range(0, len(task_ids), IN_CHUNK):
+                chunk = task_ids[start : start + IN_CHUNK]
+                rows = session.exec(select(TaskRow).where(TaskRow.owner == owner, TaskRow.task_id.in_(chunk)))
+                found.extend(to_task(r) for r in rows)
+        return found
+
+    def get_by_ids(self, task_ids: list[str], since: datetime | None = None) -> list[Task]:
+        """Any owner's tasks (the watch hub filters per watcher), optionally only those changed."""
+        found: list[Task] = []
+        with Session(self._engine) as session:
+            for start in range(0, len(task_ids), IN_CHUNK):
+                query = select(TaskRow).where(TaskRow.task_id.in_(task_ids[start : start + IN_CHUNK]))
+                if since is not None:
+                    query = query.where(TaskRow.updated_at > since)
+                found.extend(to_task(r) for r in session.exec(query))
+        return found
+
+    def cancel(self, owner: str, task_id: str) -> Task | None:
+        now = _now()
+        with Session(self._writer) as session:
+            row = session.exec(
+                select(TaskRow).where(TaskRow.owner == owner, TaskRow.task_id == task_id).with_for_update()
+            ).first()
+            if row is None:
+                return None
+            if TaskState(row.state) not in TERMINAL:
+                row.state = TaskState.CANCELLED.value
+                row.traceback = "cancelled by the owner"
+                row.finished_at = now
+                row.updated_at = now
+                row.lease_owner = None
+                session.add(row)
+                session.commit()
+                session.refresh(row)
+            return to_task(row)
+
+    # ---- the dispatcher's side --------------------------------------------------------------------
+
+    def pending_counts(self, endpoint_ids: list[str]) -> dict[str, int]:
+        if not endpoint_ids:
+            return {}
+        with Session(self._engine) as session:
+            rows = session.exec(
+                select(TaskRow.endpoint_id, func.count())
+                .where(TaskRow.state == TaskState.PENDING.value, TaskRow.endpoint_id.in_(endpoint_ids))
+                .group_by(TaskRow.endpoint_id)
+            ).all()
+        return {endpoint_id: int(count) for endpoint_id, count in rows}
+
+    def claim(self, endpoint_id: str, limit: int, worker: str, lease_s: float) -> list[Claimed]:
+        """Moves up to `limit` of the oldest pending tasks to STARTED under this worker's lease."""
+        now = _now()
+        with Session(self._writer) as session:
+            query = (
+                select(TaskRow.task_id, TaskRow.input_json, TaskRow.attempts)
+                .where(TaskRow.endpoint_id == endpoint_id, TaskRow.state == TaskState.PENDING.value)
+                .order_by(TaskRow.created_at)
+                .limit(limit)
+            )
+            if self._skip_locked:
+                query = query.with_for_update(skip_locked=True)
+            rows = session.exec(query).all()
+            if not rows:
+                return []
+            ids = [r[0] for r in rows]
+            session.exec(
+                update(TaskRow)
+                .where(TaskRow.task_id.in_(ids))
+                .values(
+                    state=TaskState.STARTED.value,
+                    lease_owner=worker,
+                    lease_expires_at=now + timedelta(seconds=lease_s),
+                    attempts=TaskRow.attempts + 1,
+                    started_at=func.coalesce(TaskRow.started_at, now),
+                    updated_at=now,
+                )
+            )
+            session.commit()
+        return [Claimed(task_id, json.loads(payload), attempts + 1) for task_id, payload, attempts in rows]
+
+    def complete(self, outcomes: list[Outcome], worker: str) -> list[Task]:
+        """Writes results for tasks this worker still holds (a cancelled or taken-over task is
+        left alone) and schedules callbacks; returns the finished tasks."""
+        now = _now()
+        done: list[str] = []
+        with Session(self._writer) as session:
+            for outcome in outcomes:
+                values: dict = dict(
+                    state=outcome.state.value,
+                    result=outcome.result,
+                    result_url=outcome.result_url,
+                    traceback=outcome.traceback,
+                    finished_at=now,
+                    updated_at=now,
+                    lease_owner=None,
+                    lease_expires_at=None,
+                    # Tasks with a callback URL (set at submit when the endpoint has the hook).
+                    callback_state=case((TaskRow.callback_url != "", "PENDING"), else_="NONE"),
+                    next_callback_at=now,
+                )
+                result = session.exec(
+                    update(TaskRow)
+                    .where(
+                        TaskRow.task_id == outcome.task_id,
+                        TaskRow.state == TaskState.STARTED.value,
+                        TaskRow.lease_owner == worker,
+                    )
+                    .values(**values)
+                )
+                if result.rowcount:
+                    done.append(outcome.task_id)
+            session.commit()
+        return self.get_by_ids(done) if done else []
+
+    def release(self, task_ids: list[str], worker: str, reason: str, max_attempts: int) -> list[Task]:
+        """Puts tasks whose worker died back in the queue, or fails those out of attempts."""
+        now = _now()
+        with Session(self._writer) as session:
+            held = and_(
+                TaskRow.task_id.in_(task_ids),
+                TaskRow.state == TaskState.STARTED.value,
+                TaskRow.lease_owner == worker,
+            )
+            session.exec(
+                update(TaskRow)
+                .where(held, TaskRow.attempts >= max_attempts)
+                .values(
+                    state=TaskState.FAILURE.value,
+                    traceback=f"gave up after {max_attempts} attempts: {reason}",
+                    finished_at=now,
+                    updated_at=now,
+                    lease_owner=None,
+                )
+            )
+            session.exec(
+                update(TaskRow)
+                .where(held, TaskRow.attempts < max_attempts)
+                .values(state=TaskState.PENDING.value, lease_owner=None, lease_expires_at=None, updated_at=now)
+            )
+            session.commit()
+        return [t for t in self.get_by_ids(task_ids) if t.terminal]
+
+    def extend_leases(self, task_ids: list[str], worker: str, lease_s: float) -> None:
+        if not task_ids:
+            return
+        until = _now() + timedelta(seconds=lease_s)
+        with Session(self._writer) as session:
+            for start in range(0, len(task_ids), IN_CHUNK):
+                session.exec(
+                    update(TaskRow)
+                    .where(TaskRow.task_id.in_(task_ids[start : start + IN_CHUNK]), TaskRow.lease_owner == worker)
+                    .values(lease_expires_at=until)
+                )
+            session.commit()
+
+    # ---- maintenance -------------------------------------------------------------------------------
+
+    def reclaim_expired_leases(self, max_attempts: int) -> int:
+        """Tasks whose server died (lease passed): back to PENDING, or FAILURE when out of attempts."""
+        now = _now()
+        with Session(self._writer) as session:
+            expired = and_(TaskRow.state == TaskState.STARTED.value, TaskRow.lease_expires_at < now)
+            failed = session.exec(
+                update(TaskRow)
+                .where(expired, TaskRow.attempts >= max_attempts)
+                .values(
+                    state=TaskState.FAILURE.value,
+                    traceback=f"gave up after {max_attempts} attempts: the server running it stopped",
+                    finished_at=now,
+                    updated_at=now,
+                    lease_owner=None,
+                )
+            ).rowcount
+            requeued = session.exec(
+                update(TaskRow)
+                .where(expired)
+                .values(state=TaskState.PENDING.value, lease_owner=None, lease_expires_at=None, updated_at=now)
+            ).rowcount
+            session.commit()
+        return int(failed or 0) + int(requeued or 0)
+
+    def expire_pending(self) -> int:
+        now = _now()
+        with Session(self._writer) as session:
+            count = session.exec(
+                update(TaskRow)
+                .where(TaskRow.state == TaskState.PENDING.value, TaskRow.expires_at < now)
+                .values(
+                    state=TaskState.FAILURE.value,
+                    traceback="expired: not started before the endpoint's task_expiry_seconds",
+                    finished_at=now,
+                    updated_at=now,
+                )
+            ).rowcount
+            session.commit()
+        return int(count or 0)
+
+    def fail_endpoint_tasks(self, endpoint_id: str, reason: str) -> int:
+        now = _now()
+        with Session(self._writer) as session:
+            count = session.exec(
+                update(TaskRow)
+                .where(
+                    TaskRow.endpoint_id == endpoint_id,
+                    TaskRow.state.in_([TaskState.PENDING.value, TaskState.STARTED.value]),
+                )
+                .values(state=TaskState.CANCELLED.value, traceback=reason, finished_at=now, updated_at=now)
+            ).rowcount
+            session.commit()
+        return int(count or 0)
+
+    def purge_finished(self, older_than: datetime) -> list[str]:
+        """Deletes finished tasks past retention; returns their stored result URLs to delete."""
+        with Session(self._writer) as session:
+            old = and_(TaskRow.state.in_([s.value for s in TERMINAL]), TaskRow.finished_at < older_than)
+            urls = [u for u in session.exec(select(TaskRow.result_url).where(old)).all() if u]
+            session.exec(delete(TaskRow).where(old))
+            session.commit()
+        return urls
+
+    # ---- callbacks ---------------------------------------------------------------------------------
+
+    def due_callbacks(self, limit: int, hold_s: float) -> list[CallbackJob]:
+        """Claims callbacks due now by pushing their next time out (at-least-once delivery)."""
+        now = _now()
+        with Session(self._engine) as session:  # read-only check first: no write lock when idle
+            due = (TaskRow.callback_state == "PENDING", TaskRow.next_callback_at <= now)
+            if session.exec(select(TaskRow.task_id).where(*due).limit(1)).first() is None:
+                return []
+        with Session(self._writer) as session:
+            query = (
+                select(TaskRow)
+                .where(TaskRow.callback_state == "PENDING", TaskRow.next_callback_at <= now)
+                .order_by(TaskRow.next_callback_at)
+                .limit(limit)
+            )
+            if self._skip_locked:
+                query = query.with_for_update(skip_locked=True)
+            rows = session.exec(query).all()
+            jobs = [CallbackJob(to_task(r), r.callback_url, r.callback_attempts) for r in rows]
+            for row in rows:
+                row.next_callback_at = now + timedelta(seconds=hold_s)
+                session.add(row)
+            session.commit()
+        return jobs
+
+    def callback_done(self, task_id: str, ok: bool, error: str, retry_in_s: float | None) -> None:
+        with Session(self._writer) as session:
+            row = session.get(TaskRow, task_id)
+            if row is None:
+                return
+            row.callback_attempts += 1
+            row.callback_error = error
+            if ok:
+                row.callback_state, row.next_callback_at = "DONE", None
+            elif retry_in_s is None:
+                row.callback_state, row.next_callback_at = "FAILED", None
+            else:
+                row.next_callback_at = _now() + timedelta(seconds=retry_in_s)
+            session.add(row)
+            session.commit()
+
+    def callback_state(self, task_id: str) -> tuple[str, int, str]:
+        with Session(self._engine) as session:
+            row = session.get(TaskRow, task_id)
+            return (row.callback_state, row.callback_attempts, row.callback_error) if row else ("", 0, "")
+
+    def stats(self, endpoint_id: str) -> dict[str, int]:
+        with Session(self._engine) as session:
+            rows = session.exec(
+                select(TaskRow.state, func.count()).where(TaskRow.endpoint_id == endpoint_id).group_by(TaskRow.state)
+            ).all()
+        return {state: int(count) for state, count in rows}

@@ -1,0 +1,207 @@
+"""Moves queued tasks to replicas. For each async endpoint that is serving, it claims pending
+tasks under a lease and keeps up to per_worker × max_workers Serve calls in flight: enough for the
+autoscaler to see the queue and scale up to max_workers (and from zero), but bounded, so a
+million queued tasks never become a million in-memory requests. When more tasks wait than calls
+are free, it sends them in groups (up to `group_max` per call, run one by one by the replica and
+answered separately), paying the per-call overhead once per group.
+
+Delivery is at-least-once: a task whose replica dies is put back (bounded attempts), and a task
+whose server dies is taken over when its lease passes."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import math
+import os
+import socket
+import uuid
+from collections import defaultdict
+
+from launch_server.domain.endpoints import EndpointType
+from launch_server.domain.tasks import Outcome, Task, TaskState
+from launch_server.serving.reconciler import Reconciler
+from launch_server.serving.router import Router
+from launch_server.store.task_repository import Claimed, SqlTaskRepository
+
+from .watch import WatchHub
+
+log = logging.getLogger(__name__)
+REPLICA_GONE = ("ActorDiedError", "RayActorError", "ActorUnavailableError", "WorkerCrashedError")
+
+
+class Dispatcher:
+    def __init__(
+        self,
+        repo: SqlTaskRepository,
+        reconciler: Reconciler,
+        router: Router,
+        hub: WatchHub,
+        *,
+        lease_s: float = 60.0,
+        max_attempts: int = 3,
+        group_max: int = 64,
+        idle_poll_s: float = 0.2,
+    ) -> None:
+        self.repo = repo
+        self.reconciler = reconciler
+        self.router = router
+        self.hub = hub
+        self.lease_s = lease_s
+        self.max_attempts = max_attempts
+        self.group_max = group_max
+        self.idle_poll_s = idle_poll_s
+        self.worker = f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
+        self.calls_in_flight: dict[str, int] = defaultdict(int)
+        self.held: set[str] = set()
+        self.on_finished = lambda tasks: None  # the callback sender's wake-up
+        self._wake = asyncio.Event()
+        self._running: set[asyncio.Task] = set()
+        # Endpoints that may have pending tasks in the database. The idle poll clears nothing, it
+        # only checks (read-only) so tasks submitted through another server are found too.
+        self.backlog: set[str] = set()
+
+    def kick(self, endpoint_id: str | None = None) -> None:
+        if endpoint_id is not None:
+            self.backlog.add(endpoint_id)
+        self._wake.set()
+
+    # ---- admission: submissions that can start at once skip the claim step ----------------------
+
+    def _capacity(self, endpoint_id: str) -> tuple[int, str | None]:
+        endpoint = self.reconciler.endpoints_by_id.get(endpoint_id)
+        state = self.reconciler.live.get(endpoint_id)
+        if endpoint is None or state is None or not state.serving:
+            return 0, None
+        max_calls = max(1, endpoint.settings.per_worker * endpoint.settings.max_workers)
+        return max_calls - self.calls_in_flight[endpoint_id], state.app_name
+
+    def reserve(self, endpoint_id: str, count: int) -> tuple[int, str, float]:
+        free, _ = self._capacity(endpoint_id)
+        reserved = max(0, min(free, count))
+        self.calls_in_flight[endpoint_id] += reserved
+        return reserved, self.worker, self.lease_s
+
+    def start(self, endpoint_id: str, tasks: list[Task], reserved: int) -> None:
+        self.calls_in_flight[endpoint_id] -= reserved - len(tasks)
+        state = self.reconciler.live.get(endpoint_id)
+        for task in tasks:
+            claimed = Claimed(task.task_id, json.loads(task.input_json), task.attempts)
+            self.held.add(task.task_id)
+            app = state.app_name if state is not None else ""
+            job = asyncio.create_task(self._run_group(endpoint_id, app, [claimed]))
+            self._running.add(job)
+            job.add_done_callback(self._running.discard)
+
+    async def run(self, stop: asyncio.Event) -> None:
+        heartbeat = asyncio.create_task(self._heartbeat(stop))
+        try:
+            while not stop.is_set():
+                self._wake.clear()
+                try:
+                    progressed = await self.dispatch_once()
+                except Exception:  # noqa: BLE001 - the loop must outlive any one failure
+                    log.exception("dispatch pass failed")
+                    progressed = False
+                if not progressed:
+                    try:
+                        await asyncio.wait_for(self._wake.wait(), timeout=self.idle_poll_s)
+                    except asyncio.TimeoutError:
+                        await self._find_backlog()
+        finally:
+            heartbeat.cancel()
+            for task in list(self._running):
+                task.cancel()
+            await asyncio.gather(*self._running, return_exceptions=True)
+
+    async def _find_backlog(self) -> None:
+        """Idle poll: a read-only count finds tasks queued through other servers (or left by a
+        restart), without taking SQLite's write lock."""
+        async_ids = [
+            e.endpoint_id
+            for e in self.reconciler.endpoints_by_id.values()
+            if e.settings.endpoint_type is EndpointType.ASYNC
+        ]
+        if async_ids:
+            counts = await asyncio.to_thread(self.repo.pending_counts, async_ids)
+            self.backlog.update(endpoint_id for endpoint_id, count in counts.items() if count)
+
+    async def dispatch_once(self) -> bool:
+        progressed = False
+        for endpoint in list(self.reconciler.endpoints_by_id.values()):
+            if endpoint.settings.endpoint_type is not EndpointType.ASYNC:
+                continue
+            state = self.reconciler.live.get(endpoint.endpoint_id)
+            if state is None or not state.serving:
+                continue
+            max_calls = max(1, endpoint.settings.per_worker * endpoint.settings.max_workers)
+            free_calls = max_calls - self.calls_in_flight[endpoint.endpoint_id]
+            if free_calls <= 0:
+                continue
+            if endpoint.endpoint_id not in self.backlog:
+                continue
+            wanted = free_calls * self.group_max
+            claimed = await asyncio.to_thread(self.repo.claim, endpoint.endpoint_id, wanted, self.worker, self.lease_s)
+            if len(claimed) < wanted:
+                self.backlog.discard(endpoint.endpoint_id)  # drained for now
+            if not claimed:
+                continue
+            progressed = True
+            self.held.update(c.task_id for c in claimed)
+            groups = min(free_calls, len(claimed))
+            size = math.ceil(len(claimed) / groups)
+            for start in range(0, len(claimed), size):
+                group = claimed[start : start + size]
+                self.calls_in_flight[endpoint.endpoint_id] += 1
+                job = asyncio.create_task(self._run_group(endpoint.endpoint_id, state.app_name, group))
+                self._running.add(job)
+                job.add_done_callback(self._running.discard)
+        return progressed
+
+    async def _run_group(self, endpoint_id: str, app_name: str, group: list[Claimed]) -> None:
+        ids = [c.task_id for c in group]
+        try:
+            handle = await self.router.handle(app_name)
+            if len(group) == 1:
+                answers = [await handle.remote(group[0].payload)]
+            else:
+                answers = await handle.predict_many.remote([c.payload for c in group])
+            outcomes = [
+                Outcome(
+                    task_id=c.task_id,
+                    state=TaskState.SUCCESS if a.get("state") == "SUCCESS" else TaskState.FAILURE,
+                    result=str(a.get("result") or ""),
+                    result_url=str(a.get("result_url") or ""),
+                    traceback=str(a.get("traceback") or ""),
+                )
+                for c, a in zip(group, answers, strict=True)
+            ]
+            finished = await asyncio.to_thread(self.repo.complete, outcomes, self.worker)
+        except asyncio.CancelledError:
+            raise  # server stopping: the leases lapse and another server (or this one) retries
+        except Exception as exc:  # noqa: BLE001 - a failed call is retried, never lost
+            kind = type(exc).__name__
+            reason = "the worker died while running it" if kind in REPLICA_GONE else f"{kind}: {exc}"
+            log.warning("group of %d task(s) on %s failed (%s); releasing for retry", len(ids), endpoint_id, reason)
+            finished = await asyncio.to_thread(self.repo.release, ids, self.worker, reason, self.max_attempts)
+        finally:
+            self.calls_in_flight[endpoint_id] -= 1
+            self.held.difference_update(ids)
+            if endpoint_id in self.backlog:
+                self._wake.set()  # a call slot is free and tasks are waiting
+        self._publish(finished)
+
+    def _publish(self, finished: list[Task]) -> None:
+        if finished:
+            self.hub.publish(finished)
+            self.on_finished(finished)
+
+    async def _heartbeat(self, stop: asyncio.Event) -> None:
+        """Extends the leases of tasks this server is running, so long tasks are not taken over."""
+        while not stop.is_set():
+            await asyncio.sleep(self.lease_s / 3)
+            try:
+                await asyncio.to_thread(self.repo.extend_leases, list(self.held), self.worker, self.lease_s)
+            except Exception:  # noqa: BLE001
+                log.exception("lease heartbeat failed")

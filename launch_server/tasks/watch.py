@@ -1,0 +1,62 @@
+"""Fan-out of task changes to WatchTasks streams. Changes this server writes are published at
+once; changes written by other servers sharing the database are found by polling the watched
+ids every `poll_s` (one query for all watchers), so a watch on any server sees every result."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from datetime import datetime, timedelta, timezone
+
+from launch_server.domain.tasks import Task
+from launch_server.store.task_repository import SqlTaskRepository
+
+log = logging.getLogger(__name__)
+
+
+class WatchHub:
+    def __init__(self, repo: SqlTaskRepository, poll_s: float = 0.25) -> None:
+        self._repo = repo
+        self._poll_s = poll_s
+        self._subscribers: dict[str, set[asyncio.Queue[Task]]] = {}
+
+    def subscribe(self, task_ids: list[str]) -> asyncio.Queue[Task]:
+        queue: asyncio.Queue[Task] = asyncio.Queue()
+        for task_id in task_ids:
+            self._subscribers.setdefault(task_id, set()).add(queue)
+        return queue
+
+    def unsubscribe(self, queue: asyncio.Queue[Task], task_ids: list[str]) -> None:
+        for task_id in task_ids:
+            queues = self._subscribers.get(task_id)
+            if queues is not None:
+                queues.discard(queue)
+                if not queues:
+                    del self._subscribers[task_id]
+
+    def publish(self, tasks: list[Task]) -> None:
+        for task in tasks:
+            for queue in self._subscribers.get(task.task_id, ()):
+                queue.put_nowait(task)
+
+    async def run(self, stop: asyncio.Event) -> None:
+        since = datetime.now(timezone.utc)
+        while not stop.is_set():
+            try:
+                await asyncio.wait_for(stop.wait(), timeout=self._poll_s)
+            except asyncio.TimeoutError:
+                pass
+            ids = list(self._subscribers)
+            if not ids:
+                since = datetime.now(timezone.utc)
+                continue
+            started = datetime.now(timezone.utc)
+            try:
+                # A little overlap so a write committed just before `since` is never missed;
+                # watchers ignore repeats of a state they already sent.
+                changed = await asyncio.to_thread(self._repo.get_by_ids, ids, since - timedelta(seconds=1))
+            except Exception:  # noqa: BLE001 - keep watching through a transient database error
+                log.exception("watch poll failed")
+                continue
+            since = started
+            self.publish(changed)
