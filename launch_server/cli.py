@@ -69,7 +69,6 @@ def serve(
 async def _serve(settings: Settings, port_file: str | None) -> None:
     from .api.server import build_server, mark_serving
 
-
     app = build_app(settings)
     key = ensure_dev_key(app)
     if key:

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import csv
+import datetime
 import hashlib
+import io
 import json
 import logging
 import sys
@@ -14,13 +17,14 @@ import cloudpickle
 import yaml
 from google.protobuf import field_mask_pb2
 
+from launch.v1 import batch_job_pb2 as bjpb
 from launch.v1 import inference_pb2 as ipb
 from launch.v1 import model_bundle_pb2 as bpb
 from launch.v1 import model_endpoint_pb2 as epb
 from launch.v1 import task_pb2 as tpb
 
 from .connection import Connection
-from .errors import DeadlineExceededError, NotFoundError
+from .errors import DeadlineExceededError, InvalidArgumentError, NotFoundError
 from .find_packages import find_packages_from_imports
 from .model_bundle import ModelBundle
 from .model_endpoint import (
@@ -142,9 +146,7 @@ class LaunchClient:
                 raise ValueError("Upload_bundle_fn should be registered")
             if bundle_url is None:
                 if self.bundle_location_fn is None:
-                    raise ValueError(
-                        "Need either bundle_location_fn or bundle_url to know where to upload bundles"
-                    )
+                    raise ValueError("Need either bundle_location_fn or bundle_url to know where to upload bundles")
                 bundle_url = self.bundle_location_fn()
             self.upload_bundle_fn(data, bundle_url)
             spec.location = str(bundle_url)
@@ -197,9 +199,7 @@ class LaunchClient:
             requirements = [f"{name}=={version}" for name, version in inferred.items()]
             log.info("Using inferred requirements %s for model bundle %s", requirements, model_bundle_name)
         app_config_json = _app_config_json(app_config)
-        data, sources = pickle_bundle(
-            form, predict_fn_or_cls, load_predict_fn, model, load_model_fn, globals_copy
-        )
+        data, sources = pickle_bundle(form, predict_fn_or_cls, load_predict_fn, model, load_model_fn, globals_copy)
         spec = bpb.ModelBundleSpec(
             name=model_bundle_name,
             packaging_type=bpb.PACKAGING_TYPE_CLOUDPICKLE,
@@ -416,9 +416,7 @@ class LaunchClient:
             paths.append("labels")
         response = self.connection.call(
             self.connection.endpoints.UpdateModelEndpoint,
-            epb.UpdateModelEndpointRequest(
-                endpoint=endpoint, update_mask=field_mask_pb2.FieldMask(paths=paths)
-            ),
+            epb.UpdateModelEndpointRequest(endpoint=endpoint, update_mask=field_mask_pb2.FieldMask(paths=paths)),
             idempotent=True,
         )
         return self._wrap_endpoint(response.endpoint)
@@ -470,9 +468,7 @@ class LaunchClient:
 
     # ---- requests ----------------------------------------------------------------------------
 
-    def _predict(
-        self, endpoint_name: str, request: EndpointRequest, timeout: float | None
-    ) -> EndpointResponse:
+    def _predict(self, endpoint_name: str, request: EndpointRequest, timeout: float | None) -> EndpointResponse:
         response = self.connection.call(
             self.connection.inference.Predict,
             ipb.PredictRequest(endpoint_name=endpoint_name, input=request.to_input()),
@@ -567,6 +563,117 @@ class LaunchClient:
         if task.result.traceback:
             out["traceback"] = task.result.traceback
         return out
+
+    # ---- batch jobs ----------------------------------------------------------------------------
+
+    BATCH_TASK_OPTIONS = (
+        "cpus",
+        "memory",
+        "gpus",
+        "gpu_type",
+        "max_workers",
+        "pyspark_partition_size",
+        "pyspark_max_executors",
+    )
+
+    def batch_async_request(
+        self,
+        model_bundle: ModelBundle | str,
+        urls: list[str] | None = None,
+        inputs: list[dict[str, Any]] | None = None,
+        batch_url_file_location: str | None = None,
+        serialization_format: str = "json",
+        labels: dict[str, str] | None = None,
+        batch_task_options: dict[str, Any] | None = None,
+    ) -> str:
+        """Runs the bundle over `urls` (each file's bytes go to the predict function) or `inputs`
+        (each a dict of keyword arguments) and returns the job id. Results keep the inputs' order;
+        an input whose predict call raised carries its error. In self-hosted mode, urls are written
+        as a CSV file through register_upload_batch_csv_fn and only its location is sent."""
+        if (urls is None) == (inputs is None):
+            raise ValueError("Must specify exactly one of urls and inputs")
+        if not (urls if urls is not None else inputs):
+            raise ValueError("urls or inputs must not be empty")
+        options = dict(batch_task_options or {})
+        unknown = sorted(set(options) - set(self.BATCH_TASK_OPTIONS))
+        if unknown:
+            raise InvalidArgumentError(
+                f"batch_task_options: unknown keys {unknown}; allowed: {list(self.BATCH_TASK_OPTIONS)}",
+                field="batch_task_options",
+            )
+        fmt = serialization_format.lower()
+        if fmt not in ("json", "pickle"):
+            raise ValueError("serialization_format must be 'json' or 'pickle'")
+        request = bjpb.CreateBatchJobRequest(
+            request_id=uuid.uuid4().hex,
+            bundle_name=_bundle_name(model_bundle),
+            serialization_format=bjpb.SERIALIZATION_FORMAT_JSON if fmt == "json" else bjpb.SERIALIZATION_FORMAT_PICKLE,
+            options=bjpb.BatchTaskOptions(**options),
+            labels=labels or {},
+        )
+        if inputs is not None:
+            if not all(isinstance(item, dict) for item in inputs):
+                raise ValueError("each input must be a dict of keyword arguments")
+            request.args.args_json.extend(json.dumps(item) for item in inputs)
+        elif self.self_hosted:
+            request.input_location = self._upload_batch_csv(urls or [], batch_url_file_location)
+        else:
+            request.urls.urls.extend(urls or [])
+        response = self.connection.call(self.connection.batch_jobs.CreateBatchJob, request, idempotent=True)
+        return response.job.job_id
+
+    def _upload_batch_csv(self, urls: list[str], location: str | None) -> str:
+        if self.upload_batch_csv_fn is None:
+            raise ValueError("register_upload_batch_csv_fn first (self-hosted mode)")
+        if location is None:
+            location_fn = self.batch_csv_location_fn or self.bundle_location_fn
+            if location_fn is None:
+                raise ValueError("give batch_url_file_location or register_batch_csv_location_fn")
+            location = location_fn()
+        buffer = io.StringIO()
+        writer = csv.writer(buffer)
+        writer.writerow(["url"])
+        writer.writerows([url] for url in urls)
+        self.upload_batch_csv_fn(buffer.getvalue(), location)
+        return str(location)
+
+    @staticmethod
+    def _batch_job_dict(job: bjpb.BatchJob) -> dict[str, Any]:
+        # Duration runs from creation (queueing and worker start-up included) to the end, or now.
+        end = job.end_time.ToDatetime() if job.HasField("end_time") else datetime.datetime.utcnow()
+        duration = str(end - job.create_time.ToDatetime()).split(".")[0]
+        return {
+            "job_id": job.job_id,
+            "status": bjpb.BatchJobStatus.Name(job.status).removeprefix("BATCH_JOB_STATUS_"),
+            "status_reason": job.status_reason or None,
+            "result": job.result_url or None,
+            "duration": duration,
+            "num_total": job.total_count,
+            "num_succeeded": job.succeeded_count,
+            "num_failed": job.failed_count,
+            "labels": dict(job.labels),
+        }
+
+    def get_batch_async_response(self, batch_job_id: str) -> dict[str, Any]:
+        """{"status", "result" (results location), "duration", "num_total", "num_succeeded", "num_failed", ...}."""
+        response = self.connection.call(
+            self.connection.batch_jobs.GetBatchJob, bjpb.GetBatchJobRequest(job_id=batch_job_id), idempotent=True
+        )
+        return self._batch_job_dict(response.job)
+
+    def cancel_batch_job(self, batch_job_id: str) -> dict[str, Any]:
+        response = self.connection.call(
+            self.connection.batch_jobs.CancelBatchJob, bjpb.CancelBatchJobRequest(job_id=batch_job_id), idempotent=True
+        )
+        return self._batch_job_dict(response.job)
+
+    def load_batch_results(self, batch_job_id: str) -> list[dict[str, Any]]:
+        """The finished job's results as a list of {"result": value} / {"error": text}, in input order."""
+        response = self.get_batch_async_response(batch_job_id)
+        if response["status"] != "SUCCESS":
+            raise ValueError(f"batch job {batch_job_id} is {response['status']}, not SUCCESS")
+        data = self.download_result(response["result"])
+        return cloudpickle.loads(data) if response["result"].endswith(".pkl") else json.loads(data)
 
     # ---- results -----------------------------------------------------------------------------
 

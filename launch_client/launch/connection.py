@@ -126,9 +126,7 @@ class Connection:
                     continue
                 raise from_rpc_error(exc) from None
 
-    def stream(
-        self, method: Callable[..., Any], request: Any, *, timeout: float | None = None
-    ) -> Iterator[Any]:
+    def stream(self, method: Callable[..., Any], request: Any, *, timeout: float | None = None) -> Iterator[Any]:
         """Server-streaming call; yields messages and raises LaunchError on failure."""
         try:
             yield from method(request, metadata=self._metadata, timeout=timeout)

@@ -34,9 +34,7 @@ class ModelBundle:
             env_params=dict(message.env_params),
             location=message.location,
             metadata=dict(message.metadata),
-            packaging_type=bpb.PackagingType.Name(message.packaging_type)
-            .removeprefix("PACKAGING_TYPE_")
-            .lower(),
+            packaging_type=bpb.PackagingType.Name(message.packaging_type).removeprefix("PACKAGING_TYPE_").lower(),
             requirements=list(message.requirements),
             app_config=json.loads(message.app_config_json) if message.app_config_json else None,
             python_version=message.python_version or None,

@@ -11,8 +11,8 @@ import grpc
 from launch.v1 import task_pb2 as tpb
 
 from launch_server.domain.errors import InvalidArgument, NotFound
+from launch_server.domain.ownership import owner_tag
 from launch_server.domain.ports import ObjectStorage
-from launch_server.serving.reconciler import owner_tag
 
 from .auth import owner
 

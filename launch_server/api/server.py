@@ -23,11 +23,11 @@ from launch_server.app import App
 from launch_server.serving.layer import ServingLayer
 
 from .auth import AuthErrorsInterceptor
+from .batch_jobs import BatchJobServicer
 from .bundles import ModelBundleServicer
 from .endpoints import ModelEndpointServicer
 from .inference import InferenceServicer
 from .tasks import TaskServicer
-from .unimplemented import unimplemented_servicer
 
 MAX_MESSAGE_BYTES = 64 << 20
 
@@ -38,10 +38,6 @@ SERVICES = {
     "launch.v1.TaskService": task_pb2,
     "launch.v1.BatchJobService": batch_job_pb2,
 }
-
-
-def _descriptor(full_name: str):  # type: ignore[no-untyped-def]
-    return SERVICES[full_name].DESCRIPTOR.services_by_name[full_name.rsplit(".", 1)[1]]
 
 
 def build_server(
@@ -69,8 +65,7 @@ def build_server(
         server,
     )
     batch_job_pb2_grpc.add_BatchJobServiceServicer_to_server(
-        unimplemented_servicer(batch_job_pb2_grpc.BatchJobServiceServicer, _descriptor("launch.v1.BatchJobService"))(),
-        server,
+        BatchJobServicer(serving.batch_jobs if serving else None, app.bundles), server
     )
 
     health_servicer = health.aio.HealthServicer()

@@ -141,13 +141,18 @@ class BundleService:
                 spool.close()
 
     def _check_location(self, location: str) -> None:
+        self.check_readable("bundle.location", location)
+
+    def check_readable(self, field: str, location: str) -> None:
+        """Only locations under the storage root or a configured prefix: a client can never make
+        the server or a replica read an arbitrary path."""
         if not location:
-            raise InvalidArgument("bundle.location", "is required")
+            raise InvalidArgument(field, "is required")
         if ".." in location.split("/"):
-            raise InvalidArgument("bundle.location", "must not contain '..' segments")
+            raise InvalidArgument(field, "must not contain '..' segments")
         if not any(location.startswith(prefix.rstrip("/") + "/") for prefix in self._readable_prefixes):
             raise InvalidArgument(
-                "bundle.location",
+                field,
                 f"{location!r} is not under a location this server may read "
                 f"(configured: {list(self._readable_prefixes)})",
             )

@@ -20,6 +20,7 @@ from .resources import accelerator_for, parse_memory
 from .validation import validate_name, validate_page_size, validate_request_id
 
 MAX_WORKERS = 1000
+RESERVED_PREFIX = "launch-batch-"
 MAX_LABELS = 64
 KNOWN_HOOKS = {"callback"}
 
@@ -179,9 +180,17 @@ class EndpointService:
             raise NotFound("model bundle", name)
         return bundle
 
-    async def create(self, owner: str, name: str, settings: EndpointSettings, request_id: str = "") -> Endpoint:
+    async def create(
+        self, owner: str, name: str, settings: EndpointSettings, request_id: str = "", internal: bool = False
+    ) -> Endpoint:
+        """internal=True is for the endpoints batch jobs create for themselves; their names use a
+        prefix users cannot take, and listings leave them out."""
         validate_request_id("request_id", request_id)
         validate_name("endpoint.name", name)
+        if name.startswith(RESERVED_PREFIX) and not internal:
+            raise InvalidArgument(
+                "endpoint.name", f"names starting with {RESERVED_PREFIX!r} are reserved for batch jobs"
+            )
         validate_settings(settings)
         if request_id:
             existing = await asyncio.to_thread(self._repo.get_by_request_id, owner, request_id)

@@ -144,8 +144,13 @@ class TaskService:
         # An in-memory view of endpoints (the reconciler's), so a submit needs no endpoint query.
         self.cached_endpoint = lambda owner, name: None
 
-    async def submit(self, owner: str, endpoint_name: str, items: list[TaskInput], request_id: str = "") -> list[Task]:
-        """Stores the tasks before answering; from then on they are never lost."""
+    async def submit(
+        self, owner: str, endpoint_name: str, items: list[TaskInput], request_id: str = "", internal: bool = False
+    ) -> list[Task]:
+        """Stores the tasks before answering; from then on they are never lost. Users cannot
+        submit to a batch job's own endpoint (internal=True is the job itself)."""
+        if endpoint_name.startswith("launch-batch-") and not internal:
+            raise NotFound("model endpoint", endpoint_name)
         validate_name("endpoint_name", endpoint_name)
         validate_request_id("request_id", request_id)
         if not items:

@@ -10,8 +10,11 @@ import logging
 from datetime import datetime, timedelta, timezone
 
 from launch_server.app import App
+from launch_server.domain.batch_jobs import BatchJobService
 from launch_server.domain.tasks import TaskService
+from launch_server.store.batch_repository import SqlBatchJobRepository
 from launch_server.store.task_repository import SqlTaskRepository
+from launch_server.tasks.batches import BatchRunner
 from launch_server.tasks.callbacks import CallbackSender
 from launch_server.tasks.dispatcher import Dispatcher
 from launch_server.tasks.watch import WatchHub
@@ -44,6 +47,10 @@ class ServingLayer:
         self.callbacks = CallbackSender(
             self.task_repo, max_attempts=s.callback_max_attempts, base_delay_s=s.callback_base_delay_s
         )
+        self.batch_repo = SqlBatchJobRepository(app.engine)
+        self.batch_jobs = BatchJobService(self.batch_repo, app.bundle_repo, app.endpoints, self.tasks)
+        self.batches = BatchRunner(self.batch_repo, self.task_repo, app.endpoint_repo, self.reconciler, self.router)
+        self.batch_jobs.on_change = self.batches.kick
         app.endpoints.on_change = self.reconciler.kick
         self.tasks.on_submit = self.dispatcher.kick
         self.tasks.admission = self.dispatcher
@@ -77,6 +84,7 @@ class ServingLayer:
         loops += [
             asyncio.create_task(self.dispatcher.run(stop)),
             asyncio.create_task(self.callbacks.run(stop)),
+            asyncio.create_task(self.batches.run(stop)),
         ]
         try:
             await self.reconciler.run(stop)

@@ -10,7 +10,6 @@ All Ray calls are blocking, so a pass runs in a worker thread and RPCs are never
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import logging
 import time
 from collections.abc import Callable
@@ -18,6 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from launch_server.domain.endpoints import Endpoint, EndpointStatus
+from launch_server.domain.ownership import results_prefix
 from launch_server.settings import Settings
 from launch_server.store.endpoint_repository import SqlEndpointRepository
 from launch_server.store.repositories import SqlBundleRepository
@@ -27,11 +27,6 @@ from .runtime import BundleDescriptor, RuntimeConfig
 
 log = logging.getLogger(__name__)
 DEPLOYMENT_NAME = "replica"
-
-
-def owner_tag(owner: str) -> str:
-    """A stable, non-reversible folder name per owner for stored results."""
-    return hashlib.sha256(owner.encode()).hexdigest()[:16]
 
 
 @dataclass
@@ -195,7 +190,7 @@ class Reconciler:
             s3_endpoint_url=cfg.s3_endpoint_url,
             s3_region=cfg.s3_region,
             allow_local_file_urls=cfg.allow_local_file_urls,
-            results_prefix=f"results/{owner_tag(endpoint.owner)}",
+            results_prefix=results_prefix(endpoint.owner),
         )
         deployment = serve.deployment(LaunchReplica, name=DEPLOYMENT_NAME).options(
             ray_actor_options=options,

@@ -386,6 +386,10 @@ class BundleRuntime:
     def predict(self, request: dict[str, Any]) -> dict[str, Any]:
         """Answers one request; never raises. The failure reason or traceback goes in "traceback"."""
         try:
+            if isinstance(request, dict) and ("chunk" in request or "assemble" in request):
+                from . import batch_runtime
+
+                return (batch_runtime.run_chunk if "chunk" in request else batch_runtime.assemble)(self, request)
             value = self._call(request)
             return self._answer(value, bool(request.get("return_pickled", False)))
         except _RequestFailure as exc:

@@ -138,7 +138,8 @@ class SqlEndpointRepository:
 
     def list(self, owner: str, page_size: int, page_token: str) -> Page:
         after = decode_token(page_token)
-        query = self._select().where(EndpointRow.owner == owner)
+        # Batch jobs' own endpoints are an implementation detail of the job: not listed.
+        query = self._select().where(EndpointRow.owner == owner, EndpointRow.name.not_like("launch-batch-%"))
         if after is not None:
             created, row_id = after
             query = query.where(

@@ -131,3 +131,34 @@ class TaskRow(SQLModel, table=True):
     callback_attempts: int = Field(default=0)
     callback_error: str = Field(default="", sa_column=Column(Text, nullable=False))
     next_callback_at: datetime | None = Field(default=None, sa_column=_utc_column(nullable=True))
+
+
+class BatchJobRow(SQLModel, table=True):
+    """A batch job. Its inputs travel as chunk tasks on a temporary async endpoint (endpoint_id),
+    so they are as durable as any task; the counts are refreshed while it runs."""
+
+    __tablename__ = "batch_jobs"
+    __table_args__ = (
+        UniqueConstraint("owner", "request_id", name="uq_batch_jobs_owner_request_id"),
+        Index("ix_batch_jobs_owner_created", "owner", "created_at"),
+        Index("ix_batch_jobs_status", "status"),
+    )
+
+    job_id: str = Field(primary_key=True, max_length=32)
+    owner: str = Field(max_length=63)
+    bundle_name: str = Field(max_length=63)
+    endpoint_id: str = Field(default="", max_length=32)
+    status: str = Field(max_length=16)
+    status_reason: str = Field(default="", sa_column=Column(Text, nullable=False))
+    serialization_format: str = Field(max_length=16)
+    options: dict = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+    labels: dict = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+    total_count: int = Field(default=0)
+    succeeded_count: int = Field(default=0)
+    failed_count: int = Field(default=0)
+    chunk_size: int = Field(default=100)
+    result_url: str = Field(default="", sa_column=Column(Text, nullable=False))
+    request_id: str | None = Field(default=None, max_length=128)
+    created_at: datetime = Field(sa_column=_utc_column())
+    started_at: datetime | None = Field(default=None, sa_column=_utc_column(nullable=True))
+    finished_at: datetime | None = Field(default=None, sa_column=_utc_column(nullable=True))

@@ -401,6 +401,17 @@ class SqlTaskRepository:
             row = session.get(TaskRow, task_id)
             return (row.callback_state, row.callback_attempts, row.callback_error) if row else ("", 0, "")
 
+    def chunk_states(self, endpoint_id: str) -> list[tuple[str, str, str, str]]:
+        """(client_request_id, state, result, traceback) of every task on an endpoint: a batch
+        job's chunks and their summaries."""
+        with Session(self._engine) as session:
+            rows = session.exec(
+                select(TaskRow.client_request_id, TaskRow.state, TaskRow.result, TaskRow.traceback).where(
+                    TaskRow.endpoint_id == endpoint_id
+                )
+            ).all()
+        return [(r[0], r[1], r[2], r[3]) for r in rows]
+
     def stats(self, endpoint_id: str) -> dict[str, int]:
         with Session(self._engine) as session:
             rows = session.exec(
