@@ -640,8 +640,9 @@ class LaunchClient:
     @staticmethod
     def _batch_job_dict(job: bjpb.BatchJob) -> dict[str, Any]:
         # Duration runs from creation (queueing and worker start-up included) to the end, or now.
-        end = job.end_time.ToDatetime() if job.HasField("end_time") else datetime.datetime.utcnow()
-        duration = str(end - job.create_time.ToDatetime()).split(".")[0]
+        now = datetime.datetime.now(datetime.timezone.utc).replace(tzinfo=None)
+        end = job.end_time.ToDatetime() if job.HasField("end_time") else now
+        duration = str(end - job.create_time.ToDatetime()).split(".")[0] if job.HasField("create_time") else None
         return {
             "job_id": job.job_id,
             "status": bjpb.BatchJobStatus.Name(job.status).removeprefix("BATCH_JOB_STATUS_"),

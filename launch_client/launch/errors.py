@@ -11,6 +11,8 @@ import grpc
 class LaunchError(Exception):
     """Base of every error the SDK raises for a failed call."""
 
+    default_code: grpc.StatusCode | None = None
+
     def __init__(
         self,
         message: str,
@@ -21,7 +23,8 @@ class LaunchError(Exception):
     ) -> None:
         super().__init__(message)
         self.message = message
-        self.code = code
+        # Errors raised on the client side (before any call) still carry the status they mean.
+        self.code = code if code is not None else self.default_code
         self.reason = reason
         self.field = field
         self.metadata = metadata or {}
@@ -37,37 +40,55 @@ APIError = LaunchError  # the original client's name for the same thing
 class InvalidArgumentError(LaunchError, ValueError):
     """A request field was rejected; `.field` names it."""
 
+    default_code = grpc.StatusCode.INVALID_ARGUMENT
+
 
 class NotFoundError(LaunchError):
     """The resource does not exist (or belongs to another owner)."""
+
+    default_code = grpc.StatusCode.NOT_FOUND
 
 
 class AlreadyExistsError(LaunchError):
     """A resource with that name already exists."""
 
+    default_code = grpc.StatusCode.ALREADY_EXISTS
+
 
 class UnauthenticatedError(LaunchError):
     """The API key is missing, wrong or revoked."""
+
+    default_code = grpc.StatusCode.UNAUTHENTICATED
 
 
 class FailedPreconditionError(LaunchError):
     """The resource's state forbids the call (in use, wrong endpoint type)."""
 
+    default_code = grpc.StatusCode.FAILED_PRECONDITION
+
 
 class ResourceExhaustedError(LaunchError):
     """A limit was exceeded (upload size, queue length)."""
+
+    default_code = grpc.StatusCode.RESOURCE_EXHAUSTED
 
 
 class UnavailableError(LaunchError):
     """The server or endpoint cannot serve now; retrying later may succeed."""
 
+    default_code = grpc.StatusCode.UNAVAILABLE
+
 
 class DeadlineExceededError(LaunchError, TimeoutError):
     """The call's deadline passed."""
 
+    default_code = grpc.StatusCode.DEADLINE_EXCEEDED
+
 
 class UnimplementedError(LaunchError, NotImplementedError):
     """The server does not serve this RPC (yet)."""
+
+    default_code = grpc.StatusCode.UNIMPLEMENTED
 
 
 _BY_CODE: dict[grpc.StatusCode, type[LaunchError]] = {

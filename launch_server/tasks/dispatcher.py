@@ -141,7 +141,10 @@ class Dispatcher:
                 continue
             if endpoint.endpoint_id not in self.backlog:
                 continue
-            wanted = free_calls * self.group_max
+            # A batch job's task is already a chunk of inputs: one per call keeps progress and
+            # retries at the chunk's grain.
+            group_max = 1 if endpoint.name.startswith("launch-batch-") else self.group_max
+            wanted = free_calls * group_max
             claimed = await asyncio.to_thread(self.repo.claim, endpoint.endpoint_id, wanted, self.worker, self.lease_s)
             if len(claimed) < wanted:
                 self.backlog.discard(endpoint.endpoint_id)  # drained for now

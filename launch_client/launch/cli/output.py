@@ -45,7 +45,7 @@ def to_jsonable(value: Any) -> Any:
 
 
 def print_json(value: Any) -> None:
-    click.echo(json.dumps(to_jsonable(value), indent=2))
+    click.echo(json.dumps(to_jsonable(value), indent=2, ensure_ascii=False))
 
 
 def _cell(value: Any) -> str:
