@@ -65,12 +65,12 @@ def main() -> None:
     print("predict (pickled) ->", pickled.status, pickled.result_url, "->", pickled.load_result())
     print(client.read_endpoint_creation_logs(endpoint).splitlines()[:6])
 
-    job_id = client.batch_async_request(
-        bundle, inputs=[{"i": i} for i in range(20)], batch_task_options={"memory": "512Mi", "pyspark_partition_size": 5}
-    )
+    options = {"memory": "512Mi", "pyspark_partition_size": 5}
+    job_id = client.batch_async_request(bundle, inputs=[{"i": i} for i in range(20)], batch_task_options=options)
     while (job := client.get_batch_async_response(job_id))["status"] not in ("SUCCESS", "FAILURE", "CANCELLED"):
         time.sleep(0.2)
-    print(f"batch job {job_id}: {job['status']} in {job['duration']}, first results:", client.load_batch_results(job_id)[:3])
+    results = client.load_batch_results(job_id)
+    print(f"batch job {job_id}: {job['status']} in {job['duration']}, first results:", results[:3])
 
 
 if __name__ == "__main__":

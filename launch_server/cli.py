@@ -63,10 +63,13 @@ def serve(
         settings.s3_endpoint_url = s3_endpoint_url
     if ray_address:
         settings.ray_address = ray_address
-    asyncio.run(_serve(settings, port_file))
+    serving = asyncio.run(_serve(settings, port_file))
+    if serving is not None:
+        serving.shutdown()
+    log.info("stopped")
 
 
-async def _serve(settings: Settings, port_file: str | None) -> None:
+async def _serve(settings: Settings, port_file: str | None) -> ServingLayer | None:
     from .api.server import build_server, mark_serving
 
     app = build_app(settings)
@@ -96,7 +99,7 @@ async def _serve(settings: Settings, port_file: str | None) -> None:
     if serving_task is not None:
         await serving_task
     app.close()
-    log.info("stopped")
+    return serving
 
 
 @main.group()

@@ -70,6 +70,8 @@ def ray_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     Servers join it with --ray-address; each uses its own Serve application prefix."""
     os.environ["RAY_TMPDIR"] = os.environ.get("RAY_TMPDIR") or str(tmp_path_factory.mktemp("ray"))
     os.environ["RAY_SERVE_THROUGHPUT_OPTIMIZED"] = "1"
+    os.environ["RAY_SERVE_ENABLE_DIRECT_INGRESS"] = "0"  # as the server sets for a local cluster
+    os.environ["RAY_DISABLE_FAILURE_SIGNAL_HANDLER"] = "1"
     from ray.cluster_utils import Cluster
 
     cluster = Cluster(

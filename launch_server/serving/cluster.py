@@ -26,9 +26,16 @@ def configure_environment(options: ClusterOptions) -> None:
     """Environment every Ray process must see before it starts."""
     os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")  # node address 127.0.0.1
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+    # Ray's C++ failure-signal handler treats SIGTERM as a crash in the driver: it dumps a stack
+    # and aborts the process after our own handler started a graceful shutdown.
+    os.environ.setdefault("RAY_DISABLE_FAILURE_SIGNAL_HANDLER", "1")
     if options.throughput_optimized:
         os.environ.setdefault("RAY_SERVE_THROUGHPUT_OPTIMIZED", "1")
         # Our replica runs user code in its own thread pool, so Serve may keep its loop.
+    # Throughput-optimized mode also turns on direct ingress: every replica would listen on all
+    # interfaces with no auth (RAY.md), and deleting an application would wait out a 30 s drain.
+    # The server reaches replicas through handles, so it stays off.
+    os.environ.setdefault("RAY_SERVE_ENABLE_DIRECT_INGRESS", "0")
     os.environ.setdefault("RAY_SERVE_LOG_TO_STDERR", "0")
 
 
@@ -57,16 +64,22 @@ def start(options: ClusterOptions) -> bool:
     return started_local
 
 
-def stop(started_local: bool) -> None:
-    """Shuts Serve and Ray down only when this process started them."""
+async def stop_serve(started_local: bool) -> None:
+    """Shuts Serve down from the event loop that holds its handles (a synchronous shutdown from
+    another thread aborted the process), only when this process started the cluster."""
     import ray
     from ray import serve
 
     if started_local and ray.is_initialized():
-        try:
-            serve.shutdown()
-        finally:
-            ray.shutdown()
+        await serve.shutdown_async()
+
+
+def stop_ray(started_local: bool) -> None:
+    """Called on the main thread after the event loop has ended."""
+    import ray
+
+    if started_local and ray.is_initialized():
+        ray.shutdown()
 
 
 def session_log_dir() -> str | None:

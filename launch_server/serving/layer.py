@@ -30,6 +30,7 @@ class ServingLayer:
     def __init__(self, app: App) -> None:
         s = app.settings
         self.app = app
+        self.started_local = False
         self.reconciler = Reconciler(s, app.endpoint_repo, app.bundle_repo)
         self.router = Router(self.reconciler, app.endpoint_repo)
         self.task_repo = SqlTaskRepository(app.engine)
@@ -74,7 +75,7 @@ class ServingLayer:
         self.reconciler.error = "connecting to Ray"
         loops = [asyncio.create_task(self.hub.run(stop)), asyncio.create_task(self._maintain(stop))]
         try:
-            started_local = await asyncio.to_thread(cluster.start, options)
+            self.started_local = await asyncio.to_thread(cluster.start, options)
         except Exception as exc:  # noqa: BLE001 - the control plane keeps serving bundles
             self.reconciler.error = f"Ray failed to start: {exc}"
             log.exception("could not start or join Ray; endpoints will not be served")
@@ -90,7 +91,14 @@ class ServingLayer:
             await self.reconciler.run(stop)
         finally:
             await asyncio.gather(*loops, return_exceptions=True)
-            await asyncio.to_thread(cluster.stop, started_local)
+            try:
+                await asyncio.wait_for(cluster.stop_serve(self.started_local), timeout=60)
+            except Exception:  # noqa: BLE001 - shutting down regardless
+                log.exception("Serve shutdown failed")
+
+    def shutdown(self) -> None:
+        """Stops a Ray this server started; on the main thread, after the event loop ended."""
+        cluster.stop_ray(self.started_local)
 
     async def _maintain(self, stop: asyncio.Event) -> None:
         """Leases of dead servers, expired tasks and old results; cheap, so every 2 s."""

@@ -27,6 +27,14 @@ def _now() -> datetime:
     return datetime.now(timezone.utc)
 
 
+def _callback_due(now: datetime) -> dict:
+    """Values that schedule the callback hook for a task that just finished (if it has a URL)."""
+    return {
+        "callback_state": case((TaskRow.callback_url != "", "PENDING"), else_="NONE"),
+        "next_callback_at": now,
+    }
+
+
 def _opt(value: datetime | None) -> datetime | None:
     return as_utc(value) if value else None
 
@@ -230,9 +238,7 @@ class SqlTaskRepository:
                     updated_at=now,
                     lease_owner=None,
                     lease_expires_at=None,
-                    # Tasks with a callback URL (set at submit when the endpoint has the hook).
-                    callback_state=case((TaskRow.callback_url != "", "PENDING"), else_="NONE"),
-                    next_callback_at=now,
+                    **_callback_due(now),
                 )
                 result = session.exec(
                     update(TaskRow)
@@ -266,6 +272,7 @@ class SqlTaskRepository:
                     finished_at=now,
                     updated_at=now,
                     lease_owner=None,
+                    **_callback_due(now),
                 )
             )
             session.exec(
@@ -305,6 +312,7 @@ class SqlTaskRepository:
                     finished_at=now,
                     updated_at=now,
                     lease_owner=None,
+                    **_callback_due(now),
                 )
             ).rowcount
             requeued = session.exec(
@@ -326,6 +334,7 @@ class SqlTaskRepository:
                     traceback="expired: not started before the endpoint's task_expiry_seconds",
                     finished_at=now,
                     updated_at=now,
+                    **_callback_due(now),
                 )
             ).rowcount
             session.commit()

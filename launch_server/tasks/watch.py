@@ -41,6 +41,7 @@ class WatchHub:
 
     async def run(self, stop: asyncio.Event) -> None:
         since = datetime.now(timezone.utc)
+        polls = 0
         while not stop.is_set():
             try:
                 await asyncio.wait_for(stop.wait(), timeout=self._poll_s)
@@ -51,10 +52,13 @@ class WatchHub:
                 since = datetime.now(timezone.utc)
                 continue
             started = datetime.now(timezone.utc)
+            polls += 1
+            # Usually only rows changed since the last poll (with overlap); every 8th poll, all
+            # watched rows, because a row's updated_at is stamped before its commit, which on a
+            # busy database can land after the window. Watchers ignore repeated states.
+            window = None if polls % 8 == 0 else since - timedelta(seconds=2)
             try:
-                # A little overlap so a write committed just before `since` is never missed;
-                # watchers ignore repeats of a state they already sent.
-                changed = await asyncio.to_thread(self._repo.get_by_ids, ids, since - timedelta(seconds=1))
+                changed = await asyncio.to_thread(self._repo.get_by_ids, ids, window)
             except Exception:  # noqa: BLE001 - keep watching through a transient database error
                 log.exception("watch poll failed")
                 continue
