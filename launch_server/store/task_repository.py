@@ -4,6 +4,7 @@ writers (BEGIN IMMEDIATE), which gives the same guarantee for one file."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
@@ -67,6 +68,7 @@ class Claimed:
     task_id: str
     payload: dict
     attempts: int
+    task: Task | None = None  # the row as claimed, so finishing it needs no read-back
 
 
 @dataclass(frozen=True)
@@ -93,12 +95,15 @@ class SqlTaskRepository:
                 ).first()
                 if existing is not None:
                     return self._by_request_prefix(session, first.owner, first.request_id.rsplit(":", 1)[0])
-            pending = session.exec(
-                select(func.count())
-                .select_from(TaskRow)
-                .where(TaskRow.endpoint_id == first.endpoint_id, TaskRow.state == TaskState.PENDING.value)
-            ).one()
-            if pending + len(tasks) > max_pending:
+            queued = sum(1 for t in tasks if t.state is TaskState.PENDING)
+            pending = 0
+            if queued:  # tasks admitted straight to a worker never wait in the queue
+                pending = session.exec(
+                    select(func.count())
+                    .select_from(TaskRow)
+                    .where(TaskRow.endpoint_id == first.endpoint_id, TaskRow.state == TaskState.PENDING.value)
+                ).one()
+            if queued and pending + queued > max_pending:
                 raise ResourceExhausted(
                     f"the queue of model endpoint {first.endpoint_name!r} is full: {pending} tasks waiting, "
                     f"cap {max_pending} (max_queue_size); retry later"
@@ -196,17 +201,17 @@ class SqlTaskRepository:
         now = _now()
         with Session(self._writer) as session:
             query = (
-                select(TaskRow.task_id, TaskRow.input_json, TaskRow.attempts)
+                select(TaskRow)
                 .where(TaskRow.endpoint_id == endpoint_id, TaskRow.state == TaskState.PENDING.value)
                 .order_by(TaskRow.created_at)
                 .limit(limit)
             )
             if self._skip_locked:
                 query = query.with_for_update(skip_locked=True)
-            rows = session.exec(query).all()
+            rows = [to_task(r) for r in session.exec(query).all()]
             if not rows:
                 return []
-            ids = [r[0] for r in rows]
+            ids = [t.task_id for t in rows]
             session.exec(
                 update(TaskRow)
                 .where(TaskRow.task_id.in_(ids))
@@ -220,11 +225,28 @@ class SqlTaskRepository:
                 )
             )
             session.commit()
-        return [Claimed(task_id, json.loads(payload), attempts + 1) for task_id, payload, attempts in rows]
+        until = now + timedelta(seconds=lease_s)
+        return [
+            Claimed(
+                t.task_id,
+                json.loads(t.input_json),
+                t.attempts + 1,
+                dataclasses.replace(
+                    t,
+                    state=TaskState.STARTED,
+                    attempts=t.attempts + 1,
+                    started_at=t.started_at or now,
+                    lease_owner=worker,
+                    lease_expires_at=until,
+                ),
+            )
+            for t in rows
+        ]
 
-    def complete(self, outcomes: list[Outcome], worker: str) -> list[Task]:
+    def complete(self, outcomes: list[Outcome], worker: str, known: dict[str, Task] | None = None) -> list[Task]:
         """Writes results for tasks this worker still holds (a cancelled or taken-over task is
-        left alone) and schedules callbacks; returns the finished tasks."""
+        left alone) and schedules callbacks; returns the finished tasks (built from `known` rows
+        when given, else read back)."""
         now = _now()
         done: list[str] = []
         with Session(self._writer) as session:
@@ -252,7 +274,25 @@ class SqlTaskRepository:
                 if result.rowcount:
                     done.append(outcome.task_id)
             session.commit()
-        return self.get_by_ids(done) if done else []
+        if not done:
+            return []
+        if known is not None and all(task_id in known for task_id in done):
+            by_id = {o.task_id: o for o in outcomes}
+            return [
+                dataclasses.replace(
+                    known[task_id],
+                    state=by_id[task_id].state,
+                    result=by_id[task_id].result,
+                    result_url=by_id[task_id].result_url,
+                    traceback=by_id[task_id].traceback,
+                    finished_at=now,
+                    updated_at=now,
+                    lease_owner=None,
+                    lease_expires_at=None,
+                )
+                for task_id in done
+            ]
+        return self.get_by_ids(done)
 
     def release(self, task_ids: list[str], worker: str, reason: str, max_attempts: int) -> list[Task]:
         """Puts tasks whose worker died back in the queue, or fails those out of attempts."""

@@ -87,7 +87,7 @@ class Dispatcher:
         self.calls_in_flight[endpoint_id] -= reserved - len(tasks)
         state = self.reconciler.live.get(endpoint_id)
         for task in tasks:
-            claimed = Claimed(task.task_id, json.loads(task.input_json), task.attempts)
+            claimed = Claimed(task.task_id, json.loads(task.input_json), task.attempts, task)
             self.held.add(task.task_id)
             app = state.app_name if state is not None else ""
             job = asyncio.create_task(self._run_group(endpoint_id, app, [claimed]))
@@ -180,7 +180,8 @@ class Dispatcher:
                 )
                 for c, a in zip(group, answers, strict=True)
             ]
-            finished = await asyncio.to_thread(self.repo.complete, outcomes, self.worker)
+            known = {c.task_id: c.task for c in group if c.task is not None}
+            finished = await asyncio.to_thread(self.repo.complete, outcomes, self.worker, known)
         except asyncio.CancelledError:
             raise  # server stopping: the leases lapse and another server (or this one) retries
         except Exception as exc:  # noqa: BLE001 - a failed call is retried, never lost
