@@ -640,7 +640,7 @@ class LaunchClient:
     @staticmethod
     def _batch_job_dict(job: bjpb.BatchJob) -> dict[str, Any]:
         # Duration runs from creation (queueing and worker start-up included) to the end, or now.
-        now = datetime.datetime.now(datetime.timezone.utc).replace(tzinfo=None)
+        now = datetime.datetime.now(datetime.UTC).replace(tzinfo=None)
         end = job.end_time.ToDatetime() if job.HasField("end_time") else now
         duration = str(end - job.create_time.ToDatetime()).split(".")[0] if job.HasField("create_time") else None
         return {

@@ -45,16 +45,23 @@ async def _abort(context: grpc.aio.ServicerContext, exc: BaseException) -> None:
 class AuthErrorsInterceptor(grpc.aio.ServerInterceptor):
     def __init__(self, keys: ApiKeyService) -> None:
         self._keys = keys
+        # Wrapped handlers are built once per method, not per call: this runs on every request.
+        self._wrapped: dict[str, grpc.RpcMethodHandler] = {}
 
     async def intercept_service(
         self,
         continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler]],
         handler_call_details: grpc.HandlerCallDetails,
     ) -> grpc.RpcMethodHandler:
+        method = handler_call_details.method
+        wrapped = self._wrapped.get(method)
+        if wrapped is not None:
+            return wrapped
         handler = await continuation(handler_call_details)
-        if handler is None or handler_call_details.method.startswith(OPEN_PREFIXES):
+        if handler is None or method.startswith(OPEN_PREFIXES):
             return handler
-        return self._wrap(handler)
+        wrapped = self._wrapped[method] = self._wrap(handler)
+        return wrapped
 
     def _authenticate(self, context: grpc.aio.ServicerContext) -> None:
         current_owner.set(self._keys.authenticate(bearer_token(context.invocation_metadata())))

@@ -9,7 +9,7 @@ import asyncio
 import dataclasses
 import uuid
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from enum import Enum
 from typing import Protocol
 
@@ -199,7 +199,7 @@ class BatchJobService:
                 failed_count=0,
                 chunk_size=size,
                 result_url="",
-                created_at=datetime.now(timezone.utc),
+                created_at=datetime.now(UTC),
                 request_id=request_id or None,
             ),
         )
@@ -230,7 +230,7 @@ class BatchJobService:
         job = await self.get(owner, job_id)
         if job.status in FINISHED:
             return job
-        now = datetime.now(timezone.utc)
+        now = datetime.now(UTC)
         await asyncio.to_thread(
             self._repo.update,
             job_id,

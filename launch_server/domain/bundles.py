@@ -12,7 +12,7 @@ import tempfile
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from .entities import Bundle, BundleSpec, PackagingType, Page
 from .errors import AlreadyExists, ChecksumMismatch, InvalidArgument, NotFound, ResourceExhausted
@@ -127,7 +127,7 @@ class BundleService:
                 size_bytes=received,
                 sha256=header.sha256,
                 managed_artifact=True,
-                created_at=datetime.now(timezone.utc),
+                created_at=datetime.now(UTC),
                 request_id=header.request_id or None,
             )
             return await asyncio.to_thread(self._repo.add, bundle)
@@ -186,7 +186,7 @@ class BundleService:
             size_bytes=size,
             sha256="",
             managed_artifact=False,
-            created_at=datetime.now(timezone.utc),
+            created_at=datetime.now(UTC),
             request_id=request_id or None,
         )
         return await asyncio.to_thread(self._repo.add, bundle)

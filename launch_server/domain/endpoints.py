@@ -9,7 +9,7 @@ import dataclasses
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from enum import Enum
 from typing import Protocol
 
@@ -199,7 +199,7 @@ class EndpointService:
         bundle = await self._bundle(owner, settings.bundle_name, "endpoint.bundle_name")
         if await asyncio.to_thread(self._repo.get, owner, name) is not None:
             raise AlreadyExists("model endpoint", name)
-        now = datetime.now(timezone.utc)
+        now = datetime.now(UTC)
         endpoint = Endpoint(
             endpoint_id=uuid.uuid4().hex,
             owner=owner,

@@ -12,7 +12,7 @@ import hmac
 import secrets
 import time
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from .entities import ApiKeyRecord
 from .errors import InvalidArgument, Unauthenticated
@@ -57,7 +57,7 @@ class ApiKeyService:
             owner=owner,
             secret_hash=hash_secret(secret),
             description=description,
-            created_at=datetime.now(timezone.utc),
+            created_at=datetime.now(UTC),
         )
         self._repo.add(record)
         return record, f"{PREFIX}_{key_id}_{secret}"

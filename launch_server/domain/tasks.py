@@ -8,7 +8,7 @@ import dataclasses
 import json
 import uuid
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from enum import Enum
 from typing import Protocol
 
@@ -174,7 +174,7 @@ class TaskService:
             )
         if endpoint.status is EndpointStatus.DELETE_IN_PROGRESS:
             raise FailedPrecondition(f"model endpoint {endpoint_name!r} is being deleted")
-        now = datetime.now(timezone.utc)
+        now = datetime.now(UTC)
         hooked = "callback" in endpoint.settings.post_inference_hooks
         tasks = [
             new_task(

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 from launch_server.app import App
 from launch_server.domain.batch_jobs import BatchJobService
@@ -107,7 +107,7 @@ class ServingLayer:
         while not stop.is_set():
             try:
                 await asyncio.wait_for(stop.wait(), timeout=2.0)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 pass
             try:
                 if await asyncio.to_thread(self.task_repo.reclaim_expired_leases, self.dispatcher.max_attempts):
@@ -115,7 +115,7 @@ class ServingLayer:
                 await asyncio.to_thread(self.task_repo.expire_pending)
                 if loop.time() - last_purge > 60:
                     last_purge = loop.time()
-                    cutoff = datetime.now(timezone.utc) - timedelta(seconds=self.app.settings.result_retention_s)
+                    cutoff = datetime.now(UTC) - timedelta(seconds=self.app.settings.result_retention_s)
                     for url in await asyncio.to_thread(self.task_repo.purge_finished, cutoff):
                         if self.app.bundles.storage.contains(url):
                             await asyncio.to_thread(self.app.bundles.storage.delete, url)

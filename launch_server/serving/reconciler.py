@@ -84,7 +84,7 @@ class Reconciler:
             self._kick.clear()
             try:
                 await asyncio.wait_for(self._kick.wait(), timeout=self.settings.reconcile_interval_s)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 pass
 
     # ---- one pass ------------------------------------------------------------------------------

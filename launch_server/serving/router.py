@@ -56,7 +56,7 @@ class Router:
             # so a restart looks like a slow request rather than an error.
             try:
                 await asyncio.wait_for(self._reconciler.first_pass.wait(), min(timeout or 30.0, 30.0))
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 raise EndpointUnavailable(
                     f"the serving layer is starting; retry shortly ({self._reconciler.error})"
                 ) from None
@@ -74,13 +74,10 @@ class Router:
             raise EndpointUnavailable(f"model endpoint {name!r} is {state.status.value}{reason}")
         handle = await self.handle(state.app_name)
         response = handle.remote(request)
-
-        async def result() -> dict[str, Any]:
-            return await response
-
         try:
-            return await asyncio.wait_for(result(), timeout)
-        except asyncio.TimeoutError:
+            async with asyncio.timeout(timeout):  # no extra task per request, unlike wait_for
+                return await response
+        except TimeoutError:
             response.cancel()
             raise DeadlineExceeded(f"model endpoint {name!r} did not answer within the deadline") from None
         except asyncio.CancelledError:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from sqlalchemy import and_, or_
 from sqlalchemy.engine import Engine
@@ -78,7 +78,7 @@ def _apply_settings(row: EndpointRow, endpoint: Endpoint) -> None:
 
 
 def _now() -> datetime:
-    return datetime.now(timezone.utc)
+    return datetime.now(UTC)
 
 
 class SqlEndpointRepository:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from sqlalchemy import and_, or_
 from sqlalchemy.engine import Engine
@@ -19,7 +19,7 @@ from .tables import ApiKeyRow, BundleRow, EndpointRow
 
 def as_utc(value: datetime) -> datetime:
     """SQLite returns naive datetimes; every entity carries aware UTC ones."""
-    return value if value.tzinfo else value.replace(tzinfo=timezone.utc)
+    return value if value.tzinfo else value.replace(tzinfo=UTC)
 
 
 def _bundle_from_row(row: BundleRow) -> Bundle:
@@ -188,7 +188,7 @@ class SqlApiKeyRepository:
             row = session.get(ApiKeyRow, key_id)
             if row is None or row.revoked_at is not None:
                 return False
-            row.revoked_at = datetime.now(timezone.utc)
+            row.revoked_at = datetime.now(UTC)
             session.add(row)
             session.commit()
             return True

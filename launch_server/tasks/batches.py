@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from launch_server.domain.batch_jobs import BatchJob, BatchStatus, result_key
 from launch_server.domain.endpoints import EndpointStatus
@@ -59,7 +59,7 @@ class BatchRunner:
                 log.exception("batch pass failed")
             try:
                 await asyncio.wait_for(self._wake.wait(), timeout=self.poll_s)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 pass
 
     async def pass_once(self) -> None:
@@ -80,7 +80,7 @@ class BatchRunner:
 
     async def _advance(self, job: BatchJob) -> None:
         endpoint = await asyncio.to_thread(self.endpoints.get_by_id, job.endpoint_id)
-        now = datetime.now(timezone.utc)
+        now = datetime.now(UTC)
         if endpoint is None:
             await asyncio.to_thread(self.jobs.finish, job.job_id, BatchStatus.FAILURE, "its workers were removed", now)
             return
@@ -129,7 +129,7 @@ class BatchRunner:
             "output_key": result_key(job.owner, job.job_id, job.serialization_format),
         }
         answer = await asyncio.wait_for(handle.remote(request), ASSEMBLE_TIMEOUT_S)
-        now = datetime.now(timezone.utc)
+        now = datetime.now(UTC)
         if answer.get("state") != "SUCCESS":
             reason = f"writing the results failed: {answer.get('traceback')}"
             await asyncio.to_thread(self.jobs.finish, job.job_id, BatchStatus.FAILURE, reason, now)

@@ -68,7 +68,7 @@ class CallbackSender:
             if not jobs:
                 try:
                     await asyncio.wait_for(self._wake.wait(), timeout=self.poll_s)
-                except asyncio.TimeoutError:
+                except TimeoutError:
                     pass
 
     async def _send(self, job: CallbackJob) -> None:

@@ -107,7 +107,7 @@ class Dispatcher:
                 if not progressed:
                     try:
                         await asyncio.wait_for(self._wake.wait(), timeout=self.idle_poll_s)
-                    except asyncio.TimeoutError:
+                    except TimeoutError:
                         await self._find_backlog()
         finally:
             heartbeat.cancel()

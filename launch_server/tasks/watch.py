@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 from launch_server.domain.tasks import Task
 from launch_server.store.task_repository import SqlTaskRepository
@@ -40,18 +40,18 @@ class WatchHub:
                 queue.put_nowait(task)
 
     async def run(self, stop: asyncio.Event) -> None:
-        since = datetime.now(timezone.utc)
+        since = datetime.now(UTC)
         polls = 0
         while not stop.is_set():
             try:
                 await asyncio.wait_for(stop.wait(), timeout=self._poll_s)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 pass
             ids = list(self._subscribers)
             if not ids:
-                since = datetime.now(timezone.utc)
+                since = datetime.now(UTC)
                 continue
-            started = datetime.now(timezone.utc)
+            started = datetime.now(UTC)
             polls += 1
             # Usually only rows changed since the last poll (with overlap); every 8th poll, all
             # watched rows, because a row's updated_at is stamped before its commit, which on a

@@ -7,6 +7,7 @@ import hashlib
 import io
 import zipfile
 from collections.abc import AsyncIterator
+from datetime import UTC
 
 import pytest
 
@@ -220,9 +221,9 @@ class FakeKeyRepo:
 
     def revoke(self, key_id: str) -> bool:
         from dataclasses import replace
-        from datetime import datetime, timezone
+        from datetime import datetime
 
-        self.rows[key_id] = replace(self.rows[key_id], revoked_at=datetime.now(timezone.utc))
+        self.rows[key_id] = replace(self.rows[key_id], revoked_at=datetime.now(UTC))
         return True
 
     def count(self) -> int:
