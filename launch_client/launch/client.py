@@ -251,17 +251,18 @@ class LaunchClient:
 
     def list_model_bundles(self) -> list[ModelBundle]:
         """Every bundle the caller owns, newest first (follows all pages)."""
-        bundles, token = [], ""
+        pages = self._pages(self.connection.bundles.ListModelBundles, bpb.ListModelBundlesRequest, "model_bundles")
+        return [ModelBundle.from_proto(b) for b in pages]
+
+    def _pages(self, method: Callable, request_type: type, field: str) -> Iterator[Any]:
+        """Every item of a paged List RPC."""
+        token = ""
         while True:
-            response = self.connection.call(
-                self.connection.bundles.ListModelBundles,
-                bpb.ListModelBundlesRequest(page_size=1000, page_token=token),
-                idempotent=True,
-            )
-            bundles.extend(ModelBundle.from_proto(b) for b in response.model_bundles)
+            response = self.connection.call(method, request_type(page_size=1000, page_token=token), idempotent=True)
+            yield from getattr(response, field)
             token = response.next_page_token
             if not token:
-                return bundles
+                return
 
     def delete_model_bundle(self, model_bundle: ModelBundle | str) -> bool:
         response = self.connection.call(
@@ -429,18 +430,8 @@ class LaunchClient:
             return None
 
     def list_model_endpoints(self) -> list[SyncEndpoint | AsyncEndpoint]:
-        endpoints: list[SyncEndpoint | AsyncEndpoint] = []
-        token = ""
-        while True:
-            response = self.connection.call(
-                self.connection.endpoints.ListModelEndpoints,
-                epb.ListModelEndpointsRequest(page_size=1000, page_token=token),
-                idempotent=True,
-            )
-            endpoints.extend(self._wrap_endpoint(e) for e in response.endpoints)
-            token = response.next_page_token
-            if not token:
-                return endpoints
+        pages = self._pages(self.connection.endpoints.ListModelEndpoints, epb.ListModelEndpointsRequest, "endpoints")
+        return [self._wrap_endpoint(e) for e in pages]
 
     def delete_model_endpoint(self, model_endpoint: Endpoint | ModelEndpoint | str) -> bool:
         response = self.connection.call(

@@ -95,16 +95,7 @@ class Connection:
         timeout: float | None = None,
     ) -> T:
         """Unary call with deadline and, for idempotent calls, retries on UNAVAILABLE."""
-        attempt = 0
-        while True:
-            try:
-                return method(request, metadata=self._metadata, timeout=timeout or self.timeout)
-            except grpc.RpcError as exc:
-                if idempotent and exc.code() == grpc.StatusCode.UNAVAILABLE and attempt < self.max_retries:
-                    self._backoff(attempt)
-                    attempt += 1
-                    continue
-                raise from_rpc_error(exc) from None
+        return self._with_retries(lambda: request, method, idempotent, timeout)
 
     def call_stream_unary(
         self,
@@ -115,10 +106,15 @@ class Connection:
         timeout: float | None = None,
     ) -> T:
         """Client-streaming call; make_requests is called again for each retry."""
+        return self._with_retries(make_requests, method, idempotent, timeout)
+
+    def _with_retries(
+        self, make_request: Callable[[], Any], method: Callable[..., T], idempotent: bool, timeout: float | None
+    ) -> T:
         attempt = 0
         while True:
             try:
-                return method(make_requests(), metadata=self._metadata, timeout=timeout or self.timeout)
+                return method(make_request(), metadata=self._metadata, timeout=timeout or self.timeout)
             except grpc.RpcError as exc:
                 if idempotent and exc.code() == grpc.StatusCode.UNAVAILABLE and attempt < self.max_retries:
                     self._backoff(attempt)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 from datetime import datetime
 
-from sqlalchemy import and_, or_, update
+from sqlalchemy import update
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, select
@@ -14,7 +14,7 @@ from launch_server.domain.batch_jobs import FINISHED, BatchJob, BatchOptions, Ba
 from launch_server.domain.entities import Page
 
 from .db import writer
-from .paging import decode_token, encode_token
+from .paging import newest_first, page
 from .repositories import as_utc
 from .tables import BatchJobRow
 
@@ -91,22 +91,16 @@ class SqlBatchJobRepository:
             return _to_job(row) if row else None
 
     def list(self, owner: str, page_size: int, page_token: str) -> Page:
-        after = decode_token(page_token)
-        query = select(BatchJobRow).where(BatchJobRow.owner == owner)
-        if after is not None:
-            created, row_id = after
-            query = query.where(
-                or_(
-                    BatchJobRow.created_at < created,
-                    and_(BatchJobRow.created_at == created, BatchJobRow.job_id < row_id),
-                )
-            )
-        query = query.order_by(BatchJobRow.created_at.desc(), BatchJobRow.job_id.desc()).limit(page_size + 1)
+        query = newest_first(
+            select(BatchJobRow).where(BatchJobRow.owner == owner),
+            BatchJobRow.created_at,
+            BatchJobRow.job_id,
+            page_token,
+            page_size,
+        )
         with Session(self._engine) as session:
-            rows = list(session.exec(query))
-        items = [_to_job(r) for r in rows[:page_size]]
-        token = encode_token(items[-1].created_at, items[-1].job_id) if len(rows) > page_size else ""
-        return Page(items=items, next_page_token=token)
+            items = [_to_job(r) for r in session.exec(query)]
+        return page(items, page_size, lambda j: (j.created_at, j.job_id))
 
     def unfinished(self) -> list[BatchJob]:
         with Session(self._engine) as session:

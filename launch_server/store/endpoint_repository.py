@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from sqlalchemy import and_, or_
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, delete, select
@@ -20,7 +19,7 @@ from launch_server.domain.entities import Page
 from launch_server.domain.errors import AlreadyExists
 
 from .db import writer
-from .paging import decode_token, encode_token
+from .paging import newest_first, page
 from .repositories import as_utc
 from .tables import BundleRow, EndpointEventRow, EndpointRow
 
@@ -137,23 +136,17 @@ class SqlEndpointRepository:
         return self._one(EndpointRow.owner == owner, EndpointRow.request_id == request_id)
 
     def list(self, owner: str, page_size: int, page_token: str) -> Page:
-        after = decode_token(page_token)
         # Batch jobs' own endpoints are an implementation detail of the job: not listed.
-        query = self._select().where(EndpointRow.owner == owner, EndpointRow.name.not_like("launch-batch-%"))
-        if after is not None:
-            created, row_id = after
-            query = query.where(
-                or_(
-                    EndpointRow.created_at < created,
-                    and_(EndpointRow.created_at == created, EndpointRow.endpoint_id < row_id),
-                )
-            )
-        query = query.order_by(EndpointRow.created_at.desc(), EndpointRow.endpoint_id.desc()).limit(page_size + 1)
+        query = newest_first(
+            self._select().where(EndpointRow.owner == owner, EndpointRow.name.not_like("launch-batch-%")),
+            EndpointRow.created_at,
+            EndpointRow.endpoint_id,
+            page_token,
+            page_size,
+        )
         with Session(self._engine) as session:
-            rows = list(session.exec(query))
-        items = [_to_entity(r, n) for r, n in rows[:page_size]]
-        token = encode_token(items[-1].created_at, items[-1].endpoint_id) if len(rows) > page_size else ""
-        return Page(items=items, next_page_token=token)
+            items = [_to_entity(r, n) for r, n in session.exec(query)]
+        return page(items, page_size, lambda e: (e.created_at, e.endpoint_id))
 
     def list_all(self) -> list[Endpoint]:
         with Session(self._engine) as session:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from sqlalchemy import and_, or_
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, func, select
@@ -13,7 +12,7 @@ from launch_server.domain.entities import ApiKeyRecord, Bundle, BundleForm, Pack
 from launch_server.domain.errors import AlreadyExists, FailedPrecondition, NotFound
 
 from .db import writer
-from .paging import decode_token, encode_token
+from .paging import newest_first, page
 from .tables import ApiKeyRow, BundleRow, EndpointRow
 
 
@@ -98,25 +97,16 @@ class SqlBundleRepository:
             return _bundle_from_row(row) if row else None
 
     def list(self, owner: str, page_size: int, page_token: str) -> Page:
-        after = decode_token(page_token)
-        query = select(BundleRow).where(BundleRow.owner == owner)
-        if after is not None:
-            created, row_id = after
-            query = query.where(
-                or_(
-                    BundleRow.created_at < created,
-                    and_(BundleRow.created_at == created, BundleRow.bundle_id < row_id),
-                )
-            )
-        query = query.order_by(BundleRow.created_at.desc(), BundleRow.bundle_id.desc()).limit(page_size + 1)
+        query = newest_first(
+            select(BundleRow).where(BundleRow.owner == owner),
+            BundleRow.created_at,
+            BundleRow.bundle_id,
+            page_token,
+            page_size,
+        )
         with Session(self._engine) as session:
-            rows = list(session.exec(query))
-        items = [_bundle_from_row(r) for r in rows[:page_size]]
-        token = ""
-        if len(rows) > page_size:
-            last = items[-1]
-            token = encode_token(last.created_at, last.bundle_id)
-        return Page(items=items, next_page_token=token)
+            items = [_bundle_from_row(r) for r in session.exec(query)]
+        return page(items, page_size, lambda b: (b.created_at, b.bundle_id))
 
     def delete(self, owner: str, name: str) -> Bundle:
         with Session(self._writer) as session:
