@@ -70,7 +70,7 @@ def serve(
 
 
 async def _serve(settings: Settings, port_file: str | None) -> ServingLayer | None:
-    from .api.server import build_server, mark_serving
+    from .api.server import build_server, follow_serving_layer, mark_serving
 
     app = build_app(settings)
     key = ensure_dev_key(app)
@@ -81,6 +81,8 @@ async def _serve(settings: Settings, port_file: str | None) -> ServingLayer | No
     server, port, health_servicer = build_server(app, settings.bind, serving)
     await server.start()
     await mark_serving(health_servicer, True)
+    if serving is not None:
+        health_follower = asyncio.create_task(follow_serving_layer(health_servicer, serving.reconciler.first_pass))
     host = settings.bind.rsplit(":", 1)[0]
     click.echo(f"launch-server listening on {host}:{port}", err=False)
     sys.stdout.flush()
@@ -94,6 +96,8 @@ async def _serve(settings: Settings, port_file: str | None) -> ServingLayer | No
     serving_task = asyncio.create_task(serving.run(stop)) if serving else None
     await stop.wait()
     log.info("shutting down: draining in-flight RPCs")
+    if serving is not None:
+        health_follower.cancel()
     await mark_serving(health_servicer, False)
     await server.stop(grace=10)
     if serving_task is not None:

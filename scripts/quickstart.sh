@@ -13,7 +13,7 @@ mkdir -p "$LAUNCH_DATA_DIR"
 server_pid=$!
 # Stop only the server we started (by pid); it shuts down the local Ray it started.
 trap 'kill -TERM "$server_pid" 2>/dev/null; wait "$server_pid" 2>/dev/null || true' EXIT
-.venv/bin/python examples/wait_healthy.py "127.0.0.1:${port}" 120 || { cat "$LAUNCH_DATA_DIR/server.log"; exit 1; }
+.venv/bin/python examples/wait_healthy.py "127.0.0.1:${port}" 180 launch.v1.InferenceService || { cat "$LAUNCH_DATA_DIR/server.log"; exit 1; }
 grep -A1 "development API key" "$LAUNCH_DATA_DIR/server.log" || true
 LAUNCH_API_KEY="$(cat "$LAUNCH_DATA_DIR/dev_api_key")" LAUNCH_ENDPOINT="127.0.0.1:${port}" \
   .venv/bin/python examples/quickstart.py

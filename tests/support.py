@@ -95,7 +95,14 @@ class ServerHandle:
         return self.log_path.read_text(errors="replace")
 
     def stop(self) -> None:
+        """Stops the server. Its Serve applications outlive it by design (the database is the
+        source of truth and a restarted server adopts them), so on the shared test cluster they
+        are deleted here, or the next module's replicas would find the nodes full."""
         stop_process(self.proc)
+        ray_address = self.env.get("LAUNCH_RAY_ADDRESS")
+        prefix = self.env.get("LAUNCH_SERVE_APP_PREFIX")
+        if self.env.get("LAUNCH_SERVING") == "1" and ray_address and prefix:
+            delete_serve_apps(ray_address, prefix)
 
 
 def start_server(
@@ -199,3 +206,25 @@ def drop_pg_database(url: str) -> None:
     name = url.rsplit("/", 1)[1]
     with psycopg.connect(PG_ADMIN_URL, autocommit=True) as conn:
         conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+_DELETE_APPS = """
+import sys, ray
+from ray import serve
+ray.init(address=sys.argv[1], log_to_driver=False)
+for name in list(serve.status().applications):
+    if name.startswith(sys.argv[2] + "-"):
+        serve.delete(name)
+"""
+
+
+def delete_serve_apps(ray_address: str, prefix: str) -> None:
+    """Deletes a server's Serve applications from the shared cluster (in a child process, so the
+    test process never becomes a Ray driver)."""
+    subprocess.run(
+        [sys.executable, "-c", _DELETE_APPS, ray_address, prefix],
+        capture_output=True,
+        timeout=180,
+        check=False,
+        env={**os.environ, "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0"},
+    )

@@ -3,6 +3,8 @@ reflection, behind the auth-and-errors interceptor."""
 
 from __future__ import annotations
 
+import asyncio
+
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
@@ -78,7 +80,20 @@ def build_server(
     return server, port, health_servicer
 
 
-async def mark_serving(health_servicer: health.aio.HealthServicer, serving: bool) -> None:
+# Services that need the serving layer (Ray): their health follows it, so a load balancer or a
+# script can wait for "launch.v1.InferenceService" while "" (the control plane) is already up.
+SERVING_LAYER_SERVICES = ("launch.v1.InferenceService", "launch.v1.TaskService", "launch.v1.BatchJobService")
+
+
+async def mark_serving(
+    health_servicer: health.aio.HealthServicer, serving: bool, names: tuple[str, ...] | None = None
+) -> None:
     status = health_pb2.HealthCheckResponse.SERVING if serving else health_pb2.HealthCheckResponse.NOT_SERVING
-    for name in ["", *SERVICES]:
+    for name in names if names is not None else ("", *SERVICES):
         await health_servicer.set(name, status)
+
+
+async def follow_serving_layer(health_servicer: health.aio.HealthServicer, ready: asyncio.Event) -> None:
+    await mark_serving(health_servicer, False, SERVING_LAYER_SERVICES)
+    await ready.wait()
+    await mark_serving(health_servicer, True, SERVING_LAYER_SERVICES)

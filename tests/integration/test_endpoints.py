@@ -326,3 +326,12 @@ def test_delete_endpoint_frees_its_bundle(serving_server: ServerHandle) -> None:
     assert client.delete_model_endpoint(ep) is True
     wait_for(lambda: client.get_model_endpoint("short-lived-ep") is None, 60, "the endpoint row to go")
     assert client.delete_model_bundle(bundle) is True
+
+
+def test_health_follows_the_serving_layer(serving_server: ServerHandle, echo_endpoint) -> None:  # type: ignore[no-untyped-def]
+    from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+    stub = health_pb2_grpc.HealthStub(serving_server.channel())
+    for service in ("", "launch.v1.ModelBundleService", "launch.v1.InferenceService", "launch.v1.TaskService"):
+        response = stub.Check(health_pb2.HealthCheckRequest(service=service))
+        assert response.status == health_pb2.HealthCheckResponse.SERVING, service
