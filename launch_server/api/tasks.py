@@ -112,6 +112,7 @@ class TaskServicer(tgrpc.TaskServiceServicer):
                 sent[task.task_id] = task.state
                 yield tpb.WatchTasksResponse(task=task_to_proto(task))
             waiting = {t.task_id for t in tasks if not t.terminal}
+            self._hub.unsubscribe(queue, [t.task_id for t in tasks if t.terminal])
             while waiting:
                 task = await queue.get()
                 if task.task_id not in waiting or sent.get(task.task_id) == task.state:
@@ -120,6 +121,7 @@ class TaskServicer(tgrpc.TaskServiceServicer):
                 yield tpb.WatchTasksResponse(task=task_to_proto(task))
                 if task.terminal:
                     waiting.discard(task.task_id)
+                    self._hub.unsubscribe(queue, [task.task_id])  # keeps the hub's polls small
         finally:
             self._hub.unsubscribe(queue, ids)
 

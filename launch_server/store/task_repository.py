@@ -9,7 +9,7 @@ import json
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import and_, case, func, update
+from sqlalchemy import and_, bindparam, case, func, update
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, delete, select
@@ -164,6 +164,12 @@ class SqlTaskRepository:
                 found.extend(to_task(r) for r in session.exec(query))
         return found
 
+    def changed_since(self, since: datetime, limit: int = 50_000) -> list[Task]:
+        """Every task changed after `since` (the watch hub keeps those someone watches)."""
+        with Session(self._engine) as session:
+            rows = session.exec(select(TaskRow).where(TaskRow.updated_at > since).limit(limit))
+            return [to_task(r) for r in rows]
+
     def cancel(self, owner: str, task_id: str) -> Task | None:
         now = _now()
         with Session(self._writer) as session:
@@ -248,31 +254,49 @@ class SqlTaskRepository:
         left alone) and schedules callbacks; returns the finished tasks (built from `known` rows
         when given, else read back)."""
         now = _now()
-        done: list[str] = []
         with Session(self._writer) as session:
-            for outcome in outcomes:
-                values: dict = dict(
-                    state=outcome.state.value,
-                    result=outcome.result,
-                    result_url=outcome.result_url,
-                    traceback=outcome.traceback,
-                    finished_at=now,
-                    updated_at=now,
-                    lease_owner=None,
-                    lease_expires_at=None,
-                    **_callback_due(now),
-                )
-                result = session.exec(
-                    update(TaskRow)
-                    .where(
-                        TaskRow.task_id == outcome.task_id,
+            # Which of these this worker still holds (same write transaction, so it cannot change
+            # underneath); then one executemany UPDATE for all of them.
+            held = set(
+                session.exec(
+                    select(TaskRow.task_id).where(
+                        TaskRow.task_id.in_([o.task_id for o in outcomes]),
                         TaskRow.state == TaskState.STARTED.value,
                         TaskRow.lease_owner == worker,
                     )
-                    .values(**values)
+                ).all()
+            )
+            done = [o.task_id for o in outcomes if o.task_id in held]
+            if done:
+                statement = (
+                    update(TaskRow.__table__)
+                    .where(TaskRow.__table__.c.task_id == bindparam("b_task_id"))
+                    .values(
+                        state=bindparam("b_state"),
+                        result=bindparam("b_result"),
+                        result_url=bindparam("b_result_url"),
+                        traceback=bindparam("b_traceback"),
+                        finished_at=now,
+                        updated_at=now,
+                        lease_owner=None,
+                        lease_expires_at=None,
+                        **_callback_due(now),
+                    )
                 )
-                if result.rowcount:
-                    done.append(outcome.task_id)
+                session.connection().execute(
+                    statement,
+                    [
+                        {
+                            "b_task_id": o.task_id,
+                            "b_state": o.state.value,
+                            "b_result": o.result,
+                            "b_result_url": o.result_url,
+                            "b_traceback": o.traceback,
+                        }
+                        for o in outcomes
+                        if o.task_id in held
+                    ],
+                )
             session.commit()
         if not done:
             return []

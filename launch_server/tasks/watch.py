@@ -53,12 +53,16 @@ class WatchHub:
                 continue
             started = datetime.now(UTC)
             polls += 1
-            # Usually only rows changed since the last poll (with overlap); every 8th poll, all
+            # Usually only rows changed since the last poll (with overlap); every 20th poll (5 s), all
             # watched rows, because a row's updated_at is stamped before its commit, which on a
             # busy database can land after the window. Watchers ignore repeated states.
-            window = None if polls % 8 == 0 else since - timedelta(seconds=2)
+            full = polls % 20 == 0
             try:
-                changed = await asyncio.to_thread(self._repo.get_by_ids, ids, window)
+                if full:
+                    changed = await asyncio.to_thread(self._repo.get_by_ids, ids)
+                else:
+                    # One indexed query for everything changed lately, whoever watches it.
+                    changed = await asyncio.to_thread(self._repo.changed_since, since - timedelta(seconds=0.5))
             except Exception:  # noqa: BLE001 - keep watching through a transient database error
                 log.exception("watch poll failed")
                 continue
