@@ -43,6 +43,9 @@ class Settings:
     downscale_delay_s: float = field(default_factory=lambda: float(_env("DOWNSCALE_DELAY_S", "5")))
     downscale_to_zero_delay_s: float = field(default_factory=lambda: float(_env("DOWNSCALE_TO_ZERO_DELAY_S", "10")))
     reconcile_interval_s: float = field(default_factory=lambda: float(_env("RECONCILE_INTERVAL_S", "1")))
+    # Submissions that find a free call slot start at once (written STARTED under this server's
+    # lease) instead of waiting for the dispatcher to claim them.
+    task_fast_path: bool = field(default_factory=lambda: _env("TASK_FAST_PATH", "1") not in ("0", "false", "no"))
     task_lease_s: float = field(default_factory=lambda: float(_env("TASK_LEASE_S", "60")))
     task_max_attempts: int = field(default_factory=lambda: int(_env("TASK_MAX_ATTEMPTS", "3")))
     task_group_max: int = field(default_factory=lambda: int(_env("TASK_GROUP_MAX", "64")))

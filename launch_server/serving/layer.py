@@ -54,7 +54,8 @@ class ServingLayer:
         self.batch_jobs.on_change = self.batches.kick
         app.endpoints.on_change = self.reconciler.kick
         self.tasks.on_submit = self.dispatcher.kick
-        self.tasks.admission = self.dispatcher
+        if s.task_fast_path:
+            self.tasks.admission = self.dispatcher
         self.tasks.cached_endpoint = self._cached_endpoint
         self.dispatcher.on_finished = self.callbacks.kick
         self.reconciler.on_removed = lambda endpoint_id: self.task_repo.fail_endpoint_tasks(
