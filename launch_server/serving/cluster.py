@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import os
+import time
 from dataclasses import dataclass
 
 log = logging.getLogger(__name__)
@@ -74,12 +75,64 @@ async def stop_serve(started_local: bool) -> None:
         await serve.shutdown_async()
 
 
+def abandon_start(options: ClusterOptions) -> None:
+    """After a failed start: disconnect, and end what a half-started local cluster left running."""
+    import ray
+
+    leftovers = [] if options.address else _descendants(os.getpid())
+    if ray.is_initialized():
+        ray.shutdown()
+    _end(leftovers)
+
+
+def _end(pids: list[int]) -> None:
+    """SIGTERM, a 5 s grace, then SIGKILL: only processes this server started."""
+    import signal
+
+    for sig, grace in ((signal.SIGTERM, 5.0), (signal.SIGKILL, 0.0)):
+        alive = [pid for pid in pids if os.path.exists(f"/proc/{pid}")]
+        for pid in alive:
+            try:
+                os.kill(pid, sig)
+            except ProcessLookupError:
+                pass
+        deadline = time.monotonic() + grace
+        while alive and time.monotonic() < deadline:
+            time.sleep(0.2)
+            alive = [pid for pid in alive if os.path.exists(f"/proc/{pid}")]
+
+
+def _descendants(root: int) -> list[int]:
+    """Process ids below `root`, read from /proc (Linux); empty elsewhere."""
+    children: dict[int, list[int]] = {}
+    for entry in os.listdir("/proc") if os.path.isdir("/proc") else []:
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as f:
+                parent = int(f.read().rsplit(")", 1)[1].split()[1])
+        except (OSError, ValueError, IndexError):
+            continue
+        children.setdefault(parent, []).append(int(entry))
+    found, stack = [], [root]
+    while stack:
+        for child in children.get(stack.pop(), []):
+            found.append(child)
+            stack.append(child)
+    return found
+
+
 def stop_ray(started_local: bool) -> None:
-    """Called on the main thread after the event loop has ended."""
+    """Called on the main thread after the event loop has ended. Ray's dashboard and runtime-env
+    agents of a local node outlived ray.shutdown() here (for an hour and more), so whatever this
+    process started and is still running afterwards is ended too, by pid."""
     import ray
 
     if started_local and ray.is_initialized():
+        started = _descendants(os.getpid())
         ray.shutdown()
+        _end(started)
+        log.info("Ray stopped; ended %d leftover process(es) it had started", len(started))
 
 
 def session_log_dir() -> str | None:

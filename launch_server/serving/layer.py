@@ -75,11 +75,17 @@ class ServingLayer:
         )
         self.reconciler.error = "connecting to Ray"
         loops = [asyncio.create_task(self.hub.run(stop)), asyncio.create_task(self._maintain(stop))]
-        try:
-            self.started_local = await asyncio.to_thread(cluster.start, options)
-        except Exception as exc:  # noqa: BLE001 - the control plane keeps serving bundles
-            self.reconciler.error = f"Ray failed to start: {exc}"
-            log.exception("could not start or join Ray; endpoints will not be served")
+        for attempt in range(1, 4):
+            try:
+                self.started_local = await asyncio.to_thread(cluster.start, options)
+                break
+            except Exception as exc:  # noqa: BLE001 - the control plane keeps serving bundles
+                # A busy machine can make a local Ray miss its start-up deadline: clean up, retry.
+                self.reconciler.error = f"Ray failed to start (attempt {attempt} of 3): {exc}"
+                log.exception("could not start or join Ray (attempt %d of 3)", attempt)
+                await asyncio.to_thread(cluster.abandon_start, options)
+        else:
+            log.error("giving up on Ray; endpoints will not be served until the server restarts")
             await stop.wait()
             await asyncio.gather(*loops, return_exceptions=True)
             return
