@@ -36,11 +36,8 @@ def s3_server() -> Iterator[S3Server]:
 BACKENDS = ["sqlite-local", "postgres-s3"]
 
 
-
 @pytest.fixture(scope="module", params=BACKENDS)
-def server(
-    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[ServerHandle]:
+def server(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerHandle]:
     """A real launch-server process (no Ray) per module and backend."""
     data_dir: Path = tmp_path_factory.mktemp(f"server-{request.param}")
     if request.param == "sqlite-local":

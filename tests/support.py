@@ -142,9 +142,7 @@ def start_server(
     except Exception:
         stop_process(proc)
         raise RuntimeError(f"launch-server did not start:\n{log_path.read_text(errors='replace')}") from None
-    return ServerHandle(
-        proc=proc, port=port, data_dir=data_dir, database_url=database_url, env=env, log_path=log_path
-    )
+    return ServerHandle(proc=proc, port=port, data_dir=data_dir, database_url=database_url, env=env, log_path=log_path)
 
 
 @dataclass
@@ -183,9 +181,7 @@ def start_s3_server() -> S3Server:
         stderr=subprocess.DEVNULL,
     )
     wait_for_port(port, timeout=30, proc=proc)
-    server = S3Server(
-        proc=proc, endpoint_url=f"http://127.0.0.1:{port}", bucket=f"launch-{uuid.uuid4().hex[:8]}"
-    )
+    server = S3Server(proc=proc, endpoint_url=f"http://127.0.0.1:{port}", bucket=f"launch-{uuid.uuid4().hex[:8]}")
     server.client().create_bucket(Bucket=server.bucket)
     return server
 

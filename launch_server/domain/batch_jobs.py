@@ -13,7 +13,7 @@ from datetime import UTC, datetime
 from enum import Enum
 from typing import Protocol
 
-from .endpoints import EndpointService, EndpointSettings, EndpointType
+from .endpoints import BATCH_ENDPOINT_PREFIX, EndpointService, EndpointSettings, EndpointType
 from .entities import Page
 from .errors import InvalidArgument, NotFound
 from .ownership import results_prefix
@@ -23,7 +23,6 @@ from .tasks import TaskInput, TaskService
 from .validation import validate_name, validate_page_size, validate_request_id
 
 MAX_INPUTS = 1_000_000
-BATCH_ENDPOINT_PREFIX = "launch-batch-"
 
 
 class BatchStatus(str, Enum):

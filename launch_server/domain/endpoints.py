@@ -20,7 +20,15 @@ from .resources import accelerator_for, parse_memory
 from .validation import validate_name, validate_page_size, validate_request_id
 
 MAX_WORKERS = 1000
-RESERVED_PREFIX = "launch-batch-"
+# Batch jobs run on endpoints of their own whose names use this prefix, which users cannot take;
+# listings leave them out, task submission refuses them, and the dispatcher sends them one chunk per call.
+BATCH_ENDPOINT_PREFIX = "launch-batch-"
+
+
+def is_batch_endpoint(name: str) -> bool:
+    return name.startswith(BATCH_ENDPOINT_PREFIX)
+
+
 MAX_LABELS = 64
 KNOWN_HOOKS = {"callback"}
 
@@ -187,9 +195,9 @@ class EndpointService:
         prefix users cannot take, and listings leave them out."""
         validate_request_id("request_id", request_id)
         validate_name("endpoint.name", name)
-        if name.startswith(RESERVED_PREFIX) and not internal:
+        if is_batch_endpoint(name) and not internal:
             raise InvalidArgument(
-                "endpoint.name", f"names starting with {RESERVED_PREFIX!r} are reserved for batch jobs"
+                "endpoint.name", f"names starting with {BATCH_ENDPOINT_PREFIX!r} are reserved for batch jobs"
             )
         validate_settings(settings)
         if request_id:

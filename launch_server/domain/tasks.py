@@ -12,7 +12,7 @@ from datetime import UTC, datetime, timedelta
 from enum import Enum
 from typing import Protocol
 
-from .endpoints import EndpointRepository, EndpointStatus, EndpointType
+from .endpoints import EndpointRepository, EndpointStatus, EndpointType, is_batch_endpoint
 from .errors import FailedPrecondition, InvalidArgument, NotFound
 from .validation import validate_name, validate_request_id
 
@@ -149,7 +149,7 @@ class TaskService:
     ) -> list[Task]:
         """Stores the tasks before answering; from then on they are never lost. Users cannot
         submit to a batch job's own endpoint (internal=True is the job itself)."""
-        if endpoint_name.startswith("launch-batch-") and not internal:
+        if is_batch_endpoint(endpoint_name) and not internal:
             raise NotFound("model endpoint", endpoint_name)
         validate_name("endpoint_name", endpoint_name)
         validate_request_id("request_id", request_id)

@@ -124,16 +124,3 @@ class S3Storage:
 
     def contains(self, location: str) -> bool:
         return location.startswith(self.root_url.rstrip("/") + "/")
-
-    def list_keys(self, prefix: str = "") -> list[str]:
-        """Every key under the root (test and operator use: finding orphans)."""
-        paginator = self._client.get_paginator("list_objects_v2")
-        full = self._key(prefix) if prefix else (self.prefix + "/" if self.prefix else "")
-        keys: list[str] = []
-        for page in paginator.paginate(Bucket=self.bucket, Prefix=full):
-            keys.extend(item["Key"] for item in page.get("Contents", []))
-        return keys
-
-    def list_multipart_uploads(self) -> list[str]:
-        response = self._client.list_multipart_uploads(Bucket=self.bucket)
-        return [u["Key"] for u in response.get("Uploads", [])]

@@ -9,6 +9,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, delete, select
 
 from launch_server.domain.endpoints import (
+    BATCH_ENDPOINT_PREFIX,
     Endpoint,
     EndpointEvent,
     EndpointSettings,
@@ -138,7 +139,7 @@ class SqlEndpointRepository:
     def list(self, owner: str, page_size: int, page_token: str) -> Page:
         # Batch jobs' own endpoints are an implementation detail of the job: not listed.
         query = newest_first(
-            self._select().where(EndpointRow.owner == owner, EndpointRow.name.not_like("launch-batch-%")),
+            self._select().where(EndpointRow.owner == owner, EndpointRow.name.not_like(f"{BATCH_ENDPOINT_PREFIX}%")),
             EndpointRow.created_at,
             EndpointRow.endpoint_id,
             page_token,

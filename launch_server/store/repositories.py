@@ -6,7 +6,7 @@ from datetime import UTC, datetime
 
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
-from sqlmodel import Session, func, select
+from sqlmodel import Session, select
 
 from launch_server.domain.entities import ApiKeyRecord, Bundle, BundleForm, PackagingType, Page
 from launch_server.domain.errors import AlreadyExists, FailedPrecondition, NotFound
@@ -182,7 +182,3 @@ class SqlApiKeyRepository:
             session.add(row)
             session.commit()
             return True
-
-    def count(self) -> int:
-        with Session(self._engine) as session:
-            return int(session.exec(select(func.count()).select_from(ApiKeyRow)).one())

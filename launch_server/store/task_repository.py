@@ -469,11 +469,6 @@ class SqlTaskRepository:
             session.add(row)
             session.commit()
 
-    def callback_state(self, task_id: str) -> tuple[str, int, str]:
-        with Session(self._engine) as session:
-            row = session.get(TaskRow, task_id)
-            return (row.callback_state, row.callback_attempts, row.callback_error) if row else ("", 0, "")
-
     def chunk_states(self, endpoint_id: str) -> list[tuple[str, str, str, str]]:
         """(client_request_id, state, result, traceback) of every task on an endpoint: a batch
         job's chunks and their summaries."""
@@ -484,10 +479,3 @@ class SqlTaskRepository:
                 )
             ).all()
         return [(r[0], r[1], r[2], r[3]) for r in rows]
-
-    def stats(self, endpoint_id: str) -> dict[str, int]:
-        with Session(self._engine) as session:
-            rows = session.exec(
-                select(TaskRow.state, func.count()).where(TaskRow.endpoint_id == endpoint_id).group_by(TaskRow.state)
-            ).all()
-        return {state: int(count) for state, count in rows}

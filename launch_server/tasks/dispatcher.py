@@ -19,7 +19,7 @@ import socket
 import uuid
 from collections import defaultdict
 
-from launch_server.domain.endpoints import EndpointType
+from launch_server.domain.endpoints import EndpointType, is_batch_endpoint
 from launch_server.domain.tasks import Outcome, Task, TaskState
 from launch_server.serving.reconciler import Reconciler
 from launch_server.serving.router import Router
@@ -143,7 +143,7 @@ class Dispatcher:
                 continue
             # A batch job's task is already a chunk of inputs: one per call keeps progress and
             # retries at the chunk's grain.
-            group_max = 1 if endpoint.name.startswith("launch-batch-") else self.group_max
+            group_max = 1 if is_batch_endpoint(endpoint.name) else self.group_max
             wanted = free_calls * group_max
             claimed = await asyncio.to_thread(self.repo.claim, endpoint.endpoint_id, wanted, self.worker, self.lease_s)
             if len(claimed) < wanted:

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import hashlib
 import io
-import json
 import os
 import pickle
 import zipfile
@@ -220,9 +219,7 @@ def test_self_hosted_registration(server: ServerHandle, tmp_path: Path) -> None:
             import boto3
 
             bucket, key = url.removeprefix("s3://").split("/", 1)
-            s3 = boto3.client(
-                "s3", endpoint_url=server.env["LAUNCH_S3_ENDPOINT_URL"], region_name="us-east-1"
-            )
+            s3 = boto3.client("s3", endpoint_url=server.env["LAUNCH_S3_ENDPOINT_URL"], region_name="us-east-1")
             s3.put_object(Bucket=bucket, Key=key, Body=data)
         else:
             path = Path(url.removeprefix("file://"))
@@ -237,9 +234,7 @@ def test_self_hosted_registration(server: ServerHandle, tmp_path: Path) -> None:
 
     outside = (tmp_path / "elsewhere.pkl").as_uri()
     with pytest.raises(launch.InvalidArgumentError) as err:
-        client.create_model_bundle(
-            "outside", ENV, predict_fn_or_cls=lambda x: x, requirements=[], bundle_url=outside
-        )
+        client.create_model_bundle("outside", ENV, predict_fn_or_cls=lambda x: x, requirements=[], bundle_url=outside)
     assert err.value.field == "bundle.location"
     with pytest.raises(launch.NotFoundError):
         client.get_model_bundle("outside")
@@ -264,9 +259,7 @@ def test_self_hosted_registration(server: ServerHandle, tmp_path: Path) -> None:
 )
 def test_bad_names(server: ServerHandle, name: str, fragment: str) -> None:
     with pytest.raises(launch.InvalidArgumentError) as err:
-        client_for(server, "alice").create_model_bundle(
-            name, ENV, predict_fn_or_cls=lambda x: x, requirements=[]
-        )
+        client_for(server, "alice").create_model_bundle(name, ENV, predict_fn_or_cls=lambda x: x, requirements=[])
     assert err.value.field == "header.bundle.name"
     assert fragment in err.value.message
     assert err.value.code == grpc.StatusCode.INVALID_ARGUMENT
@@ -376,9 +369,7 @@ def test_interrupted_upload_leaves_no_bundle_and_no_object(server: ServerHandle)
         python_version="3.11",
         env_params=ENV,
     )
-    header = bpb.UploadModelBundleHeader(
-        bundle=spec, size_bytes=len(data), sha256=hashlib.sha256(data).hexdigest()
-    )
+    header = bpb.UploadModelBundleHeader(bundle=spec, size_bytes=len(data), sha256=hashlib.sha256(data).hexdigest())
 
     class ClientCrash(Exception):
         pass
@@ -500,4 +491,3 @@ def test_health_service_is_open(server: ServerHandle) -> None:
 
     response = health_pb2_grpc.HealthStub(server.channel()).Check(health_pb2.HealthCheckRequest(service=""))
     assert response.status == health_pb2.HealthCheckResponse.SERVING
-    assert json.dumps(server.backend)  # type: ignore[attr-defined]

@@ -226,9 +226,6 @@ class FakeKeyRepo:
         self.rows[key_id] = replace(self.rows[key_id], revoked_at=datetime.now(UTC))
         return True
 
-    def count(self) -> int:
-        return len(self.rows)
-
 
 def test_keys_hash_only_cache_and_revoke() -> None:
     repo = FakeKeyRepo()

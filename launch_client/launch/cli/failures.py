@@ -9,33 +9,11 @@ from typing import IO, Any
 
 import click
 
-from launch.errors import (
-    AlreadyExistsError,
-    DeadlineExceededError,
-    FailedPreconditionError,
-    InvalidArgumentError,
-    LaunchError,
-    NotFoundError,
-    ResourceExhaustedError,
-    UnauthenticatedError,
-    UnavailableError,
-    UnimplementedError,
-)
+from launch.errors import LaunchError
 
 from .settings import ConfigError
 
 DEBUG_ENV = "LAUNCH_CLI_DEBUG"  # set to 1 to see the traceback of an unexpected error
-_CODE_BY_CLASS: tuple[tuple[type[LaunchError], str], ...] = (
-    (InvalidArgumentError, "INVALID_ARGUMENT"),
-    (NotFoundError, "NOT_FOUND"),
-    (AlreadyExistsError, "ALREADY_EXISTS"),
-    (UnauthenticatedError, "UNAUTHENTICATED"),
-    (FailedPreconditionError, "FAILED_PRECONDITION"),
-    (ResourceExhaustedError, "RESOURCE_EXHAUSTED"),
-    (UnavailableError, "UNAVAILABLE"),
-    (DeadlineExceededError, "DEADLINE_EXCEEDED"),
-    (UnimplementedError, "UNIMPLEMENTED"),
-)
 
 
 class CliError(click.ClickException):
@@ -54,13 +32,8 @@ def one_line(message: str) -> str:
 
 
 def code_name(exc: LaunchError) -> str:
-    """The gRPC status name; errors raised on the client side have no code, so use their class."""
-    if exc.code is not None:
-        return exc.code.name
-    for cls, name in _CODE_BY_CLASS:
-        if isinstance(exc, cls):
-            return name
-    return "ERROR"
+    """The gRPC status name (client-side errors carry their class's status too)."""
+    return exc.code.name if exc.code is not None else "ERROR"
 
 
 def describe(exc: LaunchError) -> str:
