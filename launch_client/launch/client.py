@@ -8,6 +8,7 @@ import hashlib
 import io
 import json
 import logging
+import os
 import sys
 import uuid
 from collections.abc import Callable, Iterator
@@ -24,6 +25,7 @@ from launch.v1 import model_endpoint_pb2 as epb
 from launch.v1 import task_pb2 as tpb
 
 from .connection import Connection
+from .direct_route import DirectRouter, is_enabled, route_request
 from .errors import DeadlineExceededError, InvalidArgumentError, NotFoundError
 from .find_packages import find_packages_from_imports
 from .model_bundle import ModelBundle
@@ -97,8 +99,12 @@ class LaunchClient:
         self_hosted: bool = False,
         *,
         timeout: float = 120.0,
+        direct_route: bool | None = None,
     ) -> None:
+        """direct_route: send sync predicts straight to the endpoint's replicas when the server
+        offers a route (default: on unless LAUNCH_DIRECT_ROUTE=0); see launch.direct_route."""
         self.connection = Connection(api_key, endpoint, timeout=timeout)
+        self._direct = DirectRouter(self._get_route) if is_enabled(direct_route, os.environ) else None
         self.self_hosted = self_hosted
         self.upload_bundle_fn: Callable[[bytes, Any], None] | None = None
         self.upload_batch_csv_fn: Callable[[str, Any], None] | None = None
@@ -459,13 +465,18 @@ class LaunchClient:
 
     # ---- requests ----------------------------------------------------------------------------
 
-    def _predict(self, endpoint_name: str, request: EndpointRequest, timeout: float | None) -> EndpointResponse:
-        response = self.connection.call(
-            self.connection.inference.Predict,
-            ipb.PredictRequest(endpoint_name=endpoint_name, input=request.to_input()),
-            idempotent=False,
-            timeout=timeout,
+    def _get_route(self, endpoint_name: str) -> epb.GetModelEndpointRouteResponse:
+        return self.connection.endpoints.GetModelEndpointRoute(
+            route_request(endpoint_name), metadata=self.connection.metadata, timeout=10.0
         )
+
+    def _predict(self, endpoint_name: str, request: EndpointRequest, timeout: float | None) -> EndpointResponse:
+        message = ipb.PredictRequest(endpoint_name=endpoint_name, input=request.to_input())
+        response = self._direct.predict(message, timeout or self.connection.timeout) if self._direct else None
+        if response is None:
+            response = self.connection.call(
+                self.connection.inference.Predict, message, idempotent=False, timeout=timeout
+            )
         return EndpointResponse.from_proto(self, response.result)
 
     def sync_request(

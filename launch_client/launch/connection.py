@@ -83,6 +83,11 @@ class Connection:
     def __hash__(self) -> int:
         return hash(self.endpoint)
 
+    @property
+    def metadata(self) -> tuple[tuple[str, str], ...]:
+        """The call metadata (the API key) for stubs used directly."""
+        return self._metadata
+
     def close(self) -> None:
         self.channel.close()
 

@@ -10,16 +10,19 @@ from launch.v1 import model_endpoint_pb2_grpc as egrpc
 
 from launch_server.domain.endpoints import Endpoint, EndpointService, EndpointStatus
 from launch_server.domain.errors import InvalidArgument
+from launch_server.domain.validation import validate_name
 from launch_server.serving.reconciler import Reconciler
+from launch_server.serving.router import Router
 
 from .auth import owner
 from .convert import changes_from_mask, endpoint_to_proto, event_to_proto, settings_from_proto
 
 
 class ModelEndpointServicer(egrpc.ModelEndpointServiceServicer):
-    def __init__(self, endpoints: EndpointService, reconciler: Reconciler | None) -> None:
+    def __init__(self, endpoints: EndpointService, reconciler: Reconciler | None, router: Router | None = None) -> None:
         self._endpoints = endpoints
         self._reconciler = reconciler
+        self._router = router
 
     def _proto(self, endpoint: Endpoint) -> epb.ModelEndpoint:
         """Adds the live worker counts the reconciler last saw (no Ray call on the RPC path)."""
@@ -80,3 +83,20 @@ class ModelEndpointServicer(egrpc.ModelEndpointServiceServicer):
             bundle_has_requirements = any("installing requirements" in e.message for e in events)
             logs = await asyncio.to_thread(endpoint_logs, self._reconciler.app_name(endpoint), bundle_has_requirements)
         return epb.ReadModelEndpointCreationLogsResponse(events=[event_to_proto(e) for e in events], logs=logs)
+
+    async def GetModelEndpointRoute(
+        self, request: epb.GetModelEndpointRouteRequest, context: grpc.aio.ServicerContext
+    ) -> epb.GetModelEndpointRouteResponse:
+        validate_name("name", request.name)
+        if self._router is None:
+            # No serving layer here: nothing to route to, and Predict says why.
+            return epb.GetModelEndpointRouteResponse(refresh_after_seconds=60.0)
+        route = await self._router.route(owner(), request.name)
+        response = epb.GetModelEndpointRouteResponse(
+            replica_addresses=list(route.addresses),
+            route_token=route.token,
+            refresh_after_seconds=route.refresh_after_s,
+        )
+        if route.expires:
+            response.route_token_expire_time.FromSeconds(route.expires)
+        return response

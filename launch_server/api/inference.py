@@ -3,8 +3,6 @@ lets the router run it within the caller's deadline, and maps the replica's answ
 
 from __future__ import annotations
 
-import json
-
 import grpc
 from launch.v1 import inference_pb2 as ipb
 from launch.v1 import inference_pb2_grpc as igrpc
@@ -14,37 +12,7 @@ from launch_server.domain.validation import validate_name
 from launch_server.serving.router import Router
 
 from .auth import owner
-
-MAX_URL = 2048
-
-
-def request_from_input(message: ipb.RequestInput, field: str) -> dict[str, object]:
-    """Exactly one of url and args_json; args must be a JSON object. The server only checks the
-    JSON's shape; it never deserializes user objects (pickles are opened only in replicas)."""
-    kind = message.WhichOneof("input")
-    if kind is None:
-        raise InvalidArgument(f"{field}", "exactly one of url and args_json is required")
-    if kind == "url":
-        if not message.url or len(message.url) > MAX_URL:
-            raise InvalidArgument(f"{field}.url", f"must be 1 to {MAX_URL} characters")
-        return {"url": message.url, "return_pickled": message.return_pickled}
-    try:
-        args = json.loads(message.args_json)
-    except json.JSONDecodeError as exc:
-        raise InvalidArgument(f"{field}.args_json", f"is not valid JSON: {exc}") from None
-    if not isinstance(args, dict):
-        raise InvalidArgument(f"{field}.args_json", "must be a JSON object of keyword arguments")
-    return {"args_json": message.args_json, "return_pickled": message.return_pickled}
-
-
-def result_to_proto(answer: dict[str, object]) -> ipb.InferenceResult:
-    state = ipb.RESULT_STATE_SUCCESS if answer.get("state") == "SUCCESS" else ipb.RESULT_STATE_FAILURE
-    return ipb.InferenceResult(
-        state=state,
-        result=str(answer.get("result") or ""),
-        result_url=str(answer.get("result_url") or ""),
-        traceback=str(answer.get("traceback") or ""),
-    )
+from .inference_messages import request_from_input, result_to_proto
 
 
 class InferenceServicer(igrpc.InferenceServiceServicer):

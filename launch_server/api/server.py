@@ -57,7 +57,10 @@ def build_server(
     )
     model_bundle_pb2_grpc.add_ModelBundleServiceServicer_to_server(ModelBundleServicer(app.bundles), server)
     model_endpoint_pb2_grpc.add_ModelEndpointServiceServicer_to_server(
-        ModelEndpointServicer(app.endpoints, serving.reconciler if serving else None), server
+        ModelEndpointServicer(
+            app.endpoints, serving.reconciler if serving else None, serving.router if serving else None
+        ),
+        server,
     )
     inference_pb2_grpc.add_InferenceServiceServicer_to_server(
         InferenceServicer(serving.router if serving else None), server

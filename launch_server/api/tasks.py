@@ -17,7 +17,7 @@ from launch_server.tasks.watch import WatchHub
 
 from .auth import owner
 from .convert import timestamp
-from .inference import request_from_input
+from .inference_messages import request_from_input
 from .results import download_result
 
 STATES = {

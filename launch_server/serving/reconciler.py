@@ -16,13 +16,17 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from launch_server.domain.endpoints import Endpoint, EndpointStatus
+from launch_server.domain.endpoints import Endpoint, EndpointStatus, EndpointType
 from launch_server.domain.ownership import results_prefix
 from launch_server.settings import Settings
 from launch_server.store.endpoint_repository import SqlEndpointRepository
 from launch_server.store.repositories import SqlBundleRepository
 
+from . import replica_registry
+from .autoscaling import POLICY_IMPORT_PATH
+from .direct_ingress import DirectConfig
 from .placement import cluster_nodes, describe, missing_on_best_node, replica_demand
+from .route_tokens import endpoint_key
 from .runtime import BundleDescriptor, RuntimeConfig
 
 log = logging.getLogger(__name__)
@@ -148,6 +152,7 @@ class Reconciler:
                 serve.delete(app, _blocking=False)
             return
         self.on_removed(endpoint.endpoint_id)
+        replica_registry.drop_application(app)  # entries of replicas that died without withdrawing
         self.endpoints.remove(endpoint.endpoint_id)
         self.live.pop(endpoint.endpoint_id, None)
         self._deployed.pop(endpoint.endpoint_id, None)
@@ -162,6 +167,21 @@ class Reconciler:
         if requirements:
             options["runtime_env"] = {"pip": {"packages": list(requirements), "pip_check": False}}
         return options
+
+    def direct_config(self, endpoint: Endpoint) -> dict[str, Any] | None:
+        """The replica's direct-route settings, or None when the route is off (or the endpoint is
+        async: its requests come only from the dispatcher, through Serve)."""
+        cfg = self.settings
+        if not cfg.direct_route or endpoint.settings.endpoint_type is not EndpointType.SYNC:
+            return None
+        key = endpoint_key(cfg.route_secret.encode(), endpoint.endpoint_id)
+        return DirectConfig(
+            endpoint_id=endpoint.endpoint_id,
+            endpoint_name=endpoint.name,
+            key_hex=key.hex(),
+            host=cfg.direct_host,
+            max_concurrent_rpcs=max(cfg.max_ongoing_requests, endpoint.settings.per_worker),
+        ).to_dict()
 
     def _deploy(self, endpoint: Endpoint, app: str, was_running: bool) -> None:
         from ray import serve
@@ -205,12 +225,15 @@ class Reconciler:
                 "upscale_delay_s": cfg.upscale_delay_s,
                 "downscale_delay_s": cfg.downscale_delay_s,
                 "downscale_to_zero_delay_s": cfg.downscale_to_zero_delay_s,
+                "policy": {"policy_function": POLICY_IMPORT_PATH},
             },
             health_check_period_s=5,
             health_check_timeout_s=30,
             graceful_shutdown_timeout_s=5,
         )
-        application = deployment.bind(BundleDescriptor.from_bundle(bundle).to_dict(), config.to_dict())
+        application = deployment.bind(
+            BundleDescriptor.from_bundle(bundle).to_dict(), config.to_dict(), 1, self.direct_config(endpoint)
+        )
         serve._run(application, name=app, route_prefix=None, _blocking=False)  # noqa: SLF001 - see module doc
         self._deployed[endpoint.endpoint_id] = _Deployed(endpoint.generation, time.monotonic(), was_running)
         message = f"deploying generation {endpoint.generation} (bundle {bundle.name!r})"

@@ -18,6 +18,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
+from .autoscaling import DIRECT_ONGOING_METRIC
 from .runtime import BundleDescriptor, BundleLoadError, BundleRuntime, RuntimeConfig, current_python_version
 
 # Serve routes the "ray.serve" logger of a replica into that replica's own log file, which is
@@ -36,7 +37,13 @@ def _flush_log() -> None:
 class LaunchReplica:
     """Loads one bundle at start-up and answers predict requests with it."""
 
-    def __init__(self, descriptor: dict[str, Any], config: dict[str, Any], max_threads: int = 1) -> None:
+    def __init__(
+        self,
+        descriptor: dict[str, Any],
+        config: dict[str, Any],
+        max_threads: int = 1,
+        direct: dict[str, Any] | None = None,
+    ) -> None:
         bundle = BundleDescriptor.from_dict(descriptor)
         self.descriptor = bundle
         logger.info(
@@ -59,8 +66,27 @@ class LaunchReplica:
             bundle.bundle_id,
             time.monotonic() - started,
         )
-        _flush_log()
         self._executor = ThreadPoolExecutor(max_workers=max(1, max_threads), thread_name_prefix="launch-predict")
+        self._direct = self._start_direct(direct) if direct else None
+        _flush_log()
+
+    def _start_direct(self, direct: dict[str, Any]) -> Any:
+        """Serves InferenceService on this replica's own port (see direct_ingress). A failure
+        here only costs the one-hop route: requests still arrive through Serve."""
+        from ray import serve
+
+        from .direct_ingress import DirectConfig, DirectIngress
+
+        context = serve.get_replica_context()
+        ingress = DirectIngress(
+            DirectConfig.from_dict(direct), context.app_name, context.replica_tag, self.runtime.predict, self._executor
+        )
+        try:
+            ingress.start()
+        except Exception:  # noqa: BLE001 - see docstring
+            logger.exception("Launch replica: the direct route is off for this replica")
+            return None
+        return ingress
 
     async def __call__(self, request: dict[str, Any]) -> dict[str, Any]:
         """One predict request (see BundleRuntime.predict); never raises for user errors."""
@@ -72,11 +98,20 @@ class LaunchReplica:
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self._executor, self.runtime.predict_many, requests)
 
+    def record_autoscaling_stats(self) -> dict[str, float]:
+        """Serve's custom-metrics hook: requests in flight on the direct route, which Serve cannot
+        see (they never pass its router); autoscaling.direct_aware_policy adds them to its count."""
+        direct = self._direct
+        return {DIRECT_ONGOING_METRIC: direct.gauge.read_average() if direct is not None else 0.0}
+
     def check_health(self) -> None:
         """Serve's health probe. Deliberately a no-op: a loaded replica is healthy, and a predict
         function that is busy must not make Serve kill the replica."""
 
     def __del__(self) -> None:
+        direct = getattr(self, "_direct", None)
+        if direct is not None:
+            direct.stop()
         executor = getattr(self, "_executor", None)
         if executor is not None:
             executor.shutdown(wait=False, cancel_futures=True)

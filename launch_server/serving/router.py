@@ -6,6 +6,8 @@ passes."""
 from __future__ import annotations
 
 import asyncio
+import time
+from dataclasses import dataclass
 from typing import Any
 
 from launch_server.domain.endpoints import EndpointRepository, EndpointType
@@ -17,9 +19,26 @@ from launch_server.domain.errors import (
     ResourceExhausted,
 )
 
+from . import replica_registry
 from .reconciler import Reconciler
+from .route_tokens import mint
 
 ASYNC_HINT = "submit tasks to it instead (TaskService.CreateTask; AsyncEndpoint.predict in the SDK)"
+
+
+@dataclass(frozen=True)
+class DirectRoute:
+    """Where a sync endpoint's replicas answer directly (see direct_ingress); no addresses means
+    "send Predict to the server"."""
+
+    addresses: tuple[str, ...]
+    token: str
+    expires: int  # unix seconds; 0 with no token
+    refresh_after_s: float
+
+
+# Registry reads are one GCS round trip; many clients refreshing at once share one per interval.
+ADDRESS_CACHE_S = 0.5
 
 
 class Router:
@@ -27,6 +46,42 @@ class Router:
         self._reconciler = reconciler
         self._endpoints = endpoints
         self._handles: dict[str, Any] = {}
+        self._addresses: dict[str, tuple[float, tuple[str, ...]]] = {}
+
+    async def route(self, owner: str, name: str) -> DirectRoute:
+        """The direct route for a sync endpoint of this owner: its running replicas' addresses
+        and a token for them. NOT_FOUND and FAILED_PRECONDITION (async) as for Predict; an endpoint
+        that cannot take a direct request now (not serving, zero workers, route off) gets no
+        addresses, so the client sends Predict here and gets the full answer or error."""
+        settings = self._reconciler.settings
+        empty = DirectRoute((), "", 0, settings.route_refresh_s)
+        route = self._reconciler.routes.get((owner, name))
+        if route is None:
+            reason = await self._unavailable_reason(owner, name)
+            if isinstance(reason, EndpointUnavailable):
+                return empty
+            raise reason
+        endpoint_id, endpoint_type = route
+        if endpoint_type == EndpointType.ASYNC.value:
+            raise FailedPrecondition(f"model endpoint {name!r} is async: {ASYNC_HINT}")
+        state = self._reconciler.live.get(endpoint_id)
+        if not settings.direct_route or state is None or not state.serving:
+            return empty
+        addresses = await self._replica_addresses(state.app_name)
+        if not addresses:
+            return empty
+        token, expires = mint(settings.route_secret.encode(), endpoint_id, settings.route_token_ttl_s)
+        return DirectRoute(addresses, token, expires, settings.route_refresh_s)
+
+    async def _replica_addresses(self, app_name: str) -> tuple[str, ...]:
+        now = time.monotonic()
+        cached = self._addresses.get(app_name)
+        if cached is not None and cached[0] > now:
+            return cached[1]
+        routes = await asyncio.to_thread(replica_registry.lookup, app_name)
+        addresses = tuple(r.address for r in routes)
+        self._addresses[app_name] = (now + ADDRESS_CACHE_S, addresses)
+        return addresses
 
     async def handle(self, app_name: str) -> Any:
         handle = self._handles.get(app_name)

@@ -197,3 +197,21 @@ class ReadModelEndpointCreationLogsResponse(_message.Message):
     events: _containers.RepeatedCompositeFieldContainer[EndpointEvent]
     logs: str
     def __init__(self, events: _Optional[_Iterable[_Union[EndpointEvent, _Mapping]]] = ..., logs: _Optional[str] = ...) -> None: ...
+
+class GetModelEndpointRouteRequest(_message.Message):
+    __slots__ = ("name",)
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    def __init__(self, name: _Optional[str] = ...) -> None: ...
+
+class GetModelEndpointRouteResponse(_message.Message):
+    __slots__ = ("replica_addresses", "route_token", "route_token_expire_time", "refresh_after_seconds")
+    REPLICA_ADDRESSES_FIELD_NUMBER: _ClassVar[int]
+    ROUTE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    ROUTE_TOKEN_EXPIRE_TIME_FIELD_NUMBER: _ClassVar[int]
+    REFRESH_AFTER_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    replica_addresses: _containers.RepeatedScalarFieldContainer[str]
+    route_token: str
+    route_token_expire_time: _timestamp_pb2.Timestamp
+    refresh_after_seconds: float
+    def __init__(self, replica_addresses: _Optional[_Iterable[str]] = ..., route_token: _Optional[str] = ..., route_token_expire_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., refresh_after_seconds: _Optional[float] = ...) -> None: ...

@@ -65,6 +65,11 @@ class ModelEndpointServiceStub:
                 request_serializer=launch_dot_v1_dot_model__endpoint__pb2.ReadModelEndpointCreationLogsRequest.SerializeToString,
                 response_deserializer=launch_dot_v1_dot_model__endpoint__pb2.ReadModelEndpointCreationLogsResponse.FromString,
                 _registered_method=True)
+        self.GetModelEndpointRoute = channel.unary_unary(
+                '/launch.v1.ModelEndpointService/GetModelEndpointRoute',
+                request_serializer=launch_dot_v1_dot_model__endpoint__pb2.GetModelEndpointRouteRequest.SerializeToString,
+                response_deserializer=launch_dot_v1_dot_model__endpoint__pb2.GetModelEndpointRouteResponse.FromString,
+                _registered_method=True)
 
 
 class ModelEndpointServiceServicer:
@@ -114,6 +119,17 @@ class ModelEndpointServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def GetModelEndpointRoute(self, request, context):
+        """Returns where a sync endpoint's replicas answer launch.v1.InferenceService themselves, with a
+        short-lived token they accept, so a client can send Predict in one hop instead of through this
+        server. Empty replica_addresses means "send Predict to this server" (the endpoint has no
+        running replica, say at zero workers, or the direct route is off); the server's Predict stays
+        the reference path and the fallback.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_ModelEndpointServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -146,6 +162,11 @@ def add_ModelEndpointServiceServicer_to_server(servicer, server):
                     servicer.ReadModelEndpointCreationLogs,
                     request_deserializer=launch_dot_v1_dot_model__endpoint__pb2.ReadModelEndpointCreationLogsRequest.FromString,
                     response_serializer=launch_dot_v1_dot_model__endpoint__pb2.ReadModelEndpointCreationLogsResponse.SerializeToString,
+            ),
+            'GetModelEndpointRoute': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetModelEndpointRoute,
+                    request_deserializer=launch_dot_v1_dot_model__endpoint__pb2.GetModelEndpointRouteRequest.FromString,
+                    response_serializer=launch_dot_v1_dot_model__endpoint__pb2.GetModelEndpointRouteResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -311,6 +332,33 @@ class ModelEndpointService:
             '/launch.v1.ModelEndpointService/ReadModelEndpointCreationLogs',
             launch_dot_v1_dot_model__endpoint__pb2.ReadModelEndpointCreationLogsRequest.SerializeToString,
             launch_dot_v1_dot_model__endpoint__pb2.ReadModelEndpointCreationLogsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetModelEndpointRoute(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/launch.v1.ModelEndpointService/GetModelEndpointRoute',
+            launch_dot_v1_dot_model__endpoint__pb2.GetModelEndpointRouteRequest.SerializeToString,
+            launch_dot_v1_dot_model__endpoint__pb2.GetModelEndpointRouteResponse.FromString,
             options,
             channel_credentials,
             insecure,

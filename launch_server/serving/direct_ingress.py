@@ -1,0 +1,238 @@
+"""The direct route: a replica answers launch.v1.InferenceService.Predict itself, so a client's
+sync predict is one hop (client -> replica) instead of two (client -> server -> Serve handle ->
+replica). docs/serving.md, "The direct route", says why and what it costs.
+
+Why our own grpc.aio server rather than Serve's direct-ingress mode: Serve's listens on every
+interface without interceptors, needs the client to learn ports from the controller, and its
+autoscaler counted only requests inside the method (../shared/RAY.md). Here the server binds the
+node's address, checks a route token on each call, publishes its address in the GCS
+(replica_registry) and measures its own requests in flight, which the replica reports to Serve's
+autoscaler as a custom metric (autoscaling.direct_aware_policy adds it to Serve's own count).
+
+It runs on its own thread and event loop so it neither depends on nor stalls the loop Serve runs
+the replica on; predict calls go to the replica's predict thread pool, the same one Serve-routed
+calls use, so the user's function still sees one call at a time."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import Executor
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import grpc
+from launch.v1 import inference_pb2 as ipb
+from launch.v1 import inference_pb2_grpc as igrpc
+
+from launch_server.api.errors import to_status
+from launch_server.api.inference_messages import request_from_input, result_to_proto
+from launch_server.domain.errors import InvalidArgument
+
+from . import replica_registry
+from .route_tokens import TokenCheck
+
+logger = logging.getLogger("ray.serve")
+MAX_MESSAGE_BYTES = 64 << 20
+
+
+@dataclass(frozen=True)
+class DirectConfig:
+    """What the reconciler tells a replica about its direct route (plain values: it travels in
+    the deployment's init args)."""
+
+    endpoint_id: str
+    endpoint_name: str
+    key_hex: str  # route_tokens.endpoint_key(secret, endpoint_id), hex
+    host: str = ""  # "" = the node's IP address as Ray knows it
+    max_concurrent_rpcs: int = 100
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> DirectConfig:
+        return cls(**data)
+
+
+class InflightGauge:
+    """Requests in flight, as a time-weighted average between two reads. An instantaneous
+    sample misses short requests (a trivial echo is in flight for microseconds even when the
+    replica is saturated); the average over the interval is what Little's law calls the load."""
+
+    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+        self._clock = clock
+        self._lock = threading.Lock()
+        self.current = 0
+        self._area = 0.0
+        self._since = self._last = clock()
+
+    def change(self, delta: int) -> None:
+        with self._lock:
+            now = self._clock()
+            self._area += self.current * (now - self._last)
+            self._last = now
+            self.current += delta
+
+    def read_average(self) -> float:
+        """The average since the previous read (then starts a new interval)."""
+        with self._lock:
+            now = self._clock()
+            self._area += self.current * (now - self._last)
+            elapsed = now - self._since
+            average = self._area / elapsed if elapsed > 0 else float(self.current)
+            self._area, self._since, self._last = 0.0, now, now
+            return average
+
+
+def _bearer(metadata: Any) -> str:
+    for key, value in metadata or ():
+        if key == "authorization" and isinstance(value, str) and value.startswith("Bearer "):
+            return value.removeprefix("Bearer ").strip()
+    return ""
+
+
+class DirectIngress:
+    """One replica's InferenceService: start() binds and publishes, stop() withdraws and drains."""
+
+    def __init__(
+        self,
+        config: DirectConfig,
+        app_name: str,
+        replica_id: str,
+        predict: Callable[[dict[str, Any]], dict[str, Any]],
+        executor: Executor,
+    ) -> None:
+        self.config = config
+        self.app_name = app_name
+        self.replica_id = replica_id
+        self.gauge = InflightGauge()
+        self.address = ""
+        self._predict = predict
+        self._executor = executor
+        self._tokens = TokenCheck(bytes.fromhex(config.key_hex), config.endpoint_id)
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._stop: asyncio.Event | None = None
+        self._thread: threading.Thread | None = None
+        self._started = threading.Event()
+        self._error: BaseException | None = None
+
+    # ---- lifecycle -----------------------------------------------------------------------------
+
+    def start(self, timeout: float = 30.0) -> str:
+        self._thread = threading.Thread(target=self._run, name="launch-direct-ingress", daemon=True)
+        self._thread.start()
+        if not self._started.wait(timeout):
+            raise RuntimeError(f"the direct route did not start within {timeout:g} s")
+        if self._error is not None:
+            raise RuntimeError(f"the direct route could not start: {self._error}") from self._error
+        return self.address
+
+    def stop(self, grace_s: float = 2.0) -> None:
+        """Stops taking new requests at once (the address is withdrawn first, so routes stop
+        naming it), then lets the ones in flight finish within grace_s."""
+        loop, stop = self._loop, self._stop
+        if loop is None or stop is None or loop.is_closed():
+            return
+        try:
+            loop.call_soon_threadsafe(stop.set)
+        except RuntimeError:
+            return
+        if self._thread is not None:
+            self._thread.join(grace_s + 3.0)
+
+    def _run(self) -> None:
+        try:
+            asyncio.run(self._serve())
+        except BaseException as exc:  # noqa: BLE001 - reported to start() or logged; never kills the replica
+            if not self._started.is_set():
+                self._error = exc
+                self._started.set()
+            else:
+                logger.exception("Launch direct route stopped with an error")
+
+    async def _serve(self) -> None:
+        self._loop = asyncio.get_running_loop()
+        self._stop = asyncio.Event()
+        server = grpc.aio.server(
+            options=[
+                ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
+                ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
+                ("grpc.so_reuseport", 0),
+            ],
+            maximum_concurrent_rpcs=self.config.max_concurrent_rpcs,
+        )
+        igrpc.add_InferenceServiceServicer_to_server(_Servicer(self), server)
+        host = self.config.host or _node_ip()
+        port = server.add_insecure_port(f"{_bracket(host)}:0")
+        if port == 0:
+            raise RuntimeError(f"cannot bind a port on {host}")
+        await server.start()
+        self.address = f"{_bracket(host)}:{port}"
+        loop = asyncio.get_running_loop()
+        await loop.run_in_executor(None, replica_registry.publish, self.app_name, self.replica_id, self.address)
+        logger.info("Launch direct route: InferenceService on %s", self.address)
+        self._started.set()
+        try:
+            while not self._stop.is_set():
+                try:
+                    await asyncio.wait_for(self._stop.wait(), replica_registry.HEARTBEAT_S)
+                except TimeoutError:
+                    try:
+                        await loop.run_in_executor(
+                            None, replica_registry.publish, self.app_name, self.replica_id, self.address
+                        )
+                    except Exception:  # noqa: BLE001 - a missed heartbeat only ages the entry
+                        logger.warning("Launch direct route: heartbeat to the GCS failed", exc_info=True)
+        finally:
+            try:
+                await loop.run_in_executor(None, replica_registry.withdraw, self.app_name, self.replica_id)
+            except Exception:  # noqa: BLE001 - the entry ages out anyway
+                pass
+            await server.stop(2.0)
+
+    # ---- requests ------------------------------------------------------------------------------
+
+    async def predict(self, request: Any, context: Any) -> Any:
+        self.gauge.change(1)
+        try:
+            why = self._tokens.why_not(_bearer(context.invocation_metadata()))
+            if why is not None:
+                await context.abort(grpc.StatusCode.UNAUTHENTICATED, why)
+            try:
+                if request.endpoint_name != self.config.endpoint_name:
+                    raise InvalidArgument(
+                        "endpoint_name",
+                        f"this replica serves {self.config.endpoint_name!r}, not {request.endpoint_name!r}",
+                    )
+                if not request.HasField("input"):
+                    raise InvalidArgument("input", "is required")
+                payload = request_from_input(request.input, "input")
+            except InvalidArgument as exc:
+                await context.abort_with_status(to_status(exc))
+            loop = asyncio.get_running_loop()
+            answer = await loop.run_in_executor(self._executor, self._predict, payload)
+            return ipb.PredictResponse(result=result_to_proto(answer))
+        finally:
+            self.gauge.change(-1)
+
+
+def _node_ip() -> str:
+    import ray
+
+    return ray.util.get_node_ip_address()
+
+
+def _bracket(host: str) -> str:
+    return f"[{host}]" if ":" in host and not host.startswith("[") else host
+
+
+class _Servicer(igrpc.InferenceServiceServicer):
+    def __init__(self, ingress: DirectIngress) -> None:
+        self._ingress = ingress
+
+    async def Predict(self, request: Any, context: Any) -> Any:
+        return await self._ingress.predict(request, context)

@@ -1,0 +1,77 @@
+"""Where each replica's own InferenceService listens, kept in Ray's GCS key-value store.
+
+Ray Serve does not publish replica addresses, and a replica cannot reach the database, so each
+replica that serves direct requests writes `{app}/{replica id} -> {"address", "heartbeat"}` under
+the namespace below and rewrites it every HEARTBEAT_S. The server lists an application's entries
+when a client asks for a route and keeps those whose heartbeat is recent: a replica that stops
+gracefully deletes its entry, one that crashes simply ages out. The GCS is already the cluster's
+source of truth for Serve itself, so this adds no service and works on a multi-node cluster.
+
+Ray's internal KV functions are underscore-named but are what Ray's own libraries (Serve, Train,
+Data) use for exactly this; they are imported lazily so unit tests need no cluster."""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass
+
+NAMESPACE = "launch_routes"
+HEARTBEAT_S = 2.0
+STALE_AFTER_S = 3 * HEARTBEAT_S
+
+
+@dataclass(frozen=True)
+class ReplicaRoute:
+    replica_id: str
+    address: str
+    heartbeat: float
+
+
+def _key(app_name: str, replica_id: str) -> bytes:
+    return f"{app_name}/{replica_id}".encode()
+
+
+def publish(app_name: str, replica_id: str, address: str, now: float | None = None) -> None:
+    from ray.experimental.internal_kv import _internal_kv_put
+
+    value = json.dumps({"address": address, "heartbeat": time.time() if now is None else now})
+    _internal_kv_put(_key(app_name, replica_id), value.encode(), overwrite=True, namespace=NAMESPACE)
+
+
+def withdraw(app_name: str, replica_id: str) -> None:
+    from ray.experimental.internal_kv import _internal_kv_del
+
+    _internal_kv_del(_key(app_name, replica_id), namespace=NAMESPACE)
+
+
+def parse_entries(entries: dict[bytes, bytes | None], now: float) -> list[ReplicaRoute]:
+    """The fresh entries, sorted by replica id; malformed or stale ones are skipped."""
+    routes = []
+    for key, value in entries.items():
+        if not value:
+            continue
+        try:
+            data = json.loads(value)
+            route = ReplicaRoute(key.decode().rsplit("/", 1)[-1], str(data["address"]), float(data["heartbeat"]))
+        except (ValueError, KeyError, TypeError):
+            continue
+        if now - route.heartbeat <= STALE_AFTER_S:
+            routes.append(route)
+    return sorted(routes, key=lambda r: r.replica_id)
+
+
+def lookup(app_name: str, now: float | None = None) -> list[ReplicaRoute]:
+    """The application's live replica routes (a blocking GCS call: run it off the event loop)."""
+    from ray.experimental.internal_kv import _internal_kv_get, _internal_kv_list
+
+    keys = _internal_kv_list(f"{app_name}/".encode(), namespace=NAMESPACE)
+    entries = {key: _internal_kv_get(key, namespace=NAMESPACE) for key in keys}
+    return parse_entries(entries, time.time() if now is None else now)
+
+
+def drop_application(app_name: str) -> None:
+    """Forgets every entry of a deleted application."""
+    from ray.experimental.internal_kv import _internal_kv_del
+
+    _internal_kv_del(f"{app_name}/".encode(), del_by_prefix=True, namespace=NAMESPACE)

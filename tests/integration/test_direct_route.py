@@ -1,0 +1,182 @@
+"""The direct route (docs/serving.md): a sync endpoint's replicas answer InferenceService on their
+own port, the server hands out their addresses and a route token, and the SDK predicts in one hop.
+Real server, real Ray cluster, real replicas; SQLite (the backend does not touch this path)."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterator
+
+import cloudpickle
+import grpc
+import launch
+import pytest
+from grpc_status import rpc_status
+from launch.v1 import inference_pb2 as ipb
+from launch.v1 import inference_pb2_grpc as igrpc
+from launch.v1 import model_endpoint_pb2 as epb
+from launch.v1 import model_endpoint_pb2_grpc as egrpc
+
+from tests.conftest import serving_env
+from tests.integration.test_endpoints import ENV, SMALL, args, client_for, make_echo, wait_for, wait_status
+from tests.support import ServerHandle, start_server
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory, ray_cluster: str) -> Iterator[ServerHandle]:
+    data_dir = tmp_path_factory.mktemp("direct")
+    handle = start_server(data_dir, extra_env=serving_env(ray_cluster, f"d{data_dir.name[-6:]}"))
+    yield handle
+    handle.stop()
+
+
+def get_route(server: ServerHandle, name: str, owner: str = "alice") -> epb.GetModelEndpointRouteResponse:
+    stub = egrpc.ModelEndpointServiceStub(server.channel())
+    metadata = (("authorization", f"Bearer {server.key_for(owner)}"),)
+    return stub.GetModelEndpointRoute(epb.GetModelEndpointRouteRequest(name=name), metadata=metadata, timeout=10)
+
+
+def direct_predict(address: str, token: str, name: str, args_json: str = '{"x": 1}') -> ipb.PredictResponse:
+    with grpc.insecure_channel(address) as channel:
+        stub = igrpc.InferenceServiceStub(channel)
+        request = ipb.PredictRequest(endpoint_name=name, input=ipb.RequestInput(args_json=args_json))
+        return stub.Predict(request, metadata=(("authorization", f"Bearer {token}"),), timeout=30)
+
+
+def wait_route(server: ServerHandle, name: str, replicas: int = 1) -> epb.GetModelEndpointRouteResponse:
+    return wait_for(  # type: ignore[return-value]
+        lambda: (r := get_route(server, name)) and len(r.replica_addresses) >= replicas and r,
+        60,
+        f"{replicas} replica address(es) for {name}",
+    )
+
+
+@pytest.fixture(scope="module")
+def two_endpoints(server: ServerHandle) -> Iterator[tuple[launch.SyncEndpoint, launch.SyncEndpoint]]:
+    client = client_for(server)
+    bundle = client.create_model_bundle("echo", ENV, predict_fn_or_cls=make_echo(), requirements=[])
+    first = client.create_model_endpoint("first", bundle, **SMALL, min_workers=1, max_workers=1)
+    second = client.create_model_endpoint("second", bundle, **SMALL, min_workers=1, max_workers=1)
+    wait_status(first, "READY")
+    wait_status(second, "READY")
+    yield first, second
+    client.delete_model_endpoint(first)
+    client.delete_model_endpoint(second)
+
+
+def test_route_names_the_replica_and_the_sdk_predicts_through_it(server: ServerHandle, two_endpoints) -> None:  # type: ignore[no-untyped-def]
+    route = wait_route(server, "first")
+    assert route.route_token.startswith("lr1.")
+    assert route.route_token_expire_time.seconds > time.time() + 60
+    assert 0 < route.refresh_after_seconds <= 10
+    (address,) = route.replica_addresses
+    assert address.startswith("127.0.0.1:")  # Ray is on loopback, so is the replica's port
+    answer = direct_predict(address, route.route_token, "first", '{"x": 7, "y": [1, 2]}')
+    assert answer.result.state == ipb.RESULT_STATE_SUCCESS
+    assert answer.result.result == '{"x": 7, "y": [1, 2]}'
+
+    client = client_for(server)
+    ep = client.get_model_endpoint("first")
+    assert ep.predict(args(x=3)).result == '{"x": 3}'
+    used = client._direct._replicas  # noqa: SLF001 - proves the request went one hop
+    assert address in used and used[address].in_flight == 0
+    pickled = ep.predict(launch.EndpointRequest(args={"x": 4}, return_pickled=True))
+    assert pickled.status == "SUCCESS" and pickled.result_url  # stored by the replica, loadable:
+    assert cloudpickle.loads(client.download_result(pickled.result_url)) == {"x": 4}
+
+    off = launch.LaunchClient(api_key=server.key_for("alice"), endpoint=server.address, direct_route=False)
+    assert off.get_model_endpoint("first").predict(args(x=5)).result == '{"x": 5}'
+    assert off._direct is None  # noqa: SLF001
+
+
+def test_replica_refuses_missing_foreign_and_forged_tokens(server: ServerHandle, two_endpoints) -> None:  # type: ignore[no-untyped-def]
+    first, second = wait_route(server, "first"), wait_route(server, "second")
+    address = first.replica_addresses[0]
+    for token, why in [
+        ("", "not a route token"),
+        (second.route_token, "another endpoint"),
+        (first.route_token[:-4] + "0000", "signature"),
+        (server.key_for("alice"), "not a route token"),  # an API key is not a route token
+    ]:
+        with pytest.raises(grpc.RpcError) as err:
+            direct_predict(address, token, "first")
+        assert err.value.code() == grpc.StatusCode.UNAUTHENTICATED, token
+        assert why in err.value.details()
+
+
+def test_replica_checks_input_like_the_server(server: ServerHandle, two_endpoints) -> None:  # type: ignore[no-untyped-def]
+    route = wait_route(server, "first")
+    address, token = route.replica_addresses[0], route.route_token
+    with pytest.raises(grpc.RpcError) as err:
+        direct_predict(address, token, "second")  # a valid token for "first" names another endpoint
+    assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    with pytest.raises(grpc.RpcError) as err:
+        direct_predict(address, token, "first", "[1, 2]")
+    assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    status = rpc_status.from_call(err.value)
+    assert status is not None and "input.args_json" in str(status.details)
+
+
+def test_other_owners_get_no_route(server: ServerHandle, two_endpoints) -> None:  # type: ignore[no-untyped-def]
+    with pytest.raises(grpc.RpcError) as err:
+        get_route(server, "first", owner="bob")
+    assert err.value.code() == grpc.StatusCode.NOT_FOUND
+    with pytest.raises(grpc.RpcError) as err:
+        get_route(server, "no-such-endpoint")
+    assert err.value.code() == grpc.StatusCode.NOT_FOUND
+
+
+def test_async_endpoints_have_no_direct_route(server: ServerHandle) -> None:
+    client = client_for(server)
+    bundle = client.create_model_bundle("echo-async", ENV, predict_fn_or_cls=make_echo(), requirements=[])
+    ep = client.create_model_endpoint("async-ep", bundle, **SMALL, endpoint_type="async", min_workers=0)
+    with pytest.raises(grpc.RpcError) as err:
+        get_route(server, "async-ep")
+    assert err.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+    client.delete_model_endpoint(ep)
+
+
+def test_direct_load_scales_replicas_up_and_down(server: ServerHandle) -> None:
+    """Requests that bypass Serve's routers still drive its autoscaler (the replica reports them
+    as a custom metric), and the SDK spreads load over new replicas as they appear."""
+    client = client_for(server)
+
+    def slow_echo(x: int) -> int:
+        import time as _t
+
+        _t.sleep(0.2)
+        return x
+
+    bundle = client.create_model_bundle("slow-direct", ENV, predict_fn_or_cls=slow_echo, requirements=[])
+    ep = client.create_model_endpoint("slow-direct-ep", bundle, **SMALL, min_workers=1, max_workers=3, per_worker=1)
+    wait_status(ep, "READY")
+    wait_route(server, "slow-direct-ep")
+    stop = threading.Event()
+    errors: list[BaseException] = []
+
+    def load() -> None:
+        deadline = time.monotonic() + 60
+        while not stop.is_set() and time.monotonic() < deadline:
+            try:
+                assert ep.predict(args(x=1), timeout=30).result == "1"
+            except BaseException as exc:  # noqa: BLE001 - reported below
+                errors.append(exc)
+                return
+
+    threads = [threading.Thread(target=load) for _ in range(9)]
+    for t in threads:
+        t.start()
+    try:
+        wait_for(lambda: len(get_route(server, "slow-direct-ep").replica_addresses) == 3, 45, "three replica routes")
+        time.sleep(5)  # the SDK refreshes its route every couple of seconds (when a request ends)
+        used = {a for a, r in client._direct._replicas.items() if r.used > time.monotonic() - 2}  # noqa: SLF001
+        assert len(used) == 3, used
+    finally:
+        stop.set()
+        for t in threads:
+            t.join()
+    assert not errors, errors[:3]
+    wait_for(lambda: len(get_route(server, "slow-direct-ep").replica_addresses) == 1, 60, "back to one replica")
+    assert ep.predict(args(x=2)).result == "2"  # the SDK drops the routes of stopped replicas
+    client.delete_model_endpoint(ep)
