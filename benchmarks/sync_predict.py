@@ -6,7 +6,10 @@ each alternative a user could pick, measured in one run on one machine with the 
 and from the bare-gRPC limit, can be read off one table.
 
 Paths (each row: p50/p99 ms at concurrency 1, req/s at concurrency 32):
-  1. Launch: the SDK's `SyncEndpoint.predict` (sync gRPC) -> launch-server -> Serve handle -> replica.
+  1. Launch, direct route (the SDK's default): `SyncEndpoint.predict` (sync gRPC) -> the replica's own
+     InferenceService, one hop; the server only hands out the route (docs/serving.md).
+     Launch, through the server (`LaunchClient(direct_route=False)`): SDK -> launch-server -> Serve
+     handle -> replica, the route every request took before the direct route and still the fallback.
      The SDK is sync, so concurrency is threads: one process with 32 threads sharing a LaunchClient,
      and 4 processes with 8 threads each, to show whether one client process's GIL is the bottleneck.
   2. Ray Serve DeploymentHandle awaited from an asyncio loop in this (driver) process.
@@ -166,7 +169,7 @@ def sdk_client(args: argparse.Namespace) -> dict[str, Any]:
     calls. mode=rps: `threads` threads sharing one LaunchClient, all starting at wall time
     `start_at` so several such processes count the same window."""
     plan = LoadPlan.from_cli(args)
-    client = launch.LaunchClient(endpoint=args.target)
+    client = launch.LaunchClient(endpoint=args.target, direct_route=args.route == "direct")
     endpoint = client.get_model_endpoint(args.endpoint_name)
     if not isinstance(endpoint, launch.SyncEndpoint):
         raise RuntimeError(f"{args.endpoint_name!r} is not a sync endpoint: {endpoint!r}")
@@ -405,10 +408,19 @@ def start_launch(procs: Procs, root: Path, gcs_address: str) -> LaunchSetup:
 
 
 def launch_rows(setup: LaunchSetup, plan: LoadPlan, sdk_procs: list[int]) -> dict[str, dict[str, Any]]:
-    """Path 1: latency from one SDK process, then req/s with each client-process layout."""
+    """Path 1, both routes: latency from one SDK process, then req/s with each client-process layout."""
+    rows: dict[str, dict[str, Any]] = {}
+    for route in ROUTES:
+        rows.update(launch_route_rows(setup, plan, sdk_procs, route))
+    return rows
+
+
+def launch_route_rows(
+    setup: LaunchSetup, plan: LoadPlan, sdk_procs: list[int], route: str
+) -> dict[str, dict[str, Any]]:
     env = {**os.environ, "LAUNCH_API_KEY": setup.api_key}
     base = [sys.executable, "-m", "benchmarks.sync_predict", "_sdk-client", "--target", setup.address]
-    base += ["--endpoint-name", setup.endpoint_name, *plan.to_cli()]
+    base += ["--endpoint-name", setup.endpoint_name, "--route", route, *plan.to_cli()]
     latency = run_client([*base, "--mode", "latency"], timeout=300, env=env)
     rows: dict[str, dict[str, Any]] = {}
     for n in sdk_procs:
@@ -433,7 +445,7 @@ def launch_rows(setup: LaunchSetup, plan: LoadPlan, sdk_procs: list[int]) -> dic
         if any(o["late"] for o in outputs):
             print(f"warning: an SDK client process ({n} procs) started after its warm-up window", file=sys.stderr)
         completed = sum(o["rps_completed"] for o in outputs)
-        rows[f"launch-{n}"] = {
+        rows[f"launch-{route}-{n}"] = {
             "p50_ms": latency["p50_ms"],
             "p99_ms": latency["p99_ms"],
             "rps": completed / plan.rps_s,
@@ -508,9 +520,12 @@ def launch_operations(setup: LaunchSetup) -> dict[str, str]:
 # ---- the run -----------------------------------------------------------------------------------
 
 
+ROUTES = ("direct", "server")
 LABELS = {
-    "launch-1": "Launch: SDK predict -> launch-server -> Serve replica (1 client proc x 32 threads)",
-    "launch-4": "Launch: same, 4 client procs x 8 threads",
+    "launch-direct-1": "Launch, direct route: SDK predict -> replica (1 client proc x 32 threads)",
+    "launch-direct-4": "Launch, direct route: same, 4 client procs x 8 threads",
+    "launch-server-1": "Launch through the server: SDK -> launch-server -> Serve handle -> replica (1 x 32)",
+    "launch-server-4": "Launch through the server: same, 4 client procs x 8 threads",
     "handle": "Ray Serve DeploymentHandle, asyncio in the driver",
     "http": "Ray Serve HTTP proxy (aiohttp keep-alive, own process)",
     "kserve": "KServe model server, gRPC OIP (grpc.aio stubs, own process)",
@@ -533,7 +548,7 @@ def table(runs: list[dict[str, dict[str, Any]]], launch_na: str | None, sdk_proc
         values = [run[key][metric] for run in runs if key in run]
         return statistics.median(values) if values else None
 
-    keys = [f"launch-{n}" for n in sdk_procs] + ["handle", "http", "kserve", "grpc"]
+    keys = [f"launch-{route}-{n}" for route in ROUTES for n in sdk_procs] + ["handle", "http", "kserve", "grpc"]
     lines = [
         "| path | p50 ms | p99 ms | req/s @32 | p50 / handle | req/s / handle | p50 / HTTP proxy "
         "| req/s / HTTP proxy |",
@@ -542,7 +557,9 @@ def table(runs: list[dict[str, dict[str, Any]]], launch_na: str | None, sdk_proc
     handle = (median("handle", "p50_ms"), median("handle", "rps"))
     http = (median("http", "p50_ms"), median("http", "rps"))
     for key in keys:
-        label = LABELS[key] if key in LABELS else f"Launch: same, {key.split('-')[1]} client procs"
+        label = (
+            LABELS[key] if key in LABELS else f"Launch ({key.split('-')[1]} route): {key.split('-')[-1]} client procs"
+        )
         if key.startswith("launch") and launch_na:
             lines.append(f"| {label} | {launch_na} | | | | | | |")
             continue
@@ -695,6 +712,7 @@ def client_main(argv: list[str]) -> None:
     p_sdk.add_argument("--endpoint-name", required=True)
     p_sdk.add_argument("--mode", choices=["latency", "rps"], required=True)
     p_sdk.add_argument("--threads", type=int, default=32)
+    p_sdk.add_argument("--route", choices=ROUTES, default="direct")
     p_sdk.add_argument("--start-at", type=float, default=0.0)
     LoadPlan().add_cli(p_sdk)
     p_http = sub.add_parser("_http-client")
