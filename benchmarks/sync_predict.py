@@ -17,11 +17,12 @@ Paths (each row: p50/p99 ms at concurrency 1, req/s at concurrency 32):
   4. KServe's Python model server over gRPC Open Inference Protocol (its own venv, see
      kserve_echo_server.py), client a separate process on raw grpc.aio stubs.
   5. A bare grpc.aio echo server (grpc_echo_server.py), client a separate process: the limit.
-Paths 1-3 share one Ray cluster started here (num_cpus=16, RAY_SERVE_THROUGHPUT_OPTIMIZED=1, as the
-Launch server uses); the Serve deployment has max_ongoing_requests=100 and no access log. All
-servers stay up for the whole run and share the machine's cores with the clients.
+Paths 1-3 share one Ray cluster started here (num_cpus=16, with the environment launch-server sets
+for a Ray of its own: RAY_SERVE_THROUGHPUT_OPTIMIZED=1, Serve's direct-ingress mode off); the Serve
+deployment has max_ongoing_requests=100 and no access log. All servers stay up for the whole run
+and share the machine's cores with the clients.
 
-Launch operations, measured once per run: create -> READY, the first predict on an endpoint that
+Launch operations, measured in --ops-rounds rounds (2) per run: create -> READY, the first predict on an endpoint that
 has scaled to zero, and how long replicas take to reach max_workers=4 under a step of 16 clients.
 
 Run from the repository root (the first run creates benchmarks/.venv-kserve, about a minute):
@@ -454,14 +455,21 @@ def launch_route_rows(
     return rows
 
 
-def launch_operations(setup: LaunchSetup) -> dict[str, str]:
-    """Create -> READY, first predict from zero workers, time to max_workers under a load step."""
-    ops: dict[str, str] = {"create -> READY (min=max=1)": f"{setup.create_to_ready_s:.1f} s"}
+def launch_operations(setup: LaunchSetup, round_: int = 0) -> dict[str, str]:
+    """Create -> READY, first predict from zero workers, time to max_workers under a load step.
+    Each round uses its own endpoints, and a fresh client for the cold start, so no route or
+    replica of an earlier round can answer it."""
+    ops: dict[str, str] = {}
+    if round_ == 0:
+        ops["create -> READY (min=max=1)"] = f"{setup.create_to_ready_s:.1f} s"
     client = setup.client
+    suffix = f"-{round_}" if round_ else ""
     request = launch.EndpointRequest(args={"x": 1}, return_pickled=False)
 
     echo_bundle = client.get_model_bundle("echo")
-    zero, ready_s = create_endpoint(client, "echo-zero", echo_bundle, min_workers=0, max_workers=1, per_worker=1)
+    zero, ready_s = create_endpoint(
+        client, f"echo-zero{suffix}", echo_bundle, min_workers=0, max_workers=1, per_worker=1
+    )
     ops["create -> READY (min=0)"] = f"{ready_s:.1f} s"
     # Run a replica once and see it counted (worker counts come from the server's reconciler, which
     # polls Serve, so they lag), then wait for the scale-down: the cold start is observed, not assumed.
@@ -475,15 +483,25 @@ def launch_operations(setup: LaunchSetup) -> dict[str, str]:
         ops["first predict from zero workers"] = "n/a (did not reach 0 available workers in 60 s)"
     else:
         ops["0 available workers, after the last request"] = f"{time.monotonic() - last_request:.1f} s"
+        # A replica that Serve is stopping may still answer on its direct route for a moment:
+        # wait until the server routes no replica at all, and ask with a client that has no route.
+        cold = launch.LaunchClient(api_key=setup.api_key, endpoint=setup.address)
+        deadline = time.monotonic() + 30
+        while cold._get_route(zero.model_endpoint.name).replica_addresses and time.monotonic() < deadline:  # noqa: SLF001
+            time.sleep(0.2)
+        zero = cold.get_model_endpoint(zero.model_endpoint.name)
         start = time.monotonic()
         response = zero.predict(request, timeout=120)
         elapsed = time.monotonic() - start
         ops["first predict from zero workers"] = f"{elapsed:.2f} s ({response.status})"
 
     slow_bundle = client.create_model_bundle(
-        "slow-echo", env_params=ENV_PARAMS, predict_fn_or_cls=slow_echo, requirements=[]
+        f"slow-echo{suffix}", env_params=ENV_PARAMS, predict_fn_or_cls=slow_echo, requirements=[]
     )
-    scale, _ = create_endpoint(client, "scale-ep", slow_bundle, min_workers=1, max_workers=4, per_worker=1)
+    scale, ready_s = create_endpoint(
+        client, f"scale-ep{suffix}", slow_bundle, min_workers=1, max_workers=4, per_worker=1
+    )
+    ops["create -> READY (min=1, a later endpoint)"] = f"{ready_s:.1f} s"
     stop = threading.Event()
     deadline = time.monotonic() + 120
     outcomes = {"ok": 0, "failed": 0}
@@ -586,11 +604,13 @@ def raw_runs(runs: list[dict[str, dict[str, Any]]]) -> str:
 
 def prepare_environment(root: Path) -> None:
     """Environment every Ray process (and the Launch server, which inherits it) must see before Ray
-    starts: a loopback node address, this run's own temp dir, throughput-optimized Serve."""
+    starts: this run's own temp dir, then exactly what launch-server sets for a Ray of its own
+    (loopback node address, throughput-optimized Serve with its direct-ingress mode off), so the
+    cluster the server joins here behaves like the one it would start."""
+    from launch_server.serving.cluster import ClusterOptions, configure_environment
+
     os.environ["RAY_TMPDIR"] = str(root / "ray")
-    os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"
-    os.environ["RAY_USAGE_STATS_ENABLED"] = "0"
-    os.environ["RAY_SERVE_THROUGHPUT_OPTIMIZED"] = "1"
+    configure_environment(ClusterOptions())
     (root / "ray").mkdir()
 
 
@@ -600,6 +620,8 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="smoke run: 1 repeat, fewer requests")
     parser.add_argument("--sdk-procs", default="1,4", help="client-process counts for the Launch req/s @32 rows")
     parser.add_argument("--skip-launch-ops", action="store_true", help="skip create/cold-start/scale-up timings")
+    parser.add_argument("--ops-rounds", type=int, default=2, help="rounds of the create/cold-start/scale-up timings")
+    parser.add_argument("--ops-only", action="store_true", help="only the Launch create/cold-start/scale-up timings")
     parser.add_argument("--keep-logs", action="store_true", help="keep the run's temp dir (server and Ray logs)")
     args = parser.parse_args()
     plan = LoadPlan.quick() if args.quick else LoadPlan()
@@ -643,7 +665,7 @@ def main() -> None:
             print(f"Launch: {launch_na}", flush=True)
 
         client_plan = plan.to_cli()
-        for r in range(repeats):
+        for r in range(0 if args.ops_only else repeats):
             run: dict[str, dict[str, Any]] = {}
             if setup is not None and launch_na is None:
                 run.update(launch_rows(setup, plan, sdk_procs))
@@ -669,7 +691,10 @@ def main() -> None:
 
         if setup is not None and launch_na is None and not args.skip_launch_ops:
             try:
-                ops = launch_operations(setup)
+                rounds = [launch_operations(setup, r) for r in range(args.ops_rounds)]
+                ops = {
+                    k: ", ".join(o[k] for o in rounds if k in o) for k in dict.fromkeys(k for o in rounds for k in o)
+                }
             except Exception as exc:  # noqa: BLE001 - the comparison is still worth printing
                 ops = {"launch operations": f"failed: {type(exc).__name__}: {exc}"}
                 print(f"--- launch-server log ---\n{tail(root / 'launch-server.log')}", file=sys.stderr)
@@ -689,11 +714,12 @@ def main() -> None:
         f"{plan.rps_s:g} s counted after {plan.rps_warmup_s:g} s warm-up; 1-min load average "
         f"{load_before:.1f} before, {os.getloadavg()[0]:.1f} after (others' work on the machine shows here)"
     )
-    print()
-    print(table(runs, launch_na, sdk_procs))
-    print()
-    print("Per repeat (p50/p99 at concurrency 1, req/s at 32):")
-    print(raw_runs(runs))
+    if runs:
+        print()
+        print(table(runs, launch_na, sdk_procs))
+        print()
+        print("Per repeat (p50/p99 at concurrency 1, req/s at 32):")
+        print(raw_runs(runs))
     errors = {k: v.get("errors", 0) for run in runs for k, v in run.items() if v.get("errors")}
     if errors:
         print(f"\nfailed calls: {errors}")

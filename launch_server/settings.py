@@ -44,6 +44,7 @@ class Settings:
     downscale_delay_s: float = field(default_factory=lambda: float(_env("DOWNSCALE_DELAY_S", "5")))
     downscale_to_zero_delay_s: float = field(default_factory=lambda: float(_env("DOWNSCALE_TO_ZERO_DELAY_S", "10")))
     reconcile_interval_s: float = field(default_factory=lambda: float(_env("RECONCILE_INTERVAL_S", "1")))
+    converging_interval_s: float = field(default_factory=lambda: float(_env("CONVERGING_INTERVAL_S", "0.2")))
     # Submissions that find a free call slot start at once (written STARTED under this server's
     # lease) instead of waiting for the dispatcher to claim them.
     task_fast_path: bool = field(default_factory=lambda: _env("TASK_FAST_PATH", "1") not in ("0", "false", "no"))

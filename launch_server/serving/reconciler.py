@@ -31,6 +31,12 @@ from .runtime import BundleDescriptor, RuntimeConfig
 
 log = logging.getLogger(__name__)
 DEPLOYMENT_NAME = "replica"
+CONVERGING_FOR_S = 30.0  # fast passes last this long after the last change seen
+_CHANGING = (
+    EndpointStatus.UPDATE_PENDING,
+    EndpointStatus.UPDATE_IN_PROGRESS,
+    EndpointStatus.DELETE_IN_PROGRESS,
+)
 
 
 @dataclass
@@ -68,6 +74,7 @@ class Reconciler:
     ready: bool = False
     error: str = ""
     first_pass: asyncio.Event = field(default_factory=asyncio.Event)
+    _last_change: float = field(default_factory=time.monotonic)
 
     def app_name(self, endpoint: Endpoint) -> str:
         return f"{self.settings.serve_app_prefix}-{endpoint.endpoint_id}"
@@ -86,10 +93,21 @@ class Reconciler:
                 self.error = f"{type(exc).__name__}: {exc}"
                 log.exception("reconcile pass failed")
             self._kick.clear()
+            interval = self.settings.reconcile_interval_s
+            if self.converging():
+                interval = min(interval, self.settings.converging_interval_s)
             try:
-                await asyncio.wait_for(self._kick.wait(), timeout=self.settings.reconcile_interval_s)
+                await asyncio.wait_for(self._kick.wait(), timeout=interval)
             except TimeoutError:
                 pass
+
+    def converging(self) -> bool:
+        """True while some endpoint is deploying, deleting or has workers starting: then passes
+        run every converging_interval_s, so READY and new workers show up (and are routed to)
+        within a fraction of a second instead of a whole reconcile interval."""
+        return any(state.status in _CHANGING or state.unavailable_workers > 0 for state in self.live.values()) or any(
+            e.status in _CHANGING for e in self.endpoints_by_id.values()
+        )
 
     # ---- one pass ------------------------------------------------------------------------------
 
@@ -236,6 +254,7 @@ class Reconciler:
         )
         serve._run(application, name=app, route_prefix=None, _blocking=False)  # noqa: SLF001 - see module doc
         self._deployed[endpoint.endpoint_id] = _Deployed(endpoint.generation, time.monotonic(), was_running)
+        self._last_change = time.monotonic()
         message = f"deploying generation {endpoint.generation} (bundle {bundle.name!r})"
         if bundle.requirements:
             message += f"; installing requirements {list(bundle.requirements)}"
@@ -280,4 +299,7 @@ class Reconciler:
                 if short is not None:
                     reason = f"waiting for resources: no node has {describe(short)} free now"
         self.endpoints.set_status(endpoint.endpoint_id, status, reason, endpoint.generation)
-        self.live[endpoint.endpoint_id] = LiveState(app, status, reason, available, unavailable, serving)
+        state = LiveState(app, status, reason, available, unavailable, serving)
+        if state != self.live.get(endpoint.endpoint_id):
+            self._last_change = time.monotonic()
+        self.live[endpoint.endpoint_id] = state

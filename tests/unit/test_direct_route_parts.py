@@ -1,0 +1,113 @@
+"""The direct route's pieces that need no cluster: route tokens, the in-flight gauge the replica
+reports to the autoscaler, the policy's arithmetic, registry entries and the SDK's switch."""
+
+from __future__ import annotations
+
+import json
+from types import SimpleNamespace
+
+import pytest
+from launch.direct_route import is_enabled
+
+from launch_server.serving.autoscaling import DIRECT_ONGOING_METRIC, desired_replicas, direct_aware_policy
+from launch_server.serving.direct_ingress import InflightGauge
+from launch_server.serving.replica_registry import STALE_AFTER_S, parse_entries
+from launch_server.serving.route_tokens import TokenCheck, endpoint_key, mint
+
+SECRET = b"s" * 32
+
+
+def check_for(endpoint_id: str) -> TokenCheck:
+    return TokenCheck(endpoint_key(SECRET, endpoint_id), endpoint_id)
+
+
+def test_a_minted_token_is_accepted_until_it_expires() -> None:
+    token, expires = mint(SECRET, "ep1", ttl_s=60, now=1_000)
+    assert expires == 1_060 and token.startswith("lr1.ep1.1060.")
+    check = check_for("ep1")
+    assert check.why_not(token, now=1_030) is None
+    assert check.why_not(token, now=1_030) is None  # remembered: no second HMAC
+    assert "expired" in (check.why_not(token, now=1_060) or "")
+    assert "expired" in (check.why_not(token, now=1_061) or "")  # forgotten once expired, still refused
+
+
+@pytest.mark.parametrize(
+    ("token", "reason"),
+    [
+        ("", "not a route token"),
+        ("lk_abc_secret", "not a route token"),
+        ("lr1.ep1.notanumber.00", "malformed"),
+        ("lr1.ep2.2000.00", "another endpoint"),
+    ],
+)
+def test_malformed_and_foreign_tokens_are_refused(token: str, reason: str) -> None:
+    assert reason in (check_for("ep1").why_not(token, now=1_000) or "")
+
+
+def test_tampering_or_another_secret_breaks_the_signature() -> None:
+    token, _ = mint(SECRET, "ep1", ttl_s=60, now=1_000)
+    prefix, endpoint_id, expires, signature = token.split(".")
+    longer = f"{prefix}.{endpoint_id}.{int(expires) + 3600}.{signature}"
+    assert "signature" in (check_for("ep1").why_not(longer, now=1_000) or "")
+    other, _ = mint(b"x" * 32, "ep1", ttl_s=60, now=1_000)
+    assert "signature" in (check_for("ep1").why_not(other, now=1_000) or "")
+
+
+def test_endpoint_keys_differ_per_endpoint() -> None:
+    assert endpoint_key(SECRET, "ep1") != endpoint_key(SECRET, "ep2")
+    assert endpoint_key(SECRET, "ep1") == endpoint_key(SECRET, "ep1")
+
+
+def test_gauge_reports_the_time_weighted_average() -> None:
+    now = [0.0]
+    gauge = InflightGauge(clock=lambda: now[0])
+    gauge.change(+1)  # one request for the whole second
+    now[0] = 0.5
+    gauge.change(+1)  # a second one for the last half
+    now[0] = 1.0
+    assert gauge.read_average() == pytest.approx(1.5)
+    gauge.change(-1)
+    gauge.change(-1)
+    now[0] = 2.0
+    assert gauge.read_average() == pytest.approx(0.0)
+    assert gauge.current == 0
+
+
+def test_policy_adds_direct_requests_to_serves_count() -> None:
+    assert desired_replicas(current=2, target=2, serve_requests=2, direct_requests=6, target_per_replica=2) == 4
+    assert desired_replicas(current=0, target=1, serve_requests=0, direct_requests=0, target_per_replica=2) == 1
+    ctx = SimpleNamespace(
+        aggregated_metrics={DIRECT_ONGOING_METRIC: {"r1": 3.0, "r2": 5.0}},
+        current_num_replicas=2,
+        target_num_replicas=2,
+        total_num_requests=0.0,
+        config=SimpleNamespace(get_target_ongoing_requests=lambda: 2.0),
+    )
+    assert direct_aware_policy(ctx) == (4.0, {})
+    ctx.aggregated_metrics = None  # no replica has reported yet: Serve's own count alone
+    ctx.total_num_requests = 1.0
+    assert direct_aware_policy(ctx) == (0.5, {})
+
+
+def test_registry_keeps_fresh_entries_only() -> None:
+    def entry(address: str, heartbeat: float) -> bytes:
+        return json.dumps({"address": address, "heartbeat": heartbeat}).encode()
+
+    routes = parse_entries(
+        {
+            b"app/r2": entry("127.0.0.1:2", 100.0),
+            b"app/r1": entry("127.0.0.1:1", 99.0),
+            b"app/old": entry("127.0.0.1:3", 100.0 - STALE_AFTER_S - 1),
+            b"app/junk": b"not json",
+            b"app/none": None,
+        },
+        now=100.0,
+    )
+    assert [(r.replica_id, r.address) for r in routes] == [("r1", "127.0.0.1:1"), ("r2", "127.0.0.1:2")]
+
+
+def test_sdk_switch() -> None:
+    assert is_enabled(None, {}) is True
+    assert is_enabled(None, {"LAUNCH_DIRECT_ROUTE": "0"}) is False
+    assert is_enabled(True, {"LAUNCH_DIRECT_ROUTE": "0"}) is True
+    assert is_enabled(False, {}) is False
