@@ -4,7 +4,6 @@ defaults that keep everything under one data directory and need no other service
 from __future__ import annotations
 
 import os
-import secrets
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -58,8 +57,8 @@ class Settings:
         default_factory=lambda: _env("ALLOW_LOCAL_FILE_URLS", "0") in ("1", "true", "yes")
     )
     # The direct route (docs/serving.md): replicas answer InferenceService on their own port and
-    # the SDK sends sync predicts there in one hop. Servers sharing a database must share the
-    # secret (it signs the route tokens replicas accept); by default it is made once per data dir.
+    # the SDK sends sync predicts there in one hop. The secret signs the route tokens replicas
+    # accept; unset, it is made once and kept in the database, so servers sharing one share it.
     direct_route: bool = field(default_factory=lambda: _env("DIRECT_ROUTE", "1") not in ("0", "false", "no"))
     direct_host: str = field(default_factory=lambda: _env("DIRECT_HOST", ""))
     route_secret: str = field(default_factory=lambda: _env("ROUTE_SECRET", ""))
@@ -76,15 +75,4 @@ class Settings:
             self.storage_url = (self.data_dir / "storage").as_uri()
         if self.dev_key_file is None:
             self.dev_key_file = self.data_dir / "dev_api_key"
-        if not self.route_secret:
-            self.route_secret = _route_secret_file(self.data_dir / "route_secret")
         return self
-
-
-def _route_secret_file(path: Path) -> str:
-    """Reads the data dir's route secret, creating it (owner-only) on first start."""
-    if not path.exists():
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(fd, "w") as out:
-            out.write(secrets.token_hex(32))
-    return path.read_text().strip()

@@ -13,6 +13,7 @@ from launch_server.app import App
 from launch_server.domain.batch_jobs import BatchJobService
 from launch_server.domain.tasks import TaskService
 from launch_server.store.batch_repository import SqlBatchJobRepository
+from launch_server.store.secrets import shared_secret
 from launch_server.store.task_repository import SqlTaskRepository
 from launch_server.tasks.batches import BatchRunner
 from launch_server.tasks.callbacks import CallbackSender
@@ -26,9 +27,15 @@ from .router import Router
 log = logging.getLogger(__name__)
 
 
+ROUTE_SECRET_NAME = "route"
+
+
 class ServingLayer:
     def __init__(self, app: App) -> None:
         s = app.settings
+        if not s.route_secret:
+            # Signs route tokens (direct route); one per database, so every server accepts them.
+            s.route_secret = shared_secret(app.engine, ROUTE_SECRET_NAME)
         self.app = app
         self.started_local = False
         self.reconciler = Reconciler(s, app.endpoint_repo, app.bundle_repo)

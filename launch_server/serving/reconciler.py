@@ -292,7 +292,10 @@ class Reconciler:
         else:  # NOT_STARTED, DEPLOYING
             status = EndpointStatus.UPDATE_IN_PROGRESS
             reason = message or f"deploying generation {endpoint.generation}"
-            serving = deployed.ever_running and available > 0
+            # A rollout of an endpoint that was serving keeps taking requests: while the old
+            # replica stops and the new one starts, Serve's handle holds them (within their
+            # deadlines), as it does at zero workers. Failing fast is for endpoints never up.
+            serving = deployed.ever_running
             if available == 0 and time.monotonic() - deployed.since > 2:
                 options = self.actor_options(endpoint, ())
                 short = missing_on_best_node(replica_demand(options), cluster_nodes(available=True))

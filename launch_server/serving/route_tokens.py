@@ -1,7 +1,7 @@
 """Route tokens: how a replica knows a direct request was allowed by the server, without a
 database or a call back to the server on the request path.
 
-The server holds one secret (LAUNCH_ROUTE_SECRET, shared by every server of a deployment). Each
+The servers hold one secret (in the database they share; LAUNCH_ROUTE_SECRET overrides it). Each
 endpoint's replicas get only that endpoint's key, derived as HMAC(secret, endpoint id), so a
 replica (which runs user code) can never mint tokens for another endpoint. A token names the
 endpoint and an expiry and is signed with the endpoint key:

@@ -162,3 +162,14 @@ class BatchJobRow(SQLModel, table=True):
     created_at: datetime = Field(sa_column=_utc_column())
     started_at: datetime | None = Field(default=None, sa_column=_utc_column(nullable=True))
     finished_at: datetime | None = Field(default=None, sa_column=_utc_column(nullable=True))
+
+
+class ServerSecretRow(SQLModel, table=True):
+    """Secrets every server of one deployment must share (the route-token secret), kept in the
+    database they already share so no operator has to copy them between hosts."""
+
+    __tablename__ = "server_secrets"
+
+    name: str = Field(primary_key=True, max_length=32)
+    value: str = Field(sa_column=Column(Text, nullable=False))
+    created_at: datetime = Field(sa_column=_utc_column())

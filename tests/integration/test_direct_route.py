@@ -4,6 +4,8 @@ Real server, real Ray cluster, real replicas; SQLite (the backend does not touch
 
 from __future__ import annotations
 
+import json
+import subprocess
 import threading
 import time
 from collections.abc import Iterator
@@ -20,7 +22,7 @@ from launch.v1 import model_endpoint_pb2_grpc as egrpc
 
 from tests.conftest import serving_env
 from tests.integration.test_endpoints import ENV, SMALL, args, client_for, make_echo, wait_for, wait_status
-from tests.support import ServerHandle, start_server
+from tests.support import REPO, ServerHandle, start_server
 
 
 @pytest.fixture(scope="module")
@@ -180,3 +182,34 @@ def test_direct_load_scales_replicas_up_and_down(server: ServerHandle) -> None:
     wait_for(lambda: len(get_route(server, "slow-direct-ep").replica_addresses) == 1, 60, "back to one replica")
     assert ep.predict(args(x=2)).result == "2"  # the SDK drops the routes of stopped replicas
     client.delete_model_endpoint(ep)
+
+
+def test_buf_curl_reaches_a_replica_as_docs_say(server: ServerHandle, two_endpoints) -> None:  # type: ignore[no-untyped-def]
+    """docs/grpc-cli.md: ask the server for the route, then Predict on the replica with --schema."""
+    from tests.integration.test_buf_curl import BUF
+
+    if not BUF.exists():
+        pytest.skip("needs node_modules/.bin/buf (npm ci)")
+    base = [str(BUF), "curl", "--protocol", "grpc", "--http2-prior-knowledge"]
+    asked = subprocess.run(
+        [*base, "-H", f"authorization: Bearer {server.key_for('alice')}", "-d", '{"name": "first"}']
+        + [f"http://{server.address}/launch.v1.ModelEndpointService/GetModelEndpointRoute"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=REPO,
+    )
+    assert asked.returncode == 0, asked.stderr
+    route = json.loads(asked.stdout)
+    address, token = route["replicaAddresses"][0], route["routeToken"]
+    body = json.dumps({"endpoint_name": "first", "input": {"args_json": '{"x": 1}'}})
+    answered = subprocess.run(
+        [*base, "--schema", "proto", "-H", f"authorization: Bearer {token}", "-d", body]
+        + [f"http://{address}/launch.v1.InferenceService/Predict"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=REPO,
+    )
+    assert answered.returncode == 0, answered.stderr
+    assert json.loads(answered.stdout)["result"] == {"state": "RESULT_STATE_SUCCESS", "result": '{"x": 1}'}
