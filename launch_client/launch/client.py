@@ -104,7 +104,8 @@ class LaunchClient:
         """direct_route: send sync predicts straight to the endpoint's replicas when the server
         offers a route (default: on unless LAUNCH_DIRECT_ROUTE=0); see launch.direct_route."""
         self.connection = Connection(api_key, endpoint, timeout=timeout)
-        self._direct = DirectRouter(self._get_route) if is_enabled(direct_route, os.environ) else None
+        enabled = is_enabled(direct_route, os.environ, secure=self.connection.secure)
+        self._direct = DirectRouter(self._get_route) if enabled else None
         self.self_hosted = self_hosted
         self.upload_bundle_fn: Callable[[bytes, Any], None] | None = None
         self.upload_batch_csv_fn: Callable[[str, Any], None] | None = None
@@ -465,9 +466,9 @@ class LaunchClient:
 
     # ---- requests ----------------------------------------------------------------------------
 
-    def _get_route(self, endpoint_name: str) -> epb.GetModelEndpointRouteResponse:
+    def _get_route(self, endpoint_name: str, timeout: float) -> epb.GetModelEndpointRouteResponse:
         return self.connection.endpoints.GetModelEndpointRoute(
-            route_request(endpoint_name), metadata=self.connection.metadata, timeout=10.0
+            route_request(endpoint_name), metadata=self.connection.metadata, timeout=timeout
         )
 
     def _predict(self, endpoint_name: str, request: EndpointRequest, timeout: float | None) -> EndpointResponse:

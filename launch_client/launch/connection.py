@@ -58,6 +58,7 @@ class Connection:
         self.timeout = timeout
         self.max_retries = max_retries
         target, secure = _target(self.endpoint)
+        self.secure = secure
         if secure:
             credentials = grpc.ssl_channel_credentials(root_certificates=root_certificates)
             self.channel = grpc.secure_channel(target, credentials, options=_CHANNEL_OPTIONS)

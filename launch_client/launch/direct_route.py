@@ -9,8 +9,11 @@ server without the RPC -- the request goes through the server's Predict, which w
 replicas, queues, and gives the authoritative error. So turning the route off
 (LAUNCH_DIRECT_ROUTE=0, or direct_route=False) changes speed, never results.
 
-A replica that dies in the middle of a direct request answers UNAVAILABLE, and the request is
+A replica that stops (scale-down, rollout) first withdraws its address and drains its direct
+requests. One that dies in the middle of a direct request answers UNAVAILABLE, and the request is
 then sent once through the server: a sync predict may run twice in that case, never zero times.
+A replica address this client cannot reach (a node address private to the cluster) is skipped
+after a one-second connect attempt, so clients outside the cluster network use the server.
 
 Each client keeps one channel per replica address and sends each request to the replica it has
 the fewest requests in flight on (ties go round-robin), the usual least-outstanding balancer."""
@@ -61,40 +64,54 @@ class _Replica:
     channel: grpc.Channel
     in_flight: int = 0
     used: float = field(default_factory=time.monotonic)
+    connected: bool = False
+
+
+# A replica address this client cannot connect to within CONNECT_TIMEOUT_S (say, a private node
+# address seen from outside the cluster) is skipped for UNREACHABLE_FOR_S; after a fallback for
+# any other reason the endpoint goes through the server for PAUSE_S, so a persistent refusal
+# costs one extra call per PAUSE_S, not per request.
+CONNECT_TIMEOUT_S = 1.0
+UNREACHABLE_FOR_S = 60.0
+PAUSE_S = 1.0
+ROUTE_TIMEOUT_S = 10.0
 
 
 class DirectRouter:
     """Thread-safe: one per LaunchClient, shared by all its threads."""
 
-    def __init__(self, get_route: Callable[[str], epb.GetModelEndpointRouteResponse]) -> None:
+    def __init__(self, get_route: Callable[[str, float], epb.GetModelEndpointRouteResponse]) -> None:
         self._get_route = get_route
         self._routes: dict[str, _Route] = {}
         self._replicas: dict[str, _Replica] = {}
+        self._unreachable: dict[str, float] = {}  # address -> time.monotonic() to try again
+        self._paused: dict[str, float] = {}  # endpoint -> time.monotonic() to try again
         self._lock = threading.Lock()
         self._turn = itertools.count()
         self.supported = True  # False once the server says it has no GetModelEndpointRoute
 
-    def predict(self, request: ipb.PredictRequest, timeout: float | None) -> ipb.PredictResponse | None:
+    def predict(self, request: ipb.PredictRequest, timeout: float) -> ipb.PredictResponse | None:
         """The replica's answer, or None: send the request through the server instead."""
-        route = self._route(request.endpoint_name)
+        name = request.endpoint_name
+        route = self._route(name, timeout)
         if route is None or not route.addresses:
             return None
-        address, replica = self._pick(route.addresses)
+        picked = self._pick(route.addresses)
+        if picked is None:
+            return None
+        address, replica = picked
         try:
+            if not replica.connected and not self._connect(address, replica):
+                return None
             return replica.stub.Predict(request, metadata=route.metadata, timeout=timeout)
         except grpc.RpcError as exc:
             if exc.code() in _FALL_BACK:
-                self.forget(request.endpoint_name)
+                self._pause(name)
                 return None
             raise from_rpc_error(exc) from None
         finally:
             with self._lock:
                 replica.in_flight -= 1
-
-    def forget(self, endpoint_name: str) -> None:
-        """Drops what is known about an endpoint's route: the next request asks the server."""
-        with self._lock:
-            self._routes.pop(endpoint_name, None)
 
     def close(self) -> None:
         with self._lock:
@@ -102,31 +119,59 @@ class DirectRouter:
         for replica in replicas:
             replica.channel.close()
 
+    def _pause(self, name: str) -> None:
+        """After a fallback: use the server for PAUSE_S, then ask for a fresh route."""
+        with self._lock:
+            self._paused[name] = time.monotonic() + PAUSE_S
+            route = self._routes.get(name)
+            if route is not None:
+                route.refresh_at = 0.0
+
+    def _connect(self, address: str, replica: _Replica) -> bool:
+        """First use of a replica: is it reachable from here at all? (A call on a channel that
+        cannot connect would otherwise wait out the caller's whole deadline.)"""
+        try:
+            grpc.channel_ready_future(replica.channel).result(timeout=CONNECT_TIMEOUT_S)
+        except grpc.FutureTimeoutError:
+            with self._lock:
+                self._unreachable[address] = time.monotonic() + UNREACHABLE_FOR_S
+            return False
+        replica.connected = True
+        return True
+
     # ---- routes --------------------------------------------------------------------------------
 
-    def _route(self, name: str) -> _Route | None:
+    def _route(self, name: str, timeout: float) -> _Route | None:
         if not self.supported:
             return None
         now = time.monotonic()
         with self._lock:
+            if self._paused.get(name, 0.0) > now:
+                return None
             route = self._routes.get(name)
-            usable = route is not None and time.time() < route.expires - 5
             if route is not None and (now < route.refresh_at or route.refreshing):
-                return route if usable or not route.addresses else None
-            if route is not None:
-                route.refreshing = True  # this thread refreshes; the others keep using the old one
-        fresh = self._fetch(name)
-        with self._lock:
-            if fresh is None:
-                self._routes.pop(name, None)
-            else:
-                self._routes[name] = fresh
-                self._drop_unused_replicas()
+                usable = time.time() < route.expires - 5
+                return route if usable else None
+            if route is None:
+                # One thread asks the server; the others use the server path meanwhile.
+                route = self._routes[name] = _Route((), (), 0.0, now + ROUTE_TIMEOUT_S)
+            route.refreshing = True
+        fresh = None
+        try:
+            fresh = self._fetch(name, min(timeout, ROUTE_TIMEOUT_S))
+        finally:
+            with self._lock:
+                if fresh is None:
+                    self._routes.pop(name, None)
+                    self._paused[name] = time.monotonic() + PAUSE_S
+                else:
+                    self._routes[name] = fresh
+                    self._drop_unused_replicas()
         return fresh
 
-    def _fetch(self, name: str) -> _Route | None:
+    def _fetch(self, name: str, timeout: float) -> _Route | None:
         try:
-            response = self._get_route(name)
+            response = self._get_route(name, timeout)
         except grpc.RpcError as exc:
             if exc.code() == grpc.StatusCode.UNIMPLEMENTED:
                 self.supported = False
@@ -138,13 +183,16 @@ class DirectRouter:
 
     # ---- replicas ------------------------------------------------------------------------------
 
-    def _pick(self, addresses: tuple[str, ...]) -> tuple[str, _Replica]:
-        """Least requests in flight from this client; ties broken round-robin."""
+    def _pick(self, addresses: tuple[str, ...]) -> tuple[str, _Replica] | None:
+        """Least requests in flight from this client, among reachable replicas; ties round-robin."""
+        now = time.monotonic()
         with self._lock:
             start = next(self._turn)
             best: tuple[str, _Replica] | None = None
             for i in range(len(addresses)):
                 address = addresses[(start + i) % len(addresses)]
+                if self._unreachable.get(address, 0.0) > now:
+                    continue
                 replica = self._replicas.get(address)
                 if replica is None:
                     channel = grpc.insecure_channel(address, options=_CHANNEL_OPTIONS)
@@ -152,9 +200,10 @@ class DirectRouter:
                     self._replicas[address] = replica
                 if best is None or replica.in_flight < best[1].in_flight:
                     best = (address, replica)
-            assert best is not None
+            if best is None:
+                return None
             best[1].in_flight += 1
-            best[1].used = time.monotonic()
+            best[1].used = now
             return best
 
     def _drop_unused_replicas(self) -> None:
@@ -168,8 +217,11 @@ def route_request(name: str) -> epb.GetModelEndpointRouteRequest:
     return epb.GetModelEndpointRouteRequest(name=name)
 
 
-def is_enabled(explicit: bool | None, environ: dict[str, str] | Any) -> bool:
-    """direct_route=... wins; otherwise LAUNCH_DIRECT_ROUTE (default on)."""
+def is_enabled(explicit: bool | None, environ: dict[str, str] | Any, secure: bool = False) -> bool:
+    """direct_route=... wins; otherwise LAUNCH_DIRECT_ROUTE (default on), except over TLS: replicas
+    serve plaintext, so a client that talks TLS to the server must opt in explicitly."""
     if explicit is not None:
         return explicit
+    if secure:
+        return False
     return environ.get("LAUNCH_DIRECT_ROUTE", "1").lower() not in ("0", "false", "no")

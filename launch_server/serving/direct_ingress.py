@@ -37,6 +37,11 @@ from .route_tokens import TokenCheck
 
 logger = logging.getLogger("ray.serve")
 MAX_MESSAGE_BYTES = 64 << 20
+# Stopping: clients refresh routes every couple of seconds, so after the address is withdrawn a
+# few requests may still arrive; serve them until this long passes without one (bounded below
+# the replica's graceful_shutdown_timeout_s, after which Serve kills the process).
+DRAIN_QUIET_S = 0.5
+DRAIN_MAX_S = 6.0
 
 
 @dataclass(frozen=True)
@@ -119,6 +124,7 @@ class DirectIngress:
         self._thread: threading.Thread | None = None
         self._started = threading.Event()
         self._error: BaseException | None = None
+        self._last_request = 0.0
 
     # ---- lifecycle -----------------------------------------------------------------------------
 
@@ -126,14 +132,17 @@ class DirectIngress:
         self._thread = threading.Thread(target=self._run, name="launch-direct-ingress", daemon=True)
         self._thread.start()
         if not self._started.wait(timeout):
+            self.stop()  # it must not come up later, unseen by the replica and the autoscaler
             raise RuntimeError(f"the direct route did not start within {timeout:g} s")
         if self._error is not None:
             raise RuntimeError(f"the direct route could not start: {self._error}") from self._error
         return self.address
 
-    def stop(self, grace_s: float = 2.0) -> None:
-        """Stops taking new requests at once (the address is withdrawn first, so routes stop
-        naming it), then lets the ones in flight finish within grace_s."""
+    def stop(self) -> None:
+        """Withdraws the address (routes stop naming it), answers what is in flight and what
+        clients with a not-yet-refreshed route still send (DRAIN_QUIET_S without a new request,
+        at most DRAIN_MAX_S), then closes the port. Serve drains only the requests it routed,
+        so without this a scale-down would cut off direct requests that are still running."""
         loop, stop = self._loop, self._stop
         if loop is None or stop is None or loop.is_closed():
             return
@@ -142,7 +151,7 @@ class DirectIngress:
         except RuntimeError:
             return
         if self._thread is not None:
-            self._thread.join(grace_s + 3.0)
+            self._thread.join(DRAIN_MAX_S + 3.0)
 
     def _run(self) -> None:
         try:
@@ -173,7 +182,11 @@ class DirectIngress:
         await server.start()
         self.address = f"{_bracket(host)}:{port}"
         loop = asyncio.get_running_loop()
-        await loop.run_in_executor(None, replica_registry.publish, self.app_name, self.replica_id, self.address)
+        try:
+            await loop.run_in_executor(None, replica_registry.publish, self.app_name, self.replica_id, self.address)
+        except BaseException:
+            await server.stop(None)
+            raise
         logger.info("Launch direct route: InferenceService on %s", self.address)
         self._started.set()
         try:
@@ -192,11 +205,20 @@ class DirectIngress:
                 await loop.run_in_executor(None, replica_registry.withdraw, self.app_name, self.replica_id)
             except Exception:  # noqa: BLE001 - the entry ages out anyway
                 pass
-            await server.stop(2.0)
+            await self._drain()
+            await server.stop(1.0)
+
+    async def _drain(self) -> None:
+        deadline = time.monotonic() + DRAIN_MAX_S
+        while time.monotonic() < deadline:
+            if self.gauge.current == 0 and time.monotonic() - self._last_request >= DRAIN_QUIET_S:
+                return
+            await asyncio.sleep(0.05)
 
     # ---- requests ------------------------------------------------------------------------------
 
     async def predict(self, request: Any, context: Any) -> Any:
+        self._last_request = time.monotonic()
         self.gauge.change(1)
         try:
             why = self._tokens.why_not(_bearer(context.invocation_metadata()))

@@ -105,9 +105,10 @@ class Reconciler:
         """True while some endpoint is deploying, deleting or has workers starting: then passes
         run every converging_interval_s, so READY and new workers show up (and are routed to)
         within a fraction of a second instead of a whole reconcile interval."""
-        return any(state.status in _CHANGING or state.unavailable_workers > 0 for state in self.live.values()) or any(
-            e.status in _CHANGING for e in self.endpoints_by_id.values()
-        )
+        if time.monotonic() - self._last_change > CONVERGING_FOR_S:
+            return False  # stuck (say, waiting for a GPU): no point in polling Serve fast
+        live = any(state.status in _CHANGING or state.unavailable_workers > 0 for state in self.live.values())
+        return live or any(e.status in _CHANGING for e in self.endpoints_by_id.values())
 
     # ---- one pass ------------------------------------------------------------------------------
 
@@ -247,7 +248,7 @@ class Reconciler:
             },
             health_check_period_s=5,
             health_check_timeout_s=30,
-            graceful_shutdown_timeout_s=5,
+            graceful_shutdown_timeout_s=10,  # > DRAIN_MAX_S: direct requests drain first
         )
         application = deployment.bind(
             BundleDescriptor.from_bundle(bundle).to_dict(), config.to_dict(), 1, self.direct_config(endpoint)

@@ -111,7 +111,7 @@ class LaunchReplica:
     def __del__(self) -> None:
         direct = getattr(self, "_direct", None)
         if direct is not None:
-            direct.stop()
+            direct.stop()  # drains direct requests first (see DirectIngress.stop)
         executor = getattr(self, "_executor", None)
         if executor is not None:
             executor.shutdown(wait=False, cancel_futures=True)

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 NAMESPACE = "launch_routes"
 HEARTBEAT_S = 2.0
 STALE_AFTER_S = 3 * HEARTBEAT_S
+FORGET_AFTER_S = 60.0  # entries of crashed replicas are deleted by the next lookup after this
 
 
 @dataclass(frozen=True)
@@ -61,13 +62,28 @@ def parse_entries(entries: dict[bytes, bytes | None], now: float) -> list[Replic
     return sorted(routes, key=lambda r: r.replica_id)
 
 
+def expired_keys(entries: dict[bytes, bytes | None], now: float) -> list[bytes]:
+    """Keys whose replica has not written for FORGET_AFTER_S (it crashed without withdrawing)."""
+    expired = []
+    for key, value in entries.items():
+        try:
+            if now - float(json.loads(value or b"{}")["heartbeat"]) > FORGET_AFTER_S:
+                expired.append(key)
+        except (ValueError, KeyError, TypeError):
+            expired.append(key)
+    return expired
+
+
 def lookup(app_name: str, now: float | None = None) -> list[ReplicaRoute]:
     """The application's live replica routes (a blocking GCS call: run it off the event loop)."""
-    from ray.experimental.internal_kv import _internal_kv_get, _internal_kv_list
+    from ray.experimental.internal_kv import _internal_kv_del, _internal_kv_get, _internal_kv_list
 
+    now = time.time() if now is None else now
     keys = _internal_kv_list(f"{app_name}/".encode(), namespace=NAMESPACE)
     entries = {key: _internal_kv_get(key, namespace=NAMESPACE) for key in keys}
-    return parse_entries(entries, time.time() if now is None else now)
+    for key in expired_keys(entries, now):
+        _internal_kv_del(key, namespace=NAMESPACE)
+    return parse_entries(entries, now)
 
 
 def drop_application(app_name: str) -> None:

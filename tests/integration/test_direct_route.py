@@ -213,3 +213,36 @@ def test_buf_curl_reaches_a_replica_as_docs_say(server: ServerHandle, two_endpoi
     )
     assert answered.returncode == 0, answered.stderr
     assert json.loads(answered.stdout)["result"] == {"state": "RESULT_STATE_SUCCESS", "result": '{"x": 1}'}
+
+
+def test_a_stopping_replica_finishes_its_direct_requests(server: ServerHandle, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """Serve drains only requests it routed; the replica itself drains its direct ones, so a
+    scale-down or delete in the middle of a direct predict neither fails it nor runs it twice."""
+    runs = str(tmp_path / "runs")
+
+    def slow_once(x: int) -> int:
+        import time as _t
+
+        _t.sleep(5)  # longer than Serve's own drain and the port's close grace
+        with open(runs, "a") as out:  # the replicas run on this machine's loopback cluster
+            out.write(f"{x}\n")
+        return x
+
+    client = client_for(server)
+    bundle = client.create_model_bundle("slow-once", ENV, predict_fn_or_cls=slow_once, requirements=[])
+    ep = client.create_model_endpoint("drain-ep", bundle, **SMALL, min_workers=1, max_workers=1)
+    wait_status(ep, "READY")
+    wait_route(server, "drain-ep")
+    answers: list[object] = []
+    caller = threading.Thread(target=lambda: answers.append(ep.predict(args(x=7), timeout=60)))
+    caller.start()
+    wait_for(
+        lambda: client._direct._replicas and any(r.in_flight for r in client._direct._replicas.values()),
+        5,
+        "the direct call",
+    )  # noqa: SLF001
+    time.sleep(0.3)
+    client.delete_model_endpoint(ep)  # the replica is told to stop while the request runs
+    caller.join(60)
+    assert [a.result for a in answers] == ["7"]  # type: ignore[attr-defined]
+    assert open(runs).read().splitlines() == ["7"]  # ran once

@@ -11,7 +11,7 @@ from launch.direct_route import is_enabled
 
 from launch_server.serving.autoscaling import DIRECT_ONGOING_METRIC, desired_replicas, direct_aware_policy
 from launch_server.serving.direct_ingress import InflightGauge
-from launch_server.serving.replica_registry import STALE_AFTER_S, parse_entries
+from launch_server.serving.replica_registry import FORGET_AFTER_S, STALE_AFTER_S, expired_keys, parse_entries
 from launch_server.serving.route_tokens import TokenCheck, endpoint_key, mint
 
 SECRET = b"s" * 32
@@ -104,6 +104,11 @@ def test_registry_keeps_fresh_entries_only() -> None:
         now=100.0,
     )
     assert [(r.replica_id, r.address) for r in routes] == [("r1", "127.0.0.1:1"), ("r2", "127.0.0.1:2")]
+    forgotten = expired_keys(
+        {b"app/new": entry("a", 100.0), b"app/dead": entry("b", 100.0 - FORGET_AFTER_S - 1), b"app/junk": b"x"},
+        now=100.0,
+    )
+    assert sorted(forgotten) == [b"app/dead", b"app/junk"]
 
 
 def test_sdk_switch() -> None:
@@ -111,3 +116,5 @@ def test_sdk_switch() -> None:
     assert is_enabled(None, {"LAUNCH_DIRECT_ROUTE": "0"}) is False
     assert is_enabled(True, {"LAUNCH_DIRECT_ROUTE": "0"}) is True
     assert is_enabled(False, {}) is False
+    assert is_enabled(None, {}, secure=True) is False  # replicas speak plaintext: TLS clients opt in
+    assert is_enabled(True, {}, secure=True) is True
