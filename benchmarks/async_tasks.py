@@ -14,7 +14,8 @@ How it is driven:
     under this run's own RAY_TMPDIR (/tmp/abench-*), every address is 127.0.0.1.
   - Server 1 (SQLite, default grouping): a sync and an async endpoint of the same echo bundle
     (cpus=1, memory=256Mi, min_workers=1, max_workers=2, per_worker=2). Concurrency-1 latency,
-    alternating one sync `predict` and one async `predict(...).get()` per step, so drift on a busy
+    alternating one sync `predict` (direct route), one sync `predict` through the server
+    (`direct_route=False`) and one async `predict(...).get()` per step, so drift on a busy
     machine hits both alike. Then 2-second polling (submit with `async_request`, poll
     `get_async_response` every 2 s, simulated over a few requests; also computed from the async
     samples as "rounded up to the next 2 s poll"). Then the sync endpoint is deleted and the
@@ -106,6 +107,7 @@ class Server:
     client: launch.LaunchClient
     log_path: Path
     app_prefix: str
+    api_key: str = ""
 
 
 def start_server(procs: Procs, root: Path, label: str, extra_env: dict[str, str]) -> Server:
@@ -133,8 +135,17 @@ def start_server(procs: Procs, root: Path, label: str, extra_env: dict[str, str]
     deadline = time.monotonic() + 30
     while not key_file.exists() and time.monotonic() < deadline:
         time.sleep(0.1)
-    client = launch.LaunchClient(api_key=key_file.read_text().strip(), endpoint=address)
-    return Server(label=label, proc=proc, address=address, client=client, log_path=log_path, app_prefix=app_prefix)
+    api_key = key_file.read_text().strip()
+    client = launch.LaunchClient(api_key=api_key, endpoint=address)
+    return Server(
+        label=label,
+        proc=proc,
+        address=address,
+        client=client,
+        log_path=log_path,
+        app_prefix=app_prefix,
+        api_key=api_key,
+    )
 
 
 def stop_server(server: Server) -> float:
@@ -226,25 +237,32 @@ def expect_echo(response: launch.EndpointResponse, args: dict[str, Any]) -> None
 # ---- phase 1: latency --------------------------------------------------------------------------
 
 
-def latency_pair(sync_ep: Any, async_ep: Any, plan: Plan) -> tuple[list[float], list[float]]:
-    """Concurrency 1, alternating sync predict and async predict().get(); seconds per request."""
+def latency_pair(
+    sync_ep: Any, server_sync_ep: Any, async_ep: Any, plan: Plan
+) -> tuple[list[float], list[float], list[float]]:
+    """Concurrency 1, alternating a sync predict on the direct route (the SDK's default), a sync
+    predict through the server (direct_route=False) and an async predict().get(); seconds each."""
     sync_s: list[float] = []
+    server_s: list[float] = []
     async_s: list[float] = []
     for i in range(plan.warmup + plan.latency_n):
         args = {"x": i}
         request = launch.EndpointRequest(args=args, return_pickled=False)
-        start = time.perf_counter()
-        response = sync_ep.predict(request, timeout=60)
-        mid = time.perf_counter()
-        expect_echo(response, args)
-        mid2 = time.perf_counter()
-        response = async_ep.predict(request).get(timeout=60)
-        end = time.perf_counter()
-        expect_echo(response, args)
+        timings = []
+        for call in (
+            lambda r: sync_ep.predict(r, timeout=60),
+            lambda r: server_sync_ep.predict(r, timeout=60),
+            lambda r: async_ep.predict(r).get(timeout=60),
+        ):
+            start = time.perf_counter()
+            response = call(request)
+            timings.append(time.perf_counter() - start)
+            expect_echo(response, args)
         if i >= plan.warmup:
-            sync_s.append(mid - start)
-            async_s.append(end - mid2)
-    return sync_s, async_s
+            sync_s.append(timings[0])
+            server_s.append(timings[1])
+            async_s.append(timings[2])
+    return sync_s, server_s, async_s
 
 
 def polled(client: launch.LaunchClient, name: str, plan: Plan) -> list[float]:
@@ -437,7 +455,14 @@ def main() -> None:
             sync_ep, sync_ready = make_endpoint(client, "echo-sync", bundle, "sync")
             async_ep, async_ready = make_endpoint(client, "echo-async", bundle, "async")
             print(f"[{server.label}] READY: sync {sync_ready:.1f} s, async {async_ready:.1f} s", flush=True)
-            latency["sync"], latency["async"] = latency_pair(sync_ep, async_ep, plan)
+            via_server = launch.LaunchClient(
+                api_key=server.api_key,
+                endpoint=server.address,
+                direct_route=False,
+            ).get_model_endpoint("echo-sync")
+            latency["sync"], latency["sync-server"], latency["async"] = latency_pair(
+                sync_ep, via_server, async_ep, plan
+            )
             print(
                 f"[{server.label}] p50 sync {ms(latency['sync'], 50)} ms, async {ms(latency['async'], 50)} ms",
                 flush=True,
@@ -504,8 +529,10 @@ def report(
     print("|---|---:|---:|---:|")
     sync_s, async_s, polled_s = latency.get("sync", []), latency.get("async", []), latency.get("polled", [])
     analytic = [math.ceil(x / plan.poll_interval_s) * plan.poll_interval_s for x in async_s]
+    server_s = latency.get("sync-server", [])
     rows = [
-        ("sync: `SyncEndpoint.predict`", sync_s),
+        ("sync: `SyncEndpoint.predict` (direct route, the SDK's default)", sync_s),
+        ("sync through the server: `LaunchClient(direct_route=False)`", server_s),
         ("async: `AsyncEndpoint.predict(...).get()` (result pushed on WatchTasks)", async_s),
         (f"async, {plan.poll_interval_s:g} s polling simulated (`get_async_response` every 2 s)", polled_s),
         ("async, 2 s polling computed (each async sample above rounded up to the next 2 s poll)", analytic),
@@ -515,6 +542,9 @@ def report(
     if sync_s and async_s:
         ratio = statistics.median(async_s) / statistics.median(sync_s)
         print(f"\nasync p50 / sync p50 = {ratio:.2f} (goal <= 2)")
+    if server_s and async_s:
+        ratio = statistics.median(async_s) / statistics.median(server_s)
+        print(f"async p50 / sync-through-the-server p50 = {ratio:.2f}")
     print()
     print(f"2. Sustained throughput: {plan.tasks:,} tasks in one `predict_batch`, watched on one WatchTasks stream")
     print()
