@@ -421,7 +421,18 @@ def ensure_raydata_libs() -> Path:
     print(f"installing Ray Data's dependencies into {RAYDATA_LIBS} (about a minute)", flush=True)
     RAYDATA_LIBS.mkdir(exist_ok=True)
     (RAYDATA_LIBS / ".gitignore").write_text("*\n")
-    pip = [sys.executable, "-m", "pip", "install", "-q", "--target", str(RAYDATA_LIBS), "pandas>=1.3", "pyarrow>=9"]
+    pip = [
+        sys.executable,
+        "-m",
+        "pip",
+        "install",
+        "-q",
+        "--target",
+        str(RAYDATA_LIBS),
+        "pandas>=1.3",
+        "pyarrow>=9",
+        "python-dateutil<3",
+    ]
     subprocess.run(pip, check=True, timeout=900)
     return RAYDATA_LIBS
 
