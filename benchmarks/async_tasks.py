@@ -68,7 +68,7 @@ from benchmarks.sync_predict import (
     wait_serving,
     wait_workers,
 )
-from tests.support import create_pg_database, drop_pg_database, free_port, stop_process
+from tests.support import create_pg_database, drop_pg_database, free_port, pids_with_env, stop_process
 
 WORKERS = {"min_workers": 1, "max_workers": 2, "per_worker": 2}
 RESOURCES = {"cpus": 1, "memory": "256Mi"}
@@ -157,19 +157,8 @@ def stop_server(server: Server) -> float:
 
 
 def leftover_pids(app_prefix: str) -> list[int]:
-    """Processes still carrying this server's unique LAUNCH_SERVE_APP_PREFIX in their environment:
-    Ray processes the server started (its environment is inherited) that outlived it."""
-    marker = f"LAUNCH_SERVE_APP_PREFIX={app_prefix}".encode()
-    found = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit() or int(entry.name) == os.getpid():
-            continue
-        try:
-            if marker in (entry / "environ").read_bytes().split(b"\0"):
-                found.append(int(entry.name))
-        except OSError:
-            continue  # exited meanwhile, or not ours to read
-    return found
+    """Ray processes the server started (they inherit its unique prefix) that outlived it."""
+    return pids_with_env("LAUNCH_SERVE_APP_PREFIX", app_prefix)
 
 
 def reap_leftovers(server: Server, wait_s: float = 20.0) -> int:

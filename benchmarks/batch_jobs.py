@@ -66,7 +66,7 @@ from typing import Any
 import launch
 
 from benchmarks.sync_predict import BIN, ENV_PARAMS, REPO, Procs, prepare_environment, tail, wait_serving
-from tests.support import free_port, stop_process
+from tests.support import free_port, pids_with_env, stop_process
 
 BUNDLE = "echo2"
 WORKERS = 2
@@ -114,19 +114,8 @@ def load_avg() -> str:
 
 
 def marked_pids(marker: str) -> list[int]:
-    """Processes whose environment carries MARKER=marker: this run's server or Ray Data driver and
-    every Ray process they started (the environment is inherited), and nothing else."""
-    needle = f"{MARKER}={marker}".encode()
-    found = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit() or int(entry.name) == os.getpid():
-            continue
-        try:
-            if needle in (entry / "environ").read_bytes().split(b"\0"):
-                found.append(int(entry.name))
-        except OSError:
-            continue  # exited meanwhile, or not ours to read
-    return found
+    """This run's server or Ray Data driver and every Ray process they started."""
+    return pids_with_env(MARKER, marker)
 
 
 def reap(marker: str, wait_s: float = 30.0) -> list[str]:

@@ -38,6 +38,23 @@ def wait_for_port(port: int, timeout: float = 30.0, proc: subprocess.Popen | Non
     raise TimeoutError(f"nothing listening on 127.0.0.1:{port} after {timeout} s")
 
 
+def pids_with_env(name: str, value: str) -> list[int]:
+    """Processes (other than this one) whose environment has name=value: a process we started
+    with a unique marker and everything it started (the environment is inherited), nothing else,
+    so they can be ended by pid without touching anyone else's processes."""
+    needle = f"{name}={value}".encode()
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit() or int(entry.name) == os.getpid():
+            continue
+        try:
+            if needle in (entry / "environ").read_bytes().split(b"\0"):
+                found.append(int(entry.name))
+        except OSError:
+            continue  # exited meanwhile, or not ours to read
+    return found
+
+
 def stop_process(proc: subprocess.Popen, timeout: float = 20.0) -> None:
     """Ends a process we started, by its id only (never by name)."""
     if proc.poll() is None:

@@ -25,7 +25,7 @@ from launch.v1 import model_endpoint_pb2 as epb
 from launch.v1 import task_pb2 as tpb
 
 from .connection import Connection
-from .direct_route import DirectRouter, is_enabled, route_request
+from .direct_route import DirectRouter, is_enabled
 from .errors import DeadlineExceededError, InvalidArgumentError, NotFoundError
 from .find_packages import find_packages_from_imports
 from .model_bundle import ModelBundle
@@ -468,7 +468,7 @@ class LaunchClient:
 
     def _get_route(self, endpoint_name: str, timeout: float) -> epb.GetModelEndpointRouteResponse:
         return self.connection.endpoints.GetModelEndpointRoute(
-            route_request(endpoint_name), metadata=self.connection.metadata, timeout=timeout
+            epb.GetModelEndpointRouteRequest(name=endpoint_name), metadata=self.connection.metadata, timeout=timeout
         )
 
     def _predict(self, endpoint_name: str, request: EndpointRequest, timeout: float | None) -> EndpointResponse:

@@ -113,12 +113,6 @@ class DirectRouter:
             with self._lock:
                 replica.in_flight -= 1
 
-    def close(self) -> None:
-        with self._lock:
-            replicas, self._replicas, self._routes = list(self._replicas.values()), {}, {}
-        for replica in replicas:
-            replica.channel.close()
-
     def _pause(self, name: str) -> None:
         """After a fallback: use the server for PAUSE_S, then ask for a fresh route."""
         with self._lock:
@@ -211,10 +205,6 @@ class DirectRouter:
         named = {a for route in self._routes.values() for a in route.addresses}
         for address in [a for a, r in self._replicas.items() if a not in named and r.in_flight == 0]:
             self._replicas.pop(address).channel.close()
-
-
-def route_request(name: str) -> epb.GetModelEndpointRouteRequest:
-    return epb.GetModelEndpointRouteRequest(name=name)
 
 
 def is_enabled(explicit: bool | None, environ: dict[str, str] | Any, secure: bool = False) -> bool:

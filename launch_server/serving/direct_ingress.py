@@ -28,9 +28,10 @@ import grpc
 from launch.v1 import inference_pb2 as ipb
 from launch.v1 import inference_pb2_grpc as igrpc
 
+from launch_server.api.auth import bearer_token
 from launch_server.api.errors import to_status
 from launch_server.api.inference_messages import request_from_input, result_to_proto
-from launch_server.domain.errors import InvalidArgument
+from launch_server.domain.errors import InvalidArgument, Unauthenticated
 
 from . import replica_registry
 from .route_tokens import TokenCheck
@@ -91,13 +92,6 @@ class InflightGauge:
             average = self._area / elapsed if elapsed > 0 else float(self.current)
             self._area, self._since, self._last = 0.0, now, now
             return average
-
-
-def _bearer(metadata: Any) -> str:
-    for key, value in metadata or ():
-        if key == "authorization" and isinstance(value, str) and value.startswith("Bearer "):
-            return value.removeprefix("Bearer ").strip()
-    return ""
 
 
 class DirectIngress:
@@ -221,7 +215,11 @@ class DirectIngress:
         self._last_request = time.monotonic()
         self.gauge.change(1)
         try:
-            why = self._tokens.why_not(_bearer(context.invocation_metadata()))
+            try:
+                token = bearer_token(context.invocation_metadata())
+            except Unauthenticated:
+                token = ""  # why_not says what a route token looks like
+            why = self._tokens.why_not(token)
             if why is not None:
                 await context.abort(grpc.StatusCode.UNAUTHENTICATED, why)
             try:

@@ -187,7 +187,7 @@ class Reconciler:
             options["runtime_env"] = {"pip": {"packages": list(requirements), "pip_check": False}}
         return options
 
-    def direct_config(self, endpoint: Endpoint) -> dict[str, Any] | None:
+    def direct_config(self, endpoint: Endpoint, max_ongoing_requests: int) -> dict[str, Any] | None:
         """The replica's direct-route settings, or None when the route is off (or the endpoint is
         async: its requests come only from the dispatcher, through Serve)."""
         cfg = self.settings
@@ -199,7 +199,7 @@ class Reconciler:
             endpoint_name=endpoint.name,
             key_hex=key.hex(),
             host=cfg.direct_host,
-            max_concurrent_rpcs=max(cfg.max_ongoing_requests, endpoint.settings.per_worker),
+            max_concurrent_rpcs=max_ongoing_requests,
         ).to_dict()
 
     def _deploy(self, endpoint: Endpoint, app: str, was_running: bool) -> None:
@@ -231,9 +231,11 @@ class Reconciler:
             allow_local_file_urls=cfg.allow_local_file_urls,
             results_prefix=results_prefix(endpoint.owner),
         )
+        # Serve's per-replica limit, and the same limit on the replica's own (direct) port.
+        max_ongoing = max(cfg.max_ongoing_requests, s.per_worker)
         deployment = serve.deployment(LaunchReplica, name=DEPLOYMENT_NAME).options(
             ray_actor_options=options,
-            max_ongoing_requests=max(cfg.max_ongoing_requests, s.per_worker),
+            max_ongoing_requests=max_ongoing,
             autoscaling_config={
                 "min_replicas": s.min_workers,
                 "initial_replicas": s.min_workers,
@@ -251,7 +253,10 @@ class Reconciler:
             graceful_shutdown_timeout_s=10,  # > DRAIN_MAX_S: direct requests drain first
         )
         application = deployment.bind(
-            BundleDescriptor.from_bundle(bundle).to_dict(), config.to_dict(), 1, self.direct_config(endpoint)
+            BundleDescriptor.from_bundle(bundle).to_dict(),
+            config.to_dict(),
+            1,
+            self.direct_config(endpoint, max_ongoing),
         )
         serve._run(application, name=app, route_prefix=None, _blocking=False)  # noqa: SLF001 - see module doc
         self._deployed[endpoint.endpoint_id] = _Deployed(endpoint.generation, time.monotonic(), was_running)
