@@ -40,6 +40,7 @@ from .model_endpoint import (
 )
 from .packaging import choose_form, pickle_bundle, read_requirements_file, zip_directories
 from .request_validation import validate_task_request
+from .task_stream import TaskStream, create_and_watch
 
 log = logging.getLogger(__name__)
 LaunchModel_T = TypeVar("LaunchModel_T")
@@ -104,6 +105,7 @@ class LaunchClient:
         """direct_route: send sync predicts straight to the endpoint's replicas when the server
         offers a route (default: on unless LAUNCH_DIRECT_ROUTE=0); see launch.direct_route."""
         self.connection = Connection(api_key, endpoint, timeout=timeout)
+        self._create_and_watch = True  # until the server says it lacks CreateAndWatchTask
         enabled = is_enabled(direct_route, os.environ, secure=self.connection.secure)
         self._direct = DirectRouter(self._get_route) if enabled else None
         self.self_hosted = self_hosted
@@ -510,6 +512,16 @@ class LaunchClient:
             idempotent=True,
         )
         return response.task.task_id
+
+    def _create_and_watch_task(self, endpoint_name: str, request: EndpointRequest) -> tuple[str, TaskStream | None]:
+        """Submits one task and keeps its result stream open (one call); CreateTask where the server
+        lacks CreateAndWatchTask. Returns the task id and the stream, if any."""
+        if self._create_and_watch:
+            stream = create_and_watch(self.connection, endpoint_name, self._task_spec(request))
+            if stream is not None:
+                return stream.latest.task_id, stream
+            self._create_and_watch = False  # an older server: don't ask again
+        return self._create_task(endpoint_name, request), None
 
     def _create_tasks(self, endpoint_name: str, requests: list[EndpointRequest]) -> dict[str, str]:
         """Queues requests in groups of up to 10,000; returns client request id -> task id."""

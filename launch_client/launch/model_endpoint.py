@@ -4,6 +4,7 @@ EndpointResponseFuture and AsyncEndpointBatchResponse, as the Launch SDK documen
 from __future__ import annotations
 
 import json
+import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -14,6 +15,7 @@ from .request_validation import validate_task_request
 
 if TYPE_CHECKING:
     from .client import LaunchClient
+    from .task_stream import TaskStream
 
 TERMINAL_STATES = ("SUCCESS", "FAILURE", "CANCELLED")
 
@@ -170,17 +172,29 @@ class SyncEndpoint(Endpoint):
 
 
 class EndpointResponseFuture:
-    """An async request's pending result. get() learns of completion from the server's watch
-    stream (no fixed-interval polling) and honours a timeout."""
+    """An async request's pending result. get() learns of completion from the server's stream (the
+    submit call's own, else WatchTasks), never by fixed-interval polling, and honours a timeout."""
 
-    def __init__(self, client: LaunchClient, endpoint_name: str, async_task_id: str) -> None:
+    def __init__(
+        self, client: LaunchClient, endpoint_name: str, async_task_id: str, stream: TaskStream | None = None
+    ) -> None:
         self.client = client
         self.endpoint_name = endpoint_name
         self.async_task_id = async_task_id
+        self._stream = stream
 
     def get(self, timeout: float | None = None) -> EndpointResponse:
         """Blocks until the task finishes; raises TimeoutError after `timeout` seconds."""
-        for task in self.client._watch_tasks([self.async_task_id], timeout=timeout):
+        deadline = None if timeout is None else time.monotonic() + timeout
+        if self._stream is not None:
+            task = self._stream.wait(timeout)
+            if task is not None:
+                return EndpointResponse.from_proto(self.client, task.result)
+            self._stream = None  # ended or cancelled: watch on through WatchTasks
+        remaining = None if deadline is None else max(0.0, deadline - time.monotonic())
+        if remaining == 0.0:
+            raise TimeoutError(f"task {self.async_task_id} did not finish in {timeout} s")
+        for task in self.client._watch_tasks([self.async_task_id], timeout=remaining):
             if state_name(task.state) in TERMINAL_STATES:
                 return EndpointResponse.from_proto(self.client, task.result)
         raise TimeoutError(f"task {self.async_task_id} did not finish in {timeout} s")
@@ -224,8 +238,10 @@ class AsyncEndpointBatchResponse:
 
 class AsyncEndpoint(Endpoint):
     def predict(self, request: EndpointRequest) -> EndpointResponseFuture:
-        task_id = self.client._create_task(self.model_endpoint.name, request)
-        return EndpointResponseFuture(self.client, self.model_endpoint.name, task_id)
+        """Queues the request; returns once the task is stored (durable), with its result to come
+        on the same call."""
+        task_id, stream = self.client._create_and_watch_task(self.model_endpoint.name, request)
+        return EndpointResponseFuture(self.client, self.model_endpoint.name, task_id, stream)
 
     def predict_batch(self, requests: list[EndpointRequest]) -> AsyncEndpointBatchResponse:
         request_ids = self.client._create_tasks(self.model_endpoint.name, requests)

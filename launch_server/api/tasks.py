@@ -3,6 +3,7 @@ result download."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 
 import grpc
@@ -12,7 +13,7 @@ from launch.v1 import task_pb2_grpc as tgrpc
 
 from launch_server.domain.errors import InvalidArgument, NotImplementedYet
 from launch_server.domain.ports import ObjectStorage
-from launch_server.domain.tasks import TaskInput, TaskService
+from launch_server.domain.tasks import Task, TaskInput, TaskService
 from launch_server.tasks.watch import WatchHub
 
 from .auth import owner
@@ -97,33 +98,58 @@ class TaskServicer(tgrpc.TaskServiceServicer):
             self._hub.publish([task])
         return tpb.CancelTaskResponse(task=task_to_proto(task))
 
+    async def CreateAndWatchTask(
+        self, request: tpb.CreateAndWatchTaskRequest, context: grpc.aio.ServicerContext
+    ) -> AsyncIterator[tpb.CreateAndWatchTaskResponse]:
+        if not request.HasField("task"):
+            raise InvalidArgument("task", "is required")
+        item = task_input(request.task, "task")
+        [task] = await self._service().submit(owner(), request.endpoint_name, [item], request.request_id)
+        # Subscribed before the next await, so the dispatcher's result (published from this
+        # event loop) cannot slip in between.
+        queue = self._watch_hub().subscribe([task.task_id])
+        try:
+            async for change in self._follow(queue, [task]):
+                yield tpb.CreateAndWatchTaskResponse(task=task_to_proto(change))
+        finally:
+            self._watch_hub().unsubscribe(queue, [task.task_id])
+
     async def WatchTasks(
         self, request: tpb.WatchTasksRequest, context: grpc.aio.ServicerContext
     ) -> AsyncIterator[tpb.WatchTasksResponse]:
         service = self._service()
         ids = list(dict.fromkeys(request.task_ids))
-        assert self._hub is not None
         # Subscribe before reading, so a change between the read and the subscription is not lost.
-        queue = self._hub.subscribe(ids)
+        queue = self._watch_hub().subscribe(ids)
         try:
             tasks = await service.get_many(owner(), ids)
-            sent = {}
-            for task in tasks:
-                sent[task.task_id] = task.state
-                yield tpb.WatchTasksResponse(task=task_to_proto(task))
-            waiting = {t.task_id for t in tasks if not t.terminal}
-            self._hub.unsubscribe(queue, [t.task_id for t in tasks if t.terminal])
-            while waiting:
-                task = await queue.get()
-                if task.task_id not in waiting or sent.get(task.task_id) == task.state:
-                    continue
-                sent[task.task_id] = task.state
-                yield tpb.WatchTasksResponse(task=task_to_proto(task))
-                if task.terminal:
-                    waiting.discard(task.task_id)
-                    self._hub.unsubscribe(queue, [task.task_id])  # keeps the hub's polls small
+            async for change in self._follow(queue, tasks):
+                yield tpb.WatchTasksResponse(task=task_to_proto(change))
         finally:
-            self._hub.unsubscribe(queue, ids)
+            self._watch_hub().unsubscribe(queue, ids)
+
+    def _watch_hub(self) -> WatchHub:
+        assert self._hub is not None  # set whenever the task service is
+        return self._hub
+
+    async def _follow(self, queue: asyncio.Queue[Task], tasks: list[Task]) -> AsyncIterator[Task]:
+        """Each task as it is now, then every change of state until all are finished."""
+        hub = self._watch_hub()
+        sent = {}
+        for task in tasks:
+            sent[task.task_id] = task.state
+            yield task
+        waiting = {t.task_id for t in tasks if not t.terminal}
+        hub.unsubscribe(queue, [t.task_id for t in tasks if t.terminal])
+        while waiting:
+            task = await queue.get()
+            if task.task_id not in waiting or sent.get(task.task_id) == task.state:
+                continue
+            sent[task.task_id] = task.state
+            yield task
+            if task.terminal:
+                waiting.discard(task.task_id)
+                hub.unsubscribe(queue, [task.task_id])  # keeps the hub's polls small
 
     def DownloadResult(self, request, context):  # type: ignore[no-untyped-def]
         return download_result(self._storage, request, context)

@@ -82,14 +82,17 @@ class Outcome:
 class Admission(Protocol):
     """Lets a submission start at once on a worker with free capacity, skipping the queue's
     claim step: the rows are written already STARTED under that worker's lease (so durability is
-    the same), then handed over after the commit."""
+    the same). The replica call starts while the rows are being written; its result is written
+    only once `durable` says the rows are committed, and dropped otherwise (a submit that failed,
+    or a repeated request_id whose earlier tasks stand). So a submit that fails may still have run
+    the predict function once, which at-least-once delivery allows."""
 
     def reserve(self, endpoint_id: str, count: int) -> tuple[int, str, float]:
         """How many of `count` tasks may start now, the worker id and the lease length."""
         ...
 
-    def start(self, endpoint_id: str, tasks: list[Task], reserved: int) -> None:
-        """Runs the first tasks (already committed as STARTED) and returns unused reservations."""
+    def start(self, endpoint_id: str, tasks: list[Task], reserved: int, durable: asyncio.Future[bool]) -> None:
+        """Runs `tasks` (the first `reserved` of a submission) and returns unused reservations."""
         ...
 
 
@@ -133,6 +136,11 @@ def new_task(
         expires_at=now + timedelta(seconds=expiry_s),
         request_id=request_id,
     )
+
+
+def _wrote(write: asyncio.Future[list[Task]], tasks: list[Task]) -> bool:
+    """Did this write commit these very rows (not an error, not a repeated request_id's earlier tasks)?"""
+    return not write.cancelled() and write.exception() is None and write.result() is tasks
 
 
 class TaskService:
@@ -192,6 +200,7 @@ class TaskService:
             for index, item in enumerate(items)
         ]
         reserved = 0
+        durable: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
         if self.admission is not None:
             reserved, worker, lease_s = self.admission.reserve(endpoint.endpoint_id, len(tasks))
             until = now + timedelta(seconds=lease_s)
@@ -201,15 +210,12 @@ class TaskService:
                 )
                 for t in tasks[:reserved]
             ]
-        try:
-            stored = await asyncio.to_thread(self._repo.add_many, tasks, endpoint.settings.max_queue_size)
-        except BaseException:
-            if self.admission is not None:
-                self.admission.start(endpoint.endpoint_id, [], reserved)
-            raise
-        if self.admission is not None:
-            fresh = stored is tasks  # a repeated request_id returns the earlier tasks: nothing to start
-            self.admission.start(endpoint.endpoint_id, stored[:reserved] if fresh else [], reserved)
+            self.admission.start(endpoint.endpoint_id, tasks[:reserved], reserved, durable)
+        # The write runs in a thread that a cancelled RPC cannot stop, so `durable` is settled by
+        # the write itself, never by the cancellation.
+        write = asyncio.ensure_future(asyncio.to_thread(self._repo.add_many, tasks, endpoint.settings.max_queue_size))
+        write.add_done_callback(lambda done: durable.set_result(_wrote(done, tasks)))
+        stored = await asyncio.shield(write)
         if reserved < len(tasks):
             self.on_submit(endpoint.endpoint_id)  # the rest waits in the queue for the dispatcher
         return stored

@@ -83,14 +83,15 @@ class Dispatcher:
         self.calls_in_flight[endpoint_id] += reserved
         return reserved, self.worker, self.lease_s
 
-    def start(self, endpoint_id: str, tasks: list[Task], reserved: int) -> None:
+    def start(self, endpoint_id: str, tasks: list[Task], reserved: int, durable: asyncio.Future[bool]) -> None:
+        """Starts the replica calls of a submission while its rows are still being written."""
         self.calls_in_flight[endpoint_id] -= reserved - len(tasks)
         state = self.reconciler.live.get(endpoint_id)
         for task in tasks:
             claimed = Claimed(task.task_id, json.loads(task.input_json), task.attempts, task)
             self.held.add(task.task_id)
             app = state.app_name if state is not None else ""
-            job = asyncio.create_task(self._run_group(endpoint_id, app, [claimed]))
+            job = asyncio.create_task(self._run_group(endpoint_id, app, [claimed], durable))
             self._running.add(job)
             job.add_done_callback(self._running.discard)
 
@@ -162,39 +163,67 @@ class Dispatcher:
                 job.add_done_callback(self._running.discard)
         return progressed
 
-    async def _run_group(self, endpoint_id: str, app_name: str, group: list[Claimed]) -> None:
+    async def _run_group(
+        self, endpoint_id: str, app_name: str, group: list[Claimed], durable: asyncio.Future[bool] | None = None
+    ) -> None:
+        """Runs a group on the endpoint's replicas and writes each outcome. `durable` (admitted
+        submissions only) settles when the rows' own write does: nothing is written for rows that
+        were never committed."""
         ids = [c.task_id for c in group]
+        finished: list[Task] = []
         try:
-            handle = await self.router.handle(app_name)
-            if len(group) == 1:
-                answers = [await handle.remote(group[0].payload)]
-            else:
-                answers = await handle.predict_many.remote([c.payload for c in group])
-            outcomes = [
-                Outcome(
-                    task_id=c.task_id,
-                    state=TaskState.SUCCESS if a.get("state") == "SUCCESS" else TaskState.FAILURE,
-                    result=str(a.get("result") or ""),
-                    result_url=str(a.get("result_url") or ""),
-                    traceback=str(a.get("traceback") or ""),
-                )
-                for c, a in zip(group, answers, strict=True)
-            ]
-            known = {c.task_id: c.task for c in group if c.task is not None}
-            finished = await asyncio.to_thread(self.repo.complete, outcomes, self.worker, known)
-        except asyncio.CancelledError:
-            raise  # server stopping: the leases lapse and another server (or this one) retries
-        except Exception as exc:  # noqa: BLE001 - a failed call is retried, never lost
-            kind = type(exc).__name__
-            reason = "the worker died while running it" if kind in REPLICA_GONE else f"{kind}: {exc}"
-            log.warning("group of %d task(s) on %s failed (%s); releasing for retry", len(ids), endpoint_id, reason)
-            finished = await asyncio.to_thread(self.repo.release, ids, self.worker, reason, self.max_attempts)
+            try:
+                outcomes = await self._call_replica(app_name, group)
+                failure: Exception | None = None
+            except asyncio.CancelledError:
+                raise  # server stopping: the leases lapse and another server (or this one) retries
+            except Exception as exc:  # noqa: BLE001 - a failed call is retried, never lost
+                outcomes, failure = [], exc
+            if durable is not None and not await durable:
+                return
+            finished = await self._record(endpoint_id, group, outcomes, failure)
         finally:
             self.calls_in_flight[endpoint_id] -= 1
             self.held.difference_update(ids)
             if endpoint_id in self.backlog:
                 self._wake.set()  # a call slot is free and tasks are waiting
         self._publish(finished)
+
+    async def _record(
+        self, endpoint_id: str, group: list[Claimed], outcomes: list[Outcome], failure: Exception | None
+    ) -> list[Task]:
+        """Writes the outcomes, or puts the group back for a retry when the call failed. A write
+        that fails leaves the leases to lapse, so the tasks are retried, never lost."""
+        ids = [c.task_id for c in group]
+        try:
+            if failure is None:
+                known = {c.task_id: c.task for c in group if c.task is not None}
+                return await asyncio.to_thread(self.repo.complete, outcomes, self.worker, known)
+            kind = type(failure).__name__
+            reason = "the worker died while running it" if kind in REPLICA_GONE else f"{kind}: {failure}"
+            log.warning("group of %d task(s) on %s failed (%s); releasing for retry", len(ids), endpoint_id, reason)
+            return await asyncio.to_thread(self.repo.release, ids, self.worker, reason, self.max_attempts)
+        except Exception:  # noqa: BLE001 - the dispatcher must outlive a database error
+            log.exception("recording %d task(s) on %s failed; their leases will lapse", len(ids), endpoint_id)
+            return []
+
+    async def _call_replica(self, app_name: str, group: list[Claimed]) -> list[Outcome]:
+        """One Serve call for the group (the replica runs its tasks one by one); one outcome each."""
+        handle = await self.router.handle(app_name)
+        if len(group) == 1:
+            answers = [await handle.remote(group[0].payload)]
+        else:
+            answers = await handle.predict_many.remote([c.payload for c in group])
+        return [
+            Outcome(
+                task_id=c.task_id,
+                state=TaskState.SUCCESS if a.get("state") == "SUCCESS" else TaskState.FAILURE,
+                result=str(a.get("result") or ""),
+                result_url=str(a.get("result_url") or ""),
+                traceback=str(a.get("traceback") or ""),
+            )
+            for c, a in zip(group, answers, strict=True)
+        ]
 
     def _publish(self, finished: list[Task]) -> None:
         if finished:

@@ -81,6 +81,43 @@ def test_future_get_returns_the_result_from_the_watch_stream(async_ep) -> None: 
     assert pickled.result_url and pickled.load_result() == {"x": [1, 2]}
 
 
+def test_create_and_watch_task_streams_the_stored_task_then_its_result(serving_server: ServerHandle, async_ep) -> None:  # type: ignore[no-untyped-def]
+    tasks = stub(serving_server)
+
+    def create_and_watch(request_id: str, endpoint: str = "async-ep", args: str = '{"x": 7}', owner: str = "alice"):  # type: ignore[no-untyped-def]
+        request = tpb.CreateAndWatchTaskRequest(
+            request_id=request_id, endpoint_name=endpoint, task=tpb.TaskSpec(input=ipb.RequestInput(args_json=args))
+        )
+        return [m.task for m in tasks.CreateAndWatchTask(request, metadata=auth(serving_server, owner), timeout=60)]
+
+    messages = create_and_watch("cw-1")
+    first, last = messages[0], messages[-1]
+    assert first.state in (ipb.RESULT_STATE_PENDING, ipb.RESULT_STATE_STARTED)
+    assert {m.task_id for m in messages} == {first.task_id}
+    assert last.state == ipb.RESULT_STATE_SUCCESS and last.result.result == '{"x": 7}'
+    # The same request_id answers (and watches) the same task, already finished; it did not run again.
+    again = create_and_watch("cw-1")
+    assert [(m.task_id, m.state) for m in again] == [(first.task_id, ipb.RESULT_STATE_SUCCESS)]
+    assert again[0].attempts == 1 and again[0].result.result == '{"x": 7}'
+    stored = tasks.GetTask(tpb.GetTaskRequest(task_id=first.task_id), metadata=auth(serving_server)).task
+    assert (stored.state, stored.attempts, stored.result.result) == (ipb.RESULT_STATE_SUCCESS, 1, '{"x": 7}')
+    for kwargs, code in (
+        ({"args": "[1]"}, grpc.StatusCode.INVALID_ARGUMENT),
+        ({"endpoint": "no-such-ep"}, grpc.StatusCode.NOT_FOUND),
+        ({"owner": "bob"}, grpc.StatusCode.NOT_FOUND),
+    ):
+        with pytest.raises(grpc.RpcError) as err:
+            create_and_watch("", **kwargs)
+        assert err.value.code() == code, kwargs
+
+
+def test_predict_returns_once_the_task_is_stored(serving_server: ServerHandle, async_ep) -> None:  # type: ignore[no-untyped-def]
+    future = async_ep.predict(req(x=8, sleep=1))
+    assert client_for(serving_server).get_async_response(future.async_task_id)["state"] in ("PENDING", "STARTED")
+    assert future.get(timeout=60).result == '{"x": 8}'
+    assert future.get(timeout=1).result == '{"x": 8}'  # a finished future answers again
+
+
 def test_get_with_timeout_raises_timeout_error(async_ep) -> None:  # type: ignore[no-untyped-def]
     future = async_ep.predict(req(x=2, sleep=3))
     started = time.monotonic()

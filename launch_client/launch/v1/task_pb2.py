@@ -26,7 +26,7 @@ from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__
 from launch.v1 import inference_pb2 as launch_dot_v1_dot_inference__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x14launch/v1/task.proto\x12\tlaunch.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x19launch/v1/inference.proto\"\xbd\x02\n\x04Task\x12\x0f\n\x07task_id\x18\x01 \x01(\t\x12\x15\n\rendpoint_name\x18\x02 \x01(\t\x12%\n\x05state\x18\x03 \x01(\x0e\x32\x16.launch.v1.ResultState\x12*\n\x06result\x18\x04 \x01(\x0b\x32\x1a.launch.v1.InferenceResult\x12\x19\n\x11\x63lient_request_id\x18\x05 \x01(\t\x12/\n\x0b\x63reate_time\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\nstart_time\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12,\n\x08\x65nd_time\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x10\n\x08\x61ttempts\x18\t \x01(\x05\"c\n\x08TaskSpec\x12&\n\x05input\x18\x01 \x01(\x0b\x32\x17.launch.v1.RequestInput\x12\x14\n\x0c\x63\x61llback_url\x18\x02 \x01(\t\x12\x19\n\x11\x63lient_request_id\x18\x03 \x01(\t\"a\n\x11\x43reateTaskRequest\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\x15\n\rendpoint_name\x18\x02 \x01(\t\x12!\n\x04task\x18\x03 \x01(\x0b\x32\x13.launch.v1.TaskSpec\"3\n\x12\x43reateTaskResponse\x12\x1d\n\x04task\x18\x01 \x01(\x0b\x32\x0f.launch.v1.Task\"h\n\x17\x42\x61tchCreateTasksRequest\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\x15\n\rendpoint_name\x18\x02 \x01(\t\x12\"\n\x05tasks\x18\x03 \x03(\x0b\x32\x13.launch.v1.TaskSpec\":\n\x18\x42\x61tchCreateTasksResponse\x12\x1e\n\x05tasks\x18\x01 \x03(\x0b\x32\x0f.launch.v1.Task\"!\n\x0eGetTaskRequest\x12\x0f\n\x07task_id\x18\x01 \x01(\t\"0\n\x0fGetTaskResponse\x12\x1d\n\x04task\x18\x01 \x01(\x0b\x32\x0f.launch.v1.Task\"$\n\x11\x43\x61ncelTaskRequest\x12\x0f\n\x07task_id\x18\x01 \x01(\t\"3\n\x12\x43\x61ncelTaskResponse\x12\x1d\n\x04task\x18\x01 \x01(\x0b\x32\x0f.launch.v1.Task\"%\n\x11WatchTasksRequest\x12\x10\n\x08task_ids\x18\x01 \x03(\t\"3\n\x12WatchTasksResponse\x12\x1d\n\x04task\x18\x01 \x01(\x0b\x32\x0f.launch.v1.Task\"+\n\x15\x44ownloadResultRequest\x12\x12\n\nresult_url\x18\x01 \x01(\t\"\'\n\x16\x44ownloadResultResponse\x12\r\n\x05\x63hunk\x18\x01 \x01(\x0c\x32\xe8\x03\n\x0bTaskService\x12I\n\nCreateTask\x12\x1c.launch.v1.CreateTaskRequest\x1a\x1d.launch.v1.CreateTaskResponse\x12[\n\x10\x42\x61tchCreateTasks\x12\".launch.v1.BatchCreateTasksRequest\x1a#.launch.v1.BatchCreateTasksResponse\x12@\n\x07GetTask\x12\x19.launch.v1.GetTaskRequest\x1a\x1a.launch.v1.GetTaskResponse\x12I\n\nCancelTask\x12\x1c.launch.v1.CancelTaskRequest\x1a\x1d.launch.v1.CancelTaskResponse\x12K\n\nWatchTasks\x12\x1c.launch.v1.WatchTasksRequest\x1a\x1d.launch.v1.WatchTasksResponse0\x01\x12W\n\x0e\x44ownloadResult\x12 .launch.v1.DownloadResultRequest\x1a!.launch.v1.DownloadResultResponse0\x01\x42\x14Z\x12launch/v1;launchv1b\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x14launch/v1/task.proto\x12\tlaunch.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x19launch/v1/inference.proto\"\xbd\x02\n\x04Task\x12\x0f\n\x07task_id\x18\x01 \x01(\t\x12\x15\n\rendpoint_name\x18\x02 \x01(\t\x12%\n\x05state\x18\x03 \x01(\x0e\x32\x16.launch.v1.ResultState\x12*\n\x06result\x18\x04 \x01(\x0b\x32\x1a.launch.v1.InferenceResult\x12\x19\n\x11\x63lient_request_id\x18\x05 \x01(\t\x12/\n\x0b\x63reate_time\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\nstart_time\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12,\n\x08\x65nd_time\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x10\n\x08\x61ttempts\x18\t \x01(\x05\"c\n\x08TaskSpec\x12&\n\x05input\x18\x01 \x01(\x0b\x32\x17.launch.v1.RequestInput\x12\x14\n\x0c\x63\x61llback_url\x18\x02 \x01(\t\x12\x19\n\x11\x63lient_request_id\x18\x03 \x01(\t\"a\n\x11\x43reateTaskRequest\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\x15\n\rendpoint_name\x18\x02 \x01(\t\x12!\n\x04task\x18\x03 \x01(\x0b\x32\x13.launch.v1.TaskSpec\"3\n\x12\x43reateTaskResponse\x12\x1d\n\x04task\x18\x01 \x01(\x0b\x32\x0f.launch.v1.Task\"i\n\x19\x43reateAndWatchTaskRequest\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\x15\n\rendpoint_name\x18\x02 \x01(\t\x12!\n\x04task\x18\x03 \x01(\x0b\x32\x13.launch.v1.TaskSpec\";\n\x1a\x43reateAndWatchTaskResponse\x12\x1d\n\x04task\x18\x01 \x01(\x0b\x32\x0f.launch.v1.Task\"h\n\x17\x42\x61tchCreateTasksRequest\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\x15\n\rendpoint_name\x18\x02 \x01(\t\x12\"\n\x05tasks\x18\x03 \x03(\x0b\x32\x13.launch.v1.TaskSpec\":\n\x18\x42\x61tchCreateTasksResponse\x12\x1e\n\x05tasks\x18\x01 \x03(\x0b\x32\x0f.launch.v1.Task\"!\n\x0eGetTaskRequest\x12\x0f\n\x07task_id\x18\x01 \x01(\t\"0\n\x0fGetTaskResponse\x12\x1d\n\x04task\x18\x01 \x01(\x0b\x32\x0f.launch.v1.Task\"$\n\x11\x43\x61ncelTaskRequest\x12\x0f\n\x07task_id\x18\x01 \x01(\t\"3\n\x12\x43\x61ncelTaskResponse\x12\x1d\n\x04task\x18\x01 \x01(\x0b\x32\x0f.launch.v1.Task\"%\n\x11WatchTasksRequest\x12\x10\n\x08task_ids\x18\x01 \x03(\t\"3\n\x12WatchTasksResponse\x12\x1d\n\x04task\x18\x01 \x01(\x0b\x32\x0f.launch.v1.Task\"+\n\x15\x44ownloadResultRequest\x12\x12\n\nresult_url\x18\x01 \x01(\t\"\'\n\x16\x44ownloadResultResponse\x12\r\n\x05\x63hunk\x18\x01 \x01(\x0c\x32\xcd\x04\n\x0bTaskService\x12I\n\nCreateTask\x12\x1c.launch.v1.CreateTaskRequest\x1a\x1d.launch.v1.CreateTaskResponse\x12\x63\n\x12\x43reateAndWatchTask\x12$.launch.v1.CreateAndWatchTaskRequest\x1a%.launch.v1.CreateAndWatchTaskResponse0\x01\x12[\n\x10\x42\x61tchCreateTasks\x12\".launch.v1.BatchCreateTasksRequest\x1a#.launch.v1.BatchCreateTasksResponse\x12@\n\x07GetTask\x12\x19.launch.v1.GetTaskRequest\x1a\x1a.launch.v1.GetTaskResponse\x12I\n\nCancelTask\x12\x1c.launch.v1.CancelTaskRequest\x1a\x1d.launch.v1.CancelTaskResponse\x12K\n\nWatchTasks\x12\x1c.launch.v1.WatchTasksRequest\x1a\x1d.launch.v1.WatchTasksResponse0\x01\x12W\n\x0e\x44ownloadResult\x12 .launch.v1.DownloadResultRequest\x1a!.launch.v1.DownloadResultResponse0\x01\x42\x14Z\x12launch/v1;launchv1b\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -42,26 +42,30 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_CREATETASKREQUEST']._serialized_end=613
   _globals['_CREATETASKRESPONSE']._serialized_start=615
   _globals['_CREATETASKRESPONSE']._serialized_end=666
-  _globals['_BATCHCREATETASKSREQUEST']._serialized_start=668
-  _globals['_BATCHCREATETASKSREQUEST']._serialized_end=772
-  _globals['_BATCHCREATETASKSRESPONSE']._serialized_start=774
-  _globals['_BATCHCREATETASKSRESPONSE']._serialized_end=832
-  _globals['_GETTASKREQUEST']._serialized_start=834
-  _globals['_GETTASKREQUEST']._serialized_end=867
-  _globals['_GETTASKRESPONSE']._serialized_start=869
-  _globals['_GETTASKRESPONSE']._serialized_end=917
-  _globals['_CANCELTASKREQUEST']._serialized_start=919
-  _globals['_CANCELTASKREQUEST']._serialized_end=955
-  _globals['_CANCELTASKRESPONSE']._serialized_start=957
-  _globals['_CANCELTASKRESPONSE']._serialized_end=1008
-  _globals['_WATCHTASKSREQUEST']._serialized_start=1010
-  _globals['_WATCHTASKSREQUEST']._serialized_end=1047
-  _globals['_WATCHTASKSRESPONSE']._serialized_start=1049
-  _globals['_WATCHTASKSRESPONSE']._serialized_end=1100
-  _globals['_DOWNLOADRESULTREQUEST']._serialized_start=1102
-  _globals['_DOWNLOADRESULTREQUEST']._serialized_end=1145
-  _globals['_DOWNLOADRESULTRESPONSE']._serialized_start=1147
-  _globals['_DOWNLOADRESULTRESPONSE']._serialized_end=1186
-  _globals['_TASKSERVICE']._serialized_start=1189
-  _globals['_TASKSERVICE']._serialized_end=1677
+  _globals['_CREATEANDWATCHTASKREQUEST']._serialized_start=668
+  _globals['_CREATEANDWATCHTASKREQUEST']._serialized_end=773
+  _globals['_CREATEANDWATCHTASKRESPONSE']._serialized_start=775
+  _globals['_CREATEANDWATCHTASKRESPONSE']._serialized_end=834
+  _globals['_BATCHCREATETASKSREQUEST']._serialized_start=836
+  _globals['_BATCHCREATETASKSREQUEST']._serialized_end=940
+  _globals['_BATCHCREATETASKSRESPONSE']._serialized_start=942
+  _globals['_BATCHCREATETASKSRESPONSE']._serialized_end=1000
+  _globals['_GETTASKREQUEST']._serialized_start=1002
+  _globals['_GETTASKREQUEST']._serialized_end=1035
+  _globals['_GETTASKRESPONSE']._serialized_start=1037
+  _globals['_GETTASKRESPONSE']._serialized_end=1085
+  _globals['_CANCELTASKREQUEST']._serialized_start=1087
+  _globals['_CANCELTASKREQUEST']._serialized_end=1123
+  _globals['_CANCELTASKRESPONSE']._serialized_start=1125
+  _globals['_CANCELTASKRESPONSE']._serialized_end=1176
+  _globals['_WATCHTASKSREQUEST']._serialized_start=1178
+  _globals['_WATCHTASKSREQUEST']._serialized_end=1215
+  _globals['_WATCHTASKSRESPONSE']._serialized_start=1217
+  _globals['_WATCHTASKSRESPONSE']._serialized_end=1268
+  _globals['_DOWNLOADRESULTREQUEST']._serialized_start=1270
+  _globals['_DOWNLOADRESULTREQUEST']._serialized_end=1313
+  _globals['_DOWNLOADRESULTRESPONSE']._serialized_start=1315
+  _globals['_DOWNLOADRESULTRESPONSE']._serialized_end=1354
+  _globals['_TASKSERVICE']._serialized_start=1357
+  _globals['_TASKSERVICE']._serialized_end=1946
 # @@protoc_insertion_point(module_scope)

@@ -58,6 +58,22 @@ class CreateTaskResponse(_message.Message):
     task: Task
     def __init__(self, task: _Optional[_Union[Task, _Mapping]] = ...) -> None: ...
 
+class CreateAndWatchTaskRequest(_message.Message):
+    __slots__ = ("request_id", "endpoint_name", "task")
+    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    ENDPOINT_NAME_FIELD_NUMBER: _ClassVar[int]
+    TASK_FIELD_NUMBER: _ClassVar[int]
+    request_id: str
+    endpoint_name: str
+    task: TaskSpec
+    def __init__(self, request_id: _Optional[str] = ..., endpoint_name: _Optional[str] = ..., task: _Optional[_Union[TaskSpec, _Mapping]] = ...) -> None: ...
+
+class CreateAndWatchTaskResponse(_message.Message):
+    __slots__ = ("task",)
+    TASK_FIELD_NUMBER: _ClassVar[int]
+    task: Task
+    def __init__(self, task: _Optional[_Union[Task, _Mapping]] = ...) -> None: ...
+
 class BatchCreateTasksRequest(_message.Message):
     __slots__ = ("request_id", "endpoint_name", "tasks")
     REQUEST_ID_FIELD_NUMBER: _ClassVar[int]

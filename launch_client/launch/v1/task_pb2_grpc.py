@@ -40,6 +40,11 @@ class TaskServiceStub:
                 request_serializer=launch_dot_v1_dot_task__pb2.CreateTaskRequest.SerializeToString,
                 response_deserializer=launch_dot_v1_dot_task__pb2.CreateTaskResponse.FromString,
                 _registered_method=True)
+        self.CreateAndWatchTask = channel.unary_stream(
+                '/launch.v1.TaskService/CreateAndWatchTask',
+                request_serializer=launch_dot_v1_dot_task__pb2.CreateAndWatchTaskRequest.SerializeToString,
+                response_deserializer=launch_dot_v1_dot_task__pb2.CreateAndWatchTaskResponse.FromString,
+                _registered_method=True)
         self.BatchCreateTasks = channel.unary_unary(
                 '/launch.v1.TaskService/BatchCreateTasks',
                 request_serializer=launch_dot_v1_dot_task__pb2.BatchCreateTasksRequest.SerializeToString,
@@ -74,6 +79,16 @@ class TaskServiceServicer:
     def CreateTask(self, request, context):
         """Queues one request on an async endpoint. The task is stored before the call answers and is
         never lost from then on. Delivery to the predict function is at-least-once.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def CreateAndWatchTask(self, request, context):
+        """Queues one request like CreateTask and watches it on the same call: the first message is the
+        task as stored (sent only once it is durable), then every change until it finishes. One call
+        instead of CreateTask + WatchTasks saves a round trip on the latency of a single async
+        request. Ending the call early stops the watch, not the task.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -123,6 +138,11 @@ def add_TaskServiceServicer_to_server(servicer, server):
                     servicer.CreateTask,
                     request_deserializer=launch_dot_v1_dot_task__pb2.CreateTaskRequest.FromString,
                     response_serializer=launch_dot_v1_dot_task__pb2.CreateTaskResponse.SerializeToString,
+            ),
+            'CreateAndWatchTask': grpc.unary_stream_rpc_method_handler(
+                    servicer.CreateAndWatchTask,
+                    request_deserializer=launch_dot_v1_dot_task__pb2.CreateAndWatchTaskRequest.FromString,
+                    response_serializer=launch_dot_v1_dot_task__pb2.CreateAndWatchTaskResponse.SerializeToString,
             ),
             'BatchCreateTasks': grpc.unary_unary_rpc_method_handler(
                     servicer.BatchCreateTasks,
@@ -178,6 +198,33 @@ class TaskService:
             '/launch.v1.TaskService/CreateTask',
             launch_dot_v1_dot_task__pb2.CreateTaskRequest.SerializeToString,
             launch_dot_v1_dot_task__pb2.CreateTaskResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CreateAndWatchTask(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/launch.v1.TaskService/CreateAndWatchTask',
+            launch_dot_v1_dot_task__pb2.CreateAndWatchTaskRequest.SerializeToString,
+            launch_dot_v1_dot_task__pb2.CreateAndWatchTaskResponse.FromString,
             options,
             channel_credentials,
             insecure,

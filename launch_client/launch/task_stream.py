@@ -1,0 +1,78 @@
+"""One async request submitted and watched on a single call (TaskService.CreateAndWatchTask).
+
+Why: an async predict used to take two round trips before the result could flow back
+(CreateTask, then WatchTasks); on one call the result follows the stored task on the same stream.
+The first message arrives only once the task is durable, so `AsyncEndpoint.predict` still returns
+a task that is never lost. A server without the RPC (UNIMPLEMENTED) gets CreateTask instead."""
+
+from __future__ import annotations
+
+import threading
+import uuid
+from typing import TYPE_CHECKING
+
+import grpc
+
+from launch.v1 import inference_pb2 as ipb
+from launch.v1 import task_pb2 as tpb
+
+from .errors import LaunchError, from_rpc_error
+
+if TYPE_CHECKING:
+    from .connection import Connection
+
+TERMINAL = (ipb.RESULT_STATE_SUCCESS, ipb.RESULT_STATE_FAILURE, ipb.RESULT_STATE_CANCELLED)
+
+
+class TaskStream:
+    """The open call of one submitted task: the latest state seen, and more as they come."""
+
+    def __init__(self, call: grpc.Future, first: tpb.Task) -> None:
+        self._call = call
+        self.latest = first
+
+    def wait(self, timeout: float | None) -> tpb.Task | None:
+        """The task once finished; None when the call ended first or `timeout` passed (the call is
+        then cancelled: that stops the watch, never the task). Callers fall back to WatchTasks."""
+        if self.latest.state in TERMINAL:
+            return self.latest
+        timer = threading.Timer(timeout, self._call.cancel) if timeout is not None else None
+        if timer is not None:
+            timer.daemon = True
+            timer.start()
+        try:
+            for message in self._call:
+                self.latest = message.task
+                if self.latest.state in TERMINAL:
+                    return self.latest
+        except grpc.RpcError:
+            pass
+        finally:
+            if timer is not None:
+                timer.cancel()
+        return None
+
+
+def create_and_watch(connection: Connection, endpoint_name: str, spec: tpb.TaskSpec) -> TaskStream | None:
+    """Submits the task and returns its stream once the first (durable) message came; None when the
+    server does not offer the call. UNAVAILABLE before that message is retried with the same
+    request_id, so a retry never queues the task twice."""
+    request = tpb.CreateAndWatchTaskRequest(request_id=uuid.uuid4().hex, endpoint_name=endpoint_name, task=spec)
+    attempt = 0
+    while True:
+        # The deadline bounds the whole watch; a task still running when it passes is watched on
+        # through WatchTasks by EndpointResponseFuture.get().
+        call = connection.tasks.CreateAndWatchTask(request, metadata=connection.metadata, timeout=connection.timeout)
+        try:
+            first = next(call)
+        except StopIteration:
+            raise LaunchError("the server ended CreateAndWatchTask without the task") from None
+        except grpc.RpcError as exc:
+            if exc.code() == grpc.StatusCode.UNIMPLEMENTED:
+                return None
+            if exc.code() == grpc.StatusCode.UNAVAILABLE and attempt < connection.max_retries:
+                connection._backoff(attempt)
+                attempt += 1
+                continue
+            raise from_rpc_error(exc) from None
+        return TaskStream(call, first.task)
