@@ -82,10 +82,12 @@ class Outcome:
 class Admission(Protocol):
     """Lets a submission start at once on a worker with free capacity, skipping the queue's
     claim step: the rows are written already STARTED under that worker's lease (so durability is
-    the same). The replica call starts while the rows are being written; its result is written
-    only once `durable` says the rows are committed, and dropped otherwise (a submit that failed,
-    or a repeated request_id whose earlier tasks stand). So a submit that fails may still have run
-    the predict function once, which at-least-once delivery allows."""
+    the same). When every task of a submission can start, the replica calls begin while the rows
+    are being written; a result is written only once `durable` says the rows are committed, and
+    dropped otherwise (a database error, or a repeated request_id whose earlier tasks stand), so
+    such a failed submit may have run the predict function once, which at-least-once delivery
+    allows. A submission that also queues tasks starts its admitted ones after the write, so a
+    submit refused for a full queue ran nothing."""
 
     def reserve(self, endpoint_id: str, count: int) -> tuple[int, str, float]:
         """How many of `count` tasks may start now, the worker id and the lease length."""
@@ -210,11 +212,23 @@ class TaskService:
                 )
                 for t in tasks[:reserved]
             ]
-            self.admission.start(endpoint.endpoint_id, tasks[:reserved], reserved, durable)
+        # When every task starts at once, the replica calls start while the rows are written (no
+        # queue cap applies, so only a repeated request_id or a database error can refuse them).
+        # Otherwise they start after the write, so a submit refused for a full queue ran nothing.
+        early = self.admission is not None and reserved == len(tasks)
+        if early:
+            self.admission.start(endpoint.endpoint_id, tasks, reserved, durable)
         # The write runs in a thread that a cancelled RPC cannot stop, so `durable` is settled by
         # the write itself, never by the cancellation.
         write = asyncio.ensure_future(asyncio.to_thread(self._repo.add_many, tasks, endpoint.settings.max_queue_size))
         write.add_done_callback(lambda done: durable.set_result(_wrote(done, tasks)))
+        if self.admission is not None and not early:
+            admission, endpoint_id = self.admission, endpoint.endpoint_id
+
+            def start_admitted(done: asyncio.Future[list[Task]]) -> None:
+                admission.start(endpoint_id, tasks[:reserved] if _wrote(done, tasks) else [], reserved, durable)
+
+            write.add_done_callback(start_admitted)
         stored = await asyncio.shield(write)
         if reserved < len(tasks):
             self.on_submit(endpoint.endpoint_id)  # the rest waits in the queue for the dispatcher
