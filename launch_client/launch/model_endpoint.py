@@ -186,11 +186,13 @@ class EndpointResponseFuture:
     def get(self, timeout: float | None = None) -> EndpointResponse:
         """Blocks until the task finishes; raises TimeoutError after `timeout` seconds."""
         deadline = None if timeout is None else time.monotonic() + timeout
-        if self._stream is not None:
-            task = self._stream.wait(timeout)
+        stream = self._stream
+        if stream is not None:
+            task = stream.wait(timeout)
             if task is not None:
                 return EndpointResponse.from_proto(self.client, task.result)
-            self._stream = None  # ended or cancelled: watch on through WatchTasks
+            if stream.ended:
+                self._stream = None  # ended or cancelled: watch on through WatchTasks
         remaining = None if deadline is None else max(0.0, deadline - time.monotonic())
         if remaining == 0.0:
             raise TimeoutError(f"task {self.async_task_id} did not finish in {timeout} s")

@@ -25,17 +25,26 @@ TERMINAL = (ipb.RESULT_STATE_SUCCESS, ipb.RESULT_STATE_FAILURE, ipb.RESULT_STATE
 
 
 class TaskStream:
-    """The open call of one submitted task: the latest state seen, and more as they come."""
+    """The open call of one submitted task: the latest state seen, and more as they come.
+
+    The call stays open until the task finishes or the client's timeout (120 s by default)
+    passes, whether or not get() is called: a loop of many predict() calls holds that many open
+    streams; predict_batch watches many tasks over one."""
 
     def __init__(self, call: grpc.Future, first: tpb.Task) -> None:
         self._call = call
+        self._reading = threading.Lock()  # one reader at a time: the call is read on the caller's thread
+        self.ended = False
         self.latest = first
 
     def wait(self, timeout: float | None) -> tpb.Task | None:
-        """The task once finished; None when the call ended first or `timeout` passed (the call is
-        then cancelled: that stops the watch, never the task). Callers fall back to WatchTasks."""
+        """The task once finished; None when the call ended first, `timeout` passed (the call is
+        then cancelled: that stops the watch, never the task), or another thread is reading it.
+        `ended` tells the first two apart from the last. Callers then watch through WatchTasks."""
         if self.latest.state in TERMINAL:
             return self.latest
+        if self.ended or not self._reading.acquire(blocking=False):
+            return None
         timer = threading.Timer(timeout, self._call.cancel) if timeout is not None else None
         if timer is not None:
             timer.daemon = True
@@ -50,13 +59,24 @@ class TaskStream:
         finally:
             if timer is not None:
                 timer.cancel()
+            self._reading.release()
+        self.ended = True
         return None
+
+
+def _older_server(error: grpc.RpcError) -> bool:
+    """UNIMPLEMENTED from gRPC itself (no such method), not from launch-server, whose errors carry
+    rich details (a server with serving off also answers UNIMPLEMENTED, for every task call)."""
+    trailers = error.trailing_metadata() or ()
+    return error.code() == grpc.StatusCode.UNIMPLEMENTED and not any(
+        key == "grpc-status-details-bin" for key, _ in trailers
+    )
 
 
 def create_and_watch(connection: Connection, endpoint_name: str, spec: tpb.TaskSpec) -> TaskStream | None:
     """Submits the task and returns its stream once the first (durable) message came; None when the
     server does not offer the call. UNAVAILABLE before that message is retried with the same
-    request_id, so a retry never queues the task twice."""
+    request_id, so a retry never queues the task twice (and the server does not start it again)."""
     request = tpb.CreateAndWatchTaskRequest(request_id=uuid.uuid4().hex, endpoint_name=endpoint_name, task=spec)
     attempt = 0
     while True:
@@ -68,7 +88,7 @@ def create_and_watch(connection: Connection, endpoint_name: str, spec: tpb.TaskS
         except StopIteration:
             raise LaunchError("the server ended CreateAndWatchTask without the task") from None
         except grpc.RpcError as exc:
-            if exc.code() == grpc.StatusCode.UNIMPLEMENTED:
+            if _older_server(exc):
                 return None
             if exc.code() == grpc.StatusCode.UNAVAILABLE and attempt < connection.max_retries:
                 connection._backoff(attempt)

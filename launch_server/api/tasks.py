@@ -57,6 +57,13 @@ def task_input(spec: tpb.TaskSpec, field: str) -> TaskInput:
     )
 
 
+def only_task(tasks: list[Task]) -> Task:
+    """The one task of a single submission; a request_id that earlier named a whole batch is refused."""
+    if len(tasks) != 1:
+        raise InvalidArgument("request_id", f"already names a batch of {len(tasks)} tasks")
+    return tasks[0]
+
+
 class TaskServicer(tgrpc.TaskServiceServicer):
     def __init__(self, tasks: TaskService | None, hub: WatchHub | None, storage: ObjectStorage) -> None:
         self._tasks = tasks
@@ -74,8 +81,8 @@ class TaskServicer(tgrpc.TaskServiceServicer):
         if not request.HasField("task"):
             raise InvalidArgument("task", "is required")
         item = task_input(request.task, "task")
-        [task] = await self._service().submit(owner(), request.endpoint_name, [item], request.request_id)
-        return tpb.CreateTaskResponse(task=task_to_proto(task))
+        tasks = await self._service().submit(owner(), request.endpoint_name, [item], request.request_id)
+        return tpb.CreateTaskResponse(task=task_to_proto(only_task(tasks)))
 
     async def BatchCreateTasks(
         self, request: tpb.BatchCreateTasksRequest, context: grpc.aio.ServicerContext
@@ -104,9 +111,11 @@ class TaskServicer(tgrpc.TaskServiceServicer):
         if not request.HasField("task"):
             raise InvalidArgument("task", "is required")
         item = task_input(request.task, "task")
-        [task] = await self._service().submit(owner(), request.endpoint_name, [item], request.request_id)
-        # Subscribed before the next await, so the dispatcher's result (published from this
-        # event loop) cannot slip in between.
+        tasks = await self._service().submit(owner(), request.endpoint_name, [item], request.request_id)
+        task = only_task(tasks)
+        # Subscribed before the next await, so the dispatcher's result for a new task (published
+        # from this event loop) cannot slip in between. A repeated request_id's earlier task may
+        # change between its read and this line; the hub's poll of watched ids delivers that.
         queue = self._watch_hub().subscribe([task.task_id])
         try:
             async for change in self._follow(queue, [task]):

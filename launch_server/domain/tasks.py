@@ -7,6 +7,7 @@ import asyncio
 import dataclasses
 import json
 import uuid
+from collections import OrderedDict
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from enum import Enum
@@ -18,6 +19,7 @@ from .validation import validate_name, validate_request_id
 
 MAX_BATCH = 10_000
 MAX_WATCH = 10_000
+RECENT_REQUEST_IDS = 100_000  # per server: (owner, request_id) pairs kept to recognise a retry
 
 
 class TaskState(str, Enum):
@@ -140,6 +142,11 @@ def new_task(
     )
 
 
+def _stored(write: asyncio.Future[list[Task]]) -> bool:
+    """Did the write succeed (new rows, or a repeated request_id's earlier ones)?"""
+    return not write.cancelled() and write.exception() is None
+
+
 def _wrote(write: asyncio.Future[list[Task]], tasks: list[Task]) -> bool:
     """Did this write commit these very rows (not an error, not a repeated request_id's earlier tasks)?"""
     return not write.cancelled() and write.exception() is None and write.result() is tasks
@@ -151,6 +158,7 @@ class TaskService:
         self._endpoints = endpoints
         self.on_submit = lambda endpoint_id: None  # wakes the dispatcher
         self.admission: Admission | None = None
+        self._recent_request_ids: OrderedDict[tuple[str, str], None] = OrderedDict()
         # An in-memory view of endpoints (the reconciler's), so a submit needs no endpoint query.
         self.cached_endpoint = lambda owner, name: None
 
@@ -215,13 +223,24 @@ class TaskService:
         # When every task starts at once, the replica calls start while the rows are written (no
         # queue cap applies, so only a repeated request_id or a database error can refuse them).
         # Otherwise they start after the write, so a submit refused for a full queue ran nothing.
-        early = self.admission is not None and reserved == len(tasks)
+        # A repeated request_id (an SDK retry) must not run its task again: it starts only after
+        # the write, which answers the earlier tasks. Remembered per server, which is where a
+        # retry of a call that reached this server lands.
+        early = self.admission is not None and reserved == len(tasks) and self._first_use(owner, request_id)
         if early:
             self.admission.start(endpoint.endpoint_id, tasks, reserved, durable)
         # The write runs in a thread that a cancelled RPC cannot stop, so `durable` is settled by
         # the write itself, never by the cancellation.
         write = asyncio.ensure_future(asyncio.to_thread(self._repo.add_many, tasks, endpoint.settings.max_queue_size))
-        write.add_done_callback(lambda done: durable.set_result(_wrote(done, tasks)))
+        write.add_done_callback(lambda done: durable.done() or durable.set_result(_wrote(done, tasks)))
+        if reserved < len(tasks):
+            # The rest waits in the queue: wake the dispatcher once it is stored, even when the
+            # RPC that submitted it was cancelled meanwhile.
+            def wake_dispatcher(done: asyncio.Future[list[Task]]) -> None:
+                if _stored(done):
+                    self.on_submit(endpoint.endpoint_id)
+
+            write.add_done_callback(wake_dispatcher)
         if self.admission is not None and not early:
             admission, endpoint_id = self.admission, endpoint.endpoint_id
 
@@ -229,10 +248,19 @@ class TaskService:
                 admission.start(endpoint_id, tasks[:reserved] if _wrote(done, tasks) else [], reserved, durable)
 
             write.add_done_callback(start_admitted)
-        stored = await asyncio.shield(write)
-        if reserved < len(tasks):
-            self.on_submit(endpoint.endpoint_id)  # the rest waits in the queue for the dispatcher
-        return stored
+        return await asyncio.shield(write)
+
+    def _first_use(self, owner: str, request_id: str) -> bool:
+        """False when this server saw the request_id lately (the last RECENT_REQUEST_IDS)."""
+        if not request_id:
+            return True
+        key = (owner, request_id)
+        if key in self._recent_request_ids:
+            return False
+        self._recent_request_ids[key] = None
+        if len(self._recent_request_ids) > RECENT_REQUEST_IDS:
+            self._recent_request_ids.popitem(last=False)
+        return True
 
     async def get_many(self, owner: str, task_ids: list[str], field: str = "task_ids") -> list[Task]:
         """Tasks in the order asked; any unknown (or another owner's) id is NOT_FOUND."""

@@ -284,15 +284,18 @@ class SqlTaskRepository:
                 )
                 done = [o.task_id] if written.rowcount == 1 else []
             else:
-                # Which of these this worker still holds (same write transaction, so it cannot
-                # change underneath); then one executemany UPDATE for all of them.
+                # Which of these this worker still holds, locked (FOR UPDATE on PostgreSQL; SQLite's
+                # BEGIN IMMEDIATE already excludes other writers) so a cancel cannot land between
+                # this read and the UPDATE; then one executemany UPDATE for all of them.
                 held = set(
                     connection.execute(
-                        select(TASKS.c.task_id).where(
+                        select(TASKS.c.task_id)
+                        .where(
                             TASKS.c.task_id.in_([o.task_id for o in outcomes]),
                             TASKS.c.state == TaskState.STARTED.value,
                             TASKS.c.lease_owner == worker,
                         )
+                        .with_for_update()
                     ).scalars()
                 )
                 done = [o.task_id for o in outcomes if o.task_id in held]

@@ -84,7 +84,8 @@ class Dispatcher:
         return reserved, self.worker, self.lease_s
 
     def start(self, endpoint_id: str, tasks: list[Task], reserved: int, durable: asyncio.Future[bool]) -> None:
-        """Starts the replica calls of a submission while its rows are still being written."""
+        """Starts the replica calls of a submission's admitted tasks (while their rows are being
+        written, or after, see Admission); unused reservations are given back."""
         self.calls_in_flight[endpoint_id] -= reserved - len(tasks)
         state = self.reconciler.live.get(endpoint_id)
         for task in tasks:
@@ -179,7 +180,9 @@ class Dispatcher:
                 raise  # server stopping: the leases lapse and another server (or this one) retries
             except Exception as exc:  # noqa: BLE001 - a failed call is retried, never lost
                 outcomes, failure = [], exc
-            if durable is not None and not await durable:
+            # Shielded: cancelling this job (server stopping) must not cancel the future that the
+            # submission's other jobs share.
+            if durable is not None and not await asyncio.shield(durable):
                 return
             finished = await self._record(endpoint_id, group, outcomes, failure)
         finally:
