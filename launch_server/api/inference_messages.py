@@ -32,6 +32,14 @@ def request_from_input(message: ipb.RequestInput, field: str) -> dict[str, objec
     return {"args_json": message.args_json, "return_pickled": message.return_pickled}
 
 
+def input_from_request(payload: dict[str, object]) -> ipb.RequestInput:
+    """The inverse of request_from_input: a stored task's request, sent to a replica's own port."""
+    return_pickled = bool(payload.get("return_pickled"))
+    if "url" in payload:
+        return ipb.RequestInput(url=str(payload["url"]), return_pickled=return_pickled)
+    return ipb.RequestInput(args_json=str(payload["args_json"]), return_pickled=return_pickled)
+
+
 def result_to_proto(answer: dict[str, object]) -> ipb.InferenceResult:
     state = ipb.RESULT_STATE_SUCCESS if answer.get("state") == "SUCCESS" else ipb.RESULT_STATE_FAILURE
     return ipb.InferenceResult(

@@ -16,7 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from launch_server.domain.endpoints import Endpoint, EndpointStatus, EndpointType
+from launch_server.domain.endpoints import Endpoint, EndpointStatus, is_batch_endpoint
 from launch_server.domain.ownership import results_prefix
 from launch_server.settings import Settings
 from launch_server.store.endpoint_repository import SqlEndpointRepository
@@ -188,10 +188,11 @@ class Reconciler:
         return options
 
     def direct_config(self, endpoint: Endpoint, max_ongoing_requests: int) -> dict[str, Any] | None:
-        """The replica's direct-route settings, or None when the route is off (or the endpoint is
-        async: its requests come only from the dispatcher, through Serve)."""
+        """The replica's direct-route settings, or None when the route is off or the endpoint runs
+        a batch job (its chunks go through Serve). Async endpoints listen too: the dispatcher sends
+        single tasks there (tasks/direct_calls.py), with tokens only the server mints for them."""
         cfg = self.settings
-        if not cfg.direct_route or endpoint.settings.endpoint_type is not EndpointType.SYNC:
+        if not cfg.direct_route or is_batch_endpoint(endpoint.name):
             return None
         key = endpoint_key(cfg.route_secret.encode(), endpoint.endpoint_id)
         return DirectConfig(

@@ -47,6 +47,7 @@ class Router:
         self._endpoints = endpoints
         self._handles: dict[str, Any] = {}
         self._addresses: dict[str, tuple[float, tuple[str, ...]]] = {}
+        self._tokens: dict[str, tuple[str, int]] = {}  # endpoint id -> (token, expiry), server's own calls
 
     async def route(self, owner: str, name: str) -> DirectRoute:
         """The direct route for a sync endpoint of this owner: its running replicas' addresses
@@ -72,6 +73,22 @@ class Router:
             return empty
         token, expires = mint(settings.route_secret.encode(), endpoint_id, settings.route_token_ttl_s)
         return DirectRoute(addresses, token, expires, settings.route_refresh_s)
+
+    async def replica_route(self, endpoint_id: str, app_name: str) -> tuple[tuple[str, ...], str] | None:
+        """For the server's own calls (the dispatcher's, to async endpoints): the running replicas'
+        direct addresses and a token for them, or None when the route is off or none is running.
+        The token is reused until half its life is left."""
+        settings = self._reconciler.settings
+        if not settings.direct_route:
+            return None
+        addresses = await self._replica_addresses(app_name)
+        if not addresses:
+            return None
+        token, expires = self._tokens.get(endpoint_id, ("", 0))
+        if expires - time.time() < settings.route_token_ttl_s / 2:
+            token, expires = mint(settings.route_secret.encode(), endpoint_id, settings.route_token_ttl_s)
+            self._tokens[endpoint_id] = (token, expires)
+        return addresses, token
 
     async def _replica_addresses(self, app_name: str) -> tuple[str, ...]:
         now = time.monotonic()

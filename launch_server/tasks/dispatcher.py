@@ -25,10 +25,11 @@ from launch_server.serving.reconciler import Reconciler
 from launch_server.serving.router import Router
 from launch_server.store.task_repository import Claimed, SqlTaskRepository
 
+from .direct_calls import DirectCalls
 from .watch import WatchHub
 
 log = logging.getLogger(__name__)
-REPLICA_GONE = ("ActorDiedError", "RayActorError", "ActorUnavailableError", "WorkerCrashedError")
+REPLICA_GONE = ("ActorDiedError", "RayActorError", "ActorUnavailableError", "WorkerCrashedError", "ReplicaDied")
 
 
 class Dispatcher:
@@ -48,6 +49,7 @@ class Dispatcher:
         self.reconciler = reconciler
         self.router = router
         self.hub = hub
+        self.direct = DirectCalls(router)
         self.lease_s = lease_s
         self.max_attempts = max_attempts
         self.group_max = group_max
@@ -116,6 +118,7 @@ class Dispatcher:
             for task in list(self._running):
                 task.cancel()
             await asyncio.gather(*self._running, return_exceptions=True)
+            await self.direct.close()
 
     async def _find_backlog(self) -> None:
         """Idle poll: a read-only count finds tasks queued through other servers (or left by a
@@ -174,7 +177,7 @@ class Dispatcher:
         finished: list[Task] = []
         try:
             try:
-                outcomes = await self._call_replica(app_name, group)
+                outcomes = await self._call_replica(endpoint_id, app_name, group)
                 failure: Exception | None = None
             except asyncio.CancelledError:
                 raise  # server stopping: the leases lapse and another server (or this one) retries
@@ -210,13 +213,22 @@ class Dispatcher:
             log.exception("recording %d task(s) on %s failed; their leases will lapse", len(ids), endpoint_id)
             return []
 
-    async def _call_replica(self, app_name: str, group: list[Claimed]) -> list[Outcome]:
-        """One Serve call for the group (the replica runs its tasks one by one); one outcome each."""
-        handle = await self.router.handle(app_name)
+    async def _call_replica(self, endpoint_id: str, app_name: str, group: list[Claimed]) -> list[Outcome]:
+        """One call for the group (the replica runs its tasks one by one); one outcome each. A
+        single task goes over the replica's own port when it has one (direct_calls), else, like a
+        group, through a Serve handle."""
+        answers: list[dict] | None = None
         if len(group) == 1:
-            answers = [await handle.remote(group[0].payload)]
-        else:
-            answers = await handle.predict_many.remote([c.payload for c in group])
+            endpoint = self.reconciler.endpoints_by_id.get(endpoint_id)
+            if endpoint is not None and not is_batch_endpoint(endpoint.name):
+                answer = await self.direct.predict(endpoint_id, endpoint.name, app_name, group[0].payload)
+                answers = None if answer is None else [answer]
+        if answers is None:
+            handle = await self.router.handle(app_name)
+            if len(group) == 1:
+                answers = [await handle.remote(group[0].payload)]
+            else:
+                answers = await handle.predict_many.remote([c.payload for c in group])
         return [
             Outcome(
                 task_id=c.task_id,

@@ -139,6 +139,31 @@ def test_async_endpoints_have_no_direct_route(server: ServerHandle) -> None:
     client.delete_model_endpoint(ep)
 
 
+def test_async_tasks_reach_replicas_over_their_direct_port(server: ServerHandle) -> None:
+    """The dispatcher sends single tasks to an async endpoint's replica over the replica's own port
+    (one hop instead of a Serve handle call), while clients still get no route to it."""
+    client = client_for(server)
+    bundle = client.create_model_bundle("echo-async-direct", ENV, predict_fn_or_cls=make_echo(), requirements=[])
+    ep = client.create_model_endpoint("async-direct-ep", bundle, **SMALL, endpoint_type="async", min_workers=1)
+    wait_status(ep, "READY")
+    wait_for(
+        lambda: (
+            ep.predict(args(x=3)).get(timeout=30).result == json.dumps({"x": 3})
+            and "over its direct port" in server.log()
+        ),
+        60,
+        "a task answered over the replica's direct port",
+    )
+    address = server.log().split("dispatching single tasks to replica ")[1].split()[0]
+    with pytest.raises(grpc.RpcError) as err:
+        get_route(server, "async-direct-ep")
+    assert err.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+    with pytest.raises(grpc.RpcError) as err:  # no client token opens it: only the server mints them
+        direct_predict(address, "lr1.forged", "async-direct-ep")
+    assert err.value.code() == grpc.StatusCode.UNAUTHENTICATED
+    client.delete_model_endpoint(ep)
+
+
 def test_direct_load_scales_replicas_up_and_down(server: ServerHandle) -> None:
     """Requests that bypass Serve's routers still drive its autoscaler (the replica reports them
     as a custom metric), and the SDK spreads load over new replicas as they appear."""
