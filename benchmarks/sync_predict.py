@@ -487,7 +487,7 @@ def launch_operations(setup: LaunchSetup, round_: int = 0) -> dict[str, str]:
         # wait until the server routes no replica at all, and ask with a client that has no route.
         cold = launch.LaunchClient(api_key=setup.api_key, endpoint=setup.address)
         deadline = time.monotonic() + 30
-        while cold._get_route(zero.model_endpoint.name).replica_addresses and time.monotonic() < deadline:  # noqa: SLF001
+        while cold._get_route(zero.model_endpoint.name, 10).replica_addresses and time.monotonic() < deadline:  # noqa: SLF001
             time.sleep(0.2)
         zero = cold.get_model_endpoint(zero.model_endpoint.name)
         start = time.monotonic()
