@@ -15,8 +15,9 @@ How it is driven:
   - Server 1 (SQLite, default grouping): a sync and an async endpoint of the same echo bundle
     (cpus=1, memory=256Mi, min_workers=1, max_workers=2, per_worker=2). Concurrency-1 latency,
     alternating one sync `predict` (direct route), one sync `predict` through the server
-    (`direct_route=False`) and one async `predict(...).get()` per step, so drift on a busy
-    machine hits both alike. Then 2-second polling (submit with `async_request`, poll
+    (`direct_route=False`), one async `predict(...).get()` (one CreateAndWatchTask call) and the
+    same async request on two calls (CreateTask, then WatchTasks) per step, so drift on a busy
+    machine hits all alike. Then 2-second polling (submit with `async_request`, poll
     `get_async_response` every 2 s, simulated over a few requests; also computed from the async
     samples as "rounded up to the next 2 s poll"). Then the sync endpoint is deleted and the
     throughput run goes; then the drain-from-zero run on a min_workers=0 endpoint.
