@@ -5,6 +5,7 @@ nothing is visible at the key until CompleteMultipartUpload, and abort() discard
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator
 from typing import Any
 from urllib.parse import urlparse
@@ -20,6 +21,11 @@ def split_s3_url(location: str) -> tuple[str, str]:
 
 
 class S3Writer:
+    """One object being written. write/commit/abort are serialized by a lock: when an upload's RPC
+    is cancelled, the thread running its last write() goes on while the server calls abort(), and
+    without the lock that write could start the multipart upload (or add a part) after the abort,
+    leaving parts behind."""
+
     def __init__(self, client: Any, bucket: str, key: str) -> None:
         self._client = client
         self._bucket = bucket
@@ -28,6 +34,8 @@ class S3Writer:
         self._parts: list[dict[str, Any]] = []
         self._upload_id: str | None = None
         self._done = False
+        self._aborted = False
+        self._lock = threading.Lock()
 
     def _flush_part(self) -> None:
         if self._upload_id is None:
@@ -44,11 +52,20 @@ class S3Writer:
         self._buffer.clear()
 
     def write(self, data: bytes) -> None:
-        self._buffer += data
-        if len(self._buffer) >= PART_SIZE:
-            self._flush_part()
+        with self._lock:
+            if self._aborted:
+                raise RuntimeError(f"write to s3://{self._bucket}/{self._key} after abort")
+            self._buffer += data
+            if len(self._buffer) >= PART_SIZE:
+                self._flush_part()
 
     def commit(self) -> str:
+        with self._lock:
+            if self._aborted:
+                raise RuntimeError(f"commit of s3://{self._bucket}/{self._key} after abort")
+            return self._commit()
+
+    def _commit(self) -> str:
         if self._upload_id is None:
             # Small object: one PUT, no multipart bookkeeping.
             self._client.put_object(Bucket=self._bucket, Key=self._key, Body=bytes(self._buffer))
@@ -66,10 +83,13 @@ class S3Writer:
         return f"s3://{self._bucket}/{self._key}"
 
     def abort(self) -> None:
-        self._buffer = bytearray()
-        if self._upload_id is not None and not self._done:
-            self._client.abort_multipart_upload(Bucket=self._bucket, Key=self._key, UploadId=self._upload_id)
-            self._upload_id = None
+        """Waits for a write still in flight, then discards every part; later writes fail."""
+        with self._lock:
+            self._aborted = True
+            self._buffer = bytearray()
+            if self._upload_id is not None and not self._done:
+                self._client.abort_multipart_upload(Bucket=self._bucket, Key=self._key, UploadId=self._upload_id)
+                self._upload_id = None
 
 
 class S3Storage:
