@@ -1,9 +1,10 @@
 """Moves queued tasks to replicas. For each async endpoint that is serving, it claims pending
-tasks under a lease and keeps up to per_worker × max_workers Serve calls in flight: enough for the
-autoscaler to see the queue and scale up to max_workers (and from zero), but bounded, so a
+tasks under a lease and keeps up to per_worker × max_workers replica calls in flight: enough for
+the autoscaler to see the queue and scale up to max_workers (and from zero), but bounded, so a
 million queued tasks never become a million in-memory requests. When more tasks wait than calls
-are free, it sends them in groups (up to `group_max` per call, run one by one by the replica and
-answered separately), paying the per-call overhead once per group.
+are free, it sends them in groups through a Serve handle (up to `group_max` per call, run one by
+one by the replica and answered separately), paying the per-call overhead once per group; a
+single task goes over the replica's own port (direct_calls), one hop.
 
 Delivery is at-least-once: a task whose replica dies is put back (bounded attempts), and a task
 whose server dies is taken over when its lease passes."""
