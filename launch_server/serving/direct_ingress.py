@@ -41,7 +41,12 @@ MAX_MESSAGE_BYTES = 64 << 20
 # Stopping: clients refresh routes every couple of seconds, so after the address is withdrawn a
 # few requests may still arrive; serve them until this long passes without one (bounded below
 # the replica's graceful_shutdown_timeout_s, after which Serve kills the process).
-DRAIN_QUIET_S = 0.5
+# Quiet time after the address is withdrawn: longer than the server's address cache (0.5 s) plus
+# a lookup, so callers that still hold the address find the port open.
+DRAIN_QUIET_S = 1.5
+# Sent as initial metadata once a request passed every check and is about to run: a caller that
+# loses the call after seeing it knows the predict function may have run (see tasks/direct_calls).
+ACCEPTED_HEADER = "launch-accepted"
 DRAIN_MAX_S = 6.0
 
 
@@ -165,6 +170,10 @@ class DirectIngress:
                 ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
                 ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
                 ("grpc.so_reuseport", 0),
+                # The dispatcher's channels ping every 20 s during long tasks (keepalive), so a
+                # lost node is noticed; accept those pings instead of answering GOAWAY.
+                ("grpc.http2.min_ping_interval_without_data_ms", 10_000),
+                ("grpc.http2.max_ping_strikes", 0),
             ],
             maximum_concurrent_rpcs=self.config.max_concurrent_rpcs,
         )
@@ -199,6 +208,7 @@ class DirectIngress:
                 await loop.run_in_executor(None, replica_registry.withdraw, self.app_name, self.replica_id)
             except Exception:  # noqa: BLE001 - the entry ages out anyway
                 pass
+            self._last_request = time.monotonic()  # the quiet period starts at the withdrawal
             await self._drain()
             await server.stop(1.0)
 
@@ -233,6 +243,7 @@ class DirectIngress:
                 payload = request_from_input(request.input, "input")
             except InvalidArgument as exc:
                 await context.abort_with_status(to_status(exc))
+            await context.send_initial_metadata(((ACCEPTED_HEADER, "1"),))
             loop = asyncio.get_running_loop()
             answer = await loop.run_in_executor(self._executor, self._predict, payload)
             return ipb.PredictResponse(result=result_to_proto(answer))

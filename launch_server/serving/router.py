@@ -48,6 +48,7 @@ class Router:
         self._handles: dict[str, Any] = {}
         self._addresses: dict[str, tuple[float, tuple[str, ...]]] = {}
         self._tokens: dict[str, tuple[str, int]] = {}  # endpoint id -> (token, expiry), server's own calls
+        self._lookups: dict[str, asyncio.Future[tuple[str, ...]]] = {}  # registry reads in flight
 
     async def route(self, owner: str, name: str) -> DirectRoute:
         """The direct route for a sync endpoint of this owner: its running replicas' addresses
@@ -91,13 +92,21 @@ class Router:
         return addresses, token
 
     async def _replica_addresses(self, app_name: str) -> tuple[str, ...]:
+        """Cached for ADDRESS_CACHE_S; callers that find the cache stale share one lookup."""
         now = time.monotonic()
         cached = self._addresses.get(app_name)
         if cached is not None and cached[0] > now:
             return cached[1]
+        lookup = self._lookups.get(app_name)
+        if lookup is None:
+            lookup = self._lookups[app_name] = asyncio.ensure_future(self._lookup(app_name))
+            lookup.add_done_callback(lambda _: self._lookups.pop(app_name, None))
+        return await asyncio.shield(lookup)
+
+    async def _lookup(self, app_name: str) -> tuple[str, ...]:
         routes = await asyncio.to_thread(replica_registry.lookup, app_name)
         addresses = tuple(r.address for r in routes)
-        self._addresses[app_name] = (now + ADDRESS_CACHE_S, addresses)
+        self._addresses[app_name] = (time.monotonic() + ADDRESS_CACHE_S, addresses)
         return addresses
 
     async def handle(self, app_name: str) -> Any:

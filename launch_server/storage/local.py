@@ -4,6 +4,7 @@ into place on commit, so a reader never sees a partial object."""
 from __future__ import annotations
 
 import os
+import threading
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -23,21 +24,31 @@ class LocalWriter:
         self._final.parent.mkdir(parents=True, exist_ok=True)
         self._tmp = final_path.with_name(f".{final_path.name}.{uuid.uuid4().hex}.part")
         self._file = open(self._tmp, "wb")  # noqa: SIM115 - closed in commit/abort
+        self._committed = False
+        self._lock = threading.Lock()  # write/commit/abort, as in S3Writer
 
     def write(self, data: bytes) -> None:
-        self._file.write(data)
+        with self._lock:
+            self._file.write(data)
 
     def commit(self) -> str:
-        self._file.flush()
-        os.fsync(self._file.fileno())
-        self._file.close()
-        os.replace(self._tmp, self._final)
-        return self._final.as_uri()
+        with self._lock:
+            self._file.flush()
+            os.fsync(self._file.fileno())
+            self._file.close()
+            os.replace(self._tmp, self._final)
+            self._committed = True
+            return self._final.as_uri()
 
     def abort(self) -> None:
-        if not self._file.closed:
-            self._file.close()
-        self._tmp.unlink(missing_ok=True)
+        """Waits for a write or commit still in flight (a cancelled upload's thread runs on), then
+        discards the temporary file, or the committed file when a commit got through."""
+        with self._lock:
+            if not self._file.closed:
+                self._file.close()
+            self._tmp.unlink(missing_ok=True)
+            if self._committed:
+                self._final.unlink(missing_ok=True)
 
 
 class LocalStorage:

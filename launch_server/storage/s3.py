@@ -83,11 +83,14 @@ class S3Writer:
         return f"s3://{self._bucket}/{self._key}"
 
     def abort(self) -> None:
-        """Waits for a write still in flight, then discards every part; later writes fail."""
+        """Waits for a write (or commit) still in flight, then discards the parts, or the object
+        itself when a commit got through (its caller was cancelled meanwhile); later writes fail."""
         with self._lock:
             self._aborted = True
             self._buffer = bytearray()
-            if self._upload_id is not None and not self._done:
+            if self._done:
+                self._client.delete_object(Bucket=self._bucket, Key=self._key)
+            elif self._upload_id is not None:
                 self._client.abort_multipart_upload(Bucket=self._bucket, Key=self._key, UploadId=self._upload_id)
                 self._upload_id = None
 

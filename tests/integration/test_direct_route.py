@@ -5,6 +5,7 @@ Real server, real Ray cluster, real replicas; SQLite (the backend does not touch
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import threading
 import time
@@ -146,15 +147,13 @@ def test_async_tasks_reach_replicas_over_their_direct_port(server: ServerHandle)
     bundle = client.create_model_bundle("echo-async-direct", ENV, predict_fn_or_cls=make_echo(), requirements=[])
     ep = client.create_model_endpoint("async-direct-ep", bundle, **SMALL, endpoint_type="async", min_workers=1)
     wait_status(ep, "READY")
+    answered = re.compile(r"replica (\S+) answered a task over its direct port")
     wait_for(
-        lambda: (
-            ep.predict(args(x=3)).get(timeout=30).result == json.dumps({"x": 3})
-            and "over its direct port" in server.log()
-        ),
+        lambda: ep.predict(args(x=3)).get(timeout=30).result == json.dumps({"x": 3}) and answered.search(server.log()),
         60,
         "a task answered over the replica's direct port",
     )
-    address = server.log().split("dispatching single tasks to replica ")[1].split()[0]
+    address = answered.search(server.log()).group(1)  # type: ignore[union-attr]
     with pytest.raises(grpc.RpcError) as err:
         get_route(server, "async-direct-ep")
     assert err.value.code() == grpc.StatusCode.FAILED_PRECONDITION
