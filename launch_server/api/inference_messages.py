@@ -48,3 +48,13 @@ def result_to_proto(answer: dict[str, object]) -> ipb.InferenceResult:
         result_url=str(answer.get("result_url") or ""),
         traceback=str(answer.get("traceback") or ""),
     )
+
+
+def answer_from_result(result: ipb.InferenceResult) -> dict[str, object]:
+    """The inverse of result_to_proto: a replica's answer as its Serve handle gives it."""
+    return {
+        "state": "SUCCESS" if result.state == ipb.RESULT_STATE_SUCCESS else "FAILURE",
+        "result": result.result,
+        "result_url": result.result_url,
+        "traceback": result.traceback,
+    }

@@ -149,7 +149,7 @@ def _stored(write: asyncio.Future[list[Task]]) -> bool:
 
 def _wrote(write: asyncio.Future[list[Task]], tasks: list[Task]) -> bool:
     """Did this write commit these very rows (not an error, not a repeated request_id's earlier tasks)?"""
-    return not write.cancelled() and write.exception() is None and write.result() is tasks
+    return _stored(write) and write.result() is tasks
 
 
 class TaskService:
@@ -226,28 +226,26 @@ class TaskService:
         # A repeated request_id (an SDK retry) must not run its task again: it starts only after
         # the write, which answers the earlier tasks. Remembered per server, which is where a
         # retry of a call that reached this server lands.
-        early = self.admission is not None and reserved == len(tasks) and self._first_use(owner, request_id)
-        if early:
-            self.admission.start(endpoint.endpoint_id, tasks, reserved, durable)
+        first_use = self._first_use(owner, request_id)
+        admission, endpoint_id = self.admission, endpoint.endpoint_id
+        early = admission is not None and reserved == len(tasks) and first_use
+        if admission is not None and early:
+            admission.start(endpoint_id, tasks, reserved, durable)
+
+        def on_written(done: asyncio.Future[list[Task]]) -> None:
+            """Runs when the write ends, even if the RPC that submitted was cancelled meanwhile."""
+            wrote = _wrote(done, tasks)
+            if not durable.done():
+                durable.set_result(wrote)
+            if admission is not None and not early:
+                admission.start(endpoint_id, tasks[:reserved] if wrote else [], reserved, durable)
+            if reserved < len(tasks) and _stored(done):
+                self.on_submit(endpoint_id)  # the rest waits in the queue: wake the dispatcher
+
         # The write runs in a thread that a cancelled RPC cannot stop, so `durable` is settled by
         # the write itself, never by the cancellation.
         write = asyncio.ensure_future(asyncio.to_thread(self._repo.add_many, tasks, endpoint.settings.max_queue_size))
-        write.add_done_callback(lambda done: durable.done() or durable.set_result(_wrote(done, tasks)))
-        if reserved < len(tasks):
-            # The rest waits in the queue: wake the dispatcher once it is stored, even when the
-            # RPC that submitted it was cancelled meanwhile.
-            def wake_dispatcher(done: asyncio.Future[list[Task]]) -> None:
-                if _stored(done):
-                    self.on_submit(endpoint.endpoint_id)
-
-            write.add_done_callback(wake_dispatcher)
-        if self.admission is not None and not early:
-            admission, endpoint_id = self.admission, endpoint.endpoint_id
-
-            def start_admitted(done: asyncio.Future[list[Task]]) -> None:
-                admission.start(endpoint_id, tasks[:reserved] if _wrote(done, tasks) else [], reserved, durable)
-
-            write.add_done_callback(start_admitted)
+        write.add_done_callback(on_written)
         return await asyncio.shield(write)
 
     def _first_use(self, owner: str, request_id: str) -> bool:

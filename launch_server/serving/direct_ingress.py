@@ -38,16 +38,15 @@ from .route_tokens import TokenCheck
 
 logger = logging.getLogger("ray.serve")
 MAX_MESSAGE_BYTES = 64 << 20
-# Stopping: clients refresh routes every couple of seconds, so after the address is withdrawn a
-# few requests may still arrive; serve them until this long passes without one (bounded below
-# the replica's graceful_shutdown_timeout_s, after which Serve kills the process).
-# Quiet time after the address is withdrawn: longer than the server's address cache (0.5 s) plus
-# a lookup, so callers that still hold the address find the port open.
+# Stopping: after the address is withdrawn, callers that still hold it (the server caches
+# addresses for 0.5 s, the SDK refreshes routes every couple of seconds) may send a few more
+# requests; serve them until DRAIN_QUIET_S passes without one, at most DRAIN_MAX_S (below the
+# replica's graceful_shutdown_timeout_s, after which Serve kills the process).
 DRAIN_QUIET_S = 1.5
+DRAIN_MAX_S = 6.0
 # Sent as initial metadata once a request passed every check and is about to run: a caller that
 # loses the call after seeing it knows the predict function may have run (see tasks/direct_calls).
 ACCEPTED_HEADER = "launch-accepted"
-DRAIN_MAX_S = 6.0
 
 
 @dataclass(frozen=True)

@@ -21,13 +21,12 @@ import asyncio
 import logging
 import time
 from collections import Counter
-from typing import Any
 
 import grpc
 from launch.v1 import inference_pb2 as ipb
 from launch.v1 import inference_pb2_grpc as igrpc
 
-from launch_server.api.inference_messages import input_from_request
+from launch_server.api.inference_messages import answer_from_result, input_from_request
 from launch_server.serving.direct_ingress import ACCEPTED_HEADER
 from launch_server.serving.router import Router
 
@@ -66,7 +65,7 @@ class DirectCalls:
 
     async def predict(
         self, endpoint_id: str, endpoint_name: str, app_name: str, payload: dict
-    ) -> dict[str, Any] | None:
+    ) -> dict[str, object] | None:
         """The replica's answer as the handle would give it, or None when no replica took the call."""
         try:
             route = await self._router.replica_route(endpoint_id, app_name)
@@ -107,13 +106,7 @@ class DirectCalls:
         if address not in self._answered:
             self._answered.add(address)
             log.info("replica %s answered a task over its direct port", address)
-        result = response.result
-        return {
-            "state": "SUCCESS" if result.state == ipb.RESULT_STATE_SUCCESS else "FAILURE",
-            "result": result.result,
-            "result_url": result.result_url,
-            "traceback": result.traceback,
-        }
+        return answer_from_result(response.result)
 
     def _skip(self, address: str, endpoint_name: str, why: str) -> None:
         log.warning(

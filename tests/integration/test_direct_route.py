@@ -214,26 +214,30 @@ def test_buf_curl_reaches_a_replica_as_docs_say(server: ServerHandle, two_endpoi
 
     if not BUF.exists():
         pytest.skip("needs node_modules/.bin/buf (npm ci)")
-    base = [str(BUF), "curl", "--protocol", "grpc", "--http2-prior-knowledge"]
-    asked = subprocess.run(
-        [*base, "-H", f"authorization: Bearer {server.key_for('alice')}", "-d", '{"name": "first"}']
-        + [f"http://{server.address}/launch.v1.ModelEndpointService/GetModelEndpointRoute"],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        cwd=REPO,
+
+    def buf_curl(*args: str) -> subprocess.CompletedProcess:
+        command = [str(BUF), "curl", "--protocol", "grpc", "--http2-prior-knowledge", *args]
+        return subprocess.run(command, capture_output=True, text=True, timeout=120, cwd=REPO)
+
+    asked = buf_curl(
+        "-H",
+        f"authorization: Bearer {server.key_for('alice')}",
+        "-d",
+        '{"name": "first"}',
+        f"http://{server.address}/launch.v1.ModelEndpointService/GetModelEndpointRoute",
     )
     assert asked.returncode == 0, asked.stderr
     route = json.loads(asked.stdout)
     address, token = route["replicaAddresses"][0], route["routeToken"]
     body = json.dumps({"endpoint_name": "first", "input": {"args_json": '{"x": 1}'}})
-    answered = subprocess.run(
-        [*base, "--schema", "proto", "-H", f"authorization: Bearer {token}", "-d", body]
-        + [f"http://{address}/launch.v1.InferenceService/Predict"],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        cwd=REPO,
+    answered = buf_curl(
+        "--schema",
+        "proto",
+        "-H",
+        f"authorization: Bearer {token}",
+        "-d",
+        body,
+        f"http://{address}/launch.v1.InferenceService/Predict",
     )
     assert answered.returncode == 0, answered.stderr
     assert json.loads(answered.stdout)["result"] == {"state": "RESULT_STATE_SUCCESS", "result": '{"x": 1}'}
