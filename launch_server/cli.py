@@ -102,6 +102,8 @@ async def _serve(settings: Settings, port_file: str | None) -> ServingLayer | No
     await server.stop(grace=10)
     if serving_task is not None:
         await serving_task
+    if serving is not None:
+        serving.task_repo.close()
     app.close()
     return serving
 

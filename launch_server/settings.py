@@ -47,6 +47,9 @@ class Settings:
     # Submissions that find a free call slot start at once (written STARTED under this server's
     # lease) instead of waiting for the dispatcher to claim them.
     task_fast_path: bool = field(default_factory=lambda: _env("TASK_FAST_PATH", "1") not in ("0", "false", "no"))
+    # A watched single task (CreateAndWatchTask) that starts at once may wait this long for its
+    # replica's answer before its row is written: answered in time, it is written once, finished.
+    task_hold_ms: float = field(default_factory=lambda: float(_env("TASK_HOLD_MS", "10")))
     task_lease_s: float = field(default_factory=lambda: float(_env("TASK_LEASE_S", "60")))
     task_max_attempts: int = field(default_factory=lambda: int(_env("TASK_MAX_ATTEMPTS", "3")))
     task_group_max: int = field(default_factory=lambda: int(_env("TASK_GROUP_MAX", "64")))

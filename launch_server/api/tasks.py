@@ -111,8 +111,11 @@ class TaskServicer(tgrpc.TaskServiceServicer):
         if not request.HasField("task"):
             raise InvalidArgument("task", "is required")
         item = task_input(request.task, "task")
-        tasks = await self._service().submit(owner(), request.endpoint_name, [item], request.request_id)
+        tasks = await self._service().submit(owner(), request.endpoint_name, [item], request.request_id, watched=True)
         task = only_task(tasks)
+        if task.terminal:  # stored already finished (answered within the hold), or an earlier finished task
+            yield tpb.CreateAndWatchTaskResponse(task=task_to_proto(task))
+            return
         # Subscribed before the next await, so the dispatcher's result for a new task (published
         # from this event loop) cannot slip in between. A repeated request_id's earlier task may
         # change between its read and this line; the hub's poll of watched ids delivers that.

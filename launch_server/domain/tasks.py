@@ -85,18 +85,32 @@ class Admission(Protocol):
     """Lets a submission start at once on a worker with free capacity, skipping the queue's
     claim step: the rows are written already STARTED under that worker's lease (so durability is
     the same). When every task of a submission can start, the replica calls begin while the rows
-    are being written; a result is written only once `durable` says the rows are committed, and
-    dropped otherwise (a database error, or a repeated request_id whose earlier tasks stand), so
-    such a failed submit may have run the predict function once, which at-least-once delivery
-    allows. A submission that also queues tasks starts its admitted ones after the write, so a
-    submit refused for a full queue ran nothing."""
+    are being written; a result is written only once `durable` gives the rows as committed, and
+    dropped when it gives None (a database error, or a repeated request_id whose earlier tasks
+    stand), so such a failed submit may have run the predict function once, which at-least-once
+    delivery allows. A submission that also queues tasks starts its admitted ones after the write,
+    so a submit refused for a full queue ran nothing.
+
+    A single task whose caller watches for its result (CreateAndWatchTask) may have its row held
+    back for up to `hold_s`: when the replica answers within it, the row is written once, already
+    finished (one write instead of two, and the submit answers with the result); otherwise it is
+    written STARTED at the end of the hold and finished later, as above. Either way the submit
+    answers only after the row is committed."""
 
     def reserve(self, endpoint_id: str, count: int) -> tuple[int, str, float]:
         """How many of `count` tasks may start now, the worker id and the lease length."""
         ...
 
-    def start(self, endpoint_id: str, tasks: list[Task], reserved: int, durable: asyncio.Future[bool]) -> None:
-        """Runs `tasks` (the first `reserved` of a submission) and returns unused reservations."""
+    def start(
+        self, endpoint_id: str, tasks: list[Task], reserved: int, durable: asyncio.Future[list[Task] | None]
+    ) -> list[asyncio.Future[Outcome | None]]:
+        """Runs `tasks` (the first `reserved` of a submission) and returns unused reservations.
+        Returns each task's answer to come: its Outcome, or None when the call failed (the task is
+        then retried through its stored row)."""
+        ...
+
+    def answers_within(self, endpoint_id: str, hold_s: float) -> bool:
+        """Do this endpoint's replicas usually answer within `hold_s` (worth holding a row back)?"""
         ...
 
 
@@ -104,6 +118,11 @@ class TaskRepository(Protocol):
     def add_many(self, tasks: list[Task], max_pending: int) -> list[Task]:
         """Inserts all or none; raises ResourceExhausted when the endpoint's queue would exceed
         max_pending, and returns the existing tasks for a repeated request_id."""
+        ...
+
+    def add_now(self, tasks: list[Task]) -> list[Task] | None:
+        """Stores tasks that wait in no queue at once when that cannot block (never waits on a
+        lock); None when it did not, and add_many (in a thread) must."""
         ...
 
     def get_many(self, owner: str, task_ids: list[str]) -> list[Task]: ...
@@ -142,14 +161,19 @@ def new_task(
     )
 
 
-def _stored(write: asyncio.Future[list[Task]]) -> bool:
-    """Did the write succeed (new rows, or a repeated request_id's earlier ones)?"""
-    return not write.cancelled() and write.exception() is None
-
-
-def _wrote(write: asyncio.Future[list[Task]], tasks: list[Task]) -> bool:
-    """Did this write commit these very rows (not an error, not a repeated request_id's earlier tasks)?"""
-    return _stored(write) and write.result() is tasks
+def finished_task(task: Task, outcome: Outcome, now: datetime) -> Task:
+    """The task as its outcome leaves it: terminal, its lease released."""
+    return dataclasses.replace(
+        task,
+        state=outcome.state,
+        result=outcome.result,
+        result_url=outcome.result_url,
+        traceback=outcome.traceback,
+        finished_at=now,
+        updated_at=now,
+        lease_owner=None,
+        lease_expires_at=None,
+    )
 
 
 class TaskService:
@@ -158,15 +182,25 @@ class TaskService:
         self._endpoints = endpoints
         self.on_submit = lambda endpoint_id: None  # wakes the dispatcher
         self.admission: Admission | None = None
+        # How long a watched single task's row may wait for its replica's answer (see Admission).
+        self.hold_s = 0.0
         self._recent_request_ids: OrderedDict[tuple[str, str], None] = OrderedDict()
         # An in-memory view of endpoints (the reconciler's), so a submit needs no endpoint query.
         self.cached_endpoint = lambda owner, name: None
 
     async def submit(
-        self, owner: str, endpoint_name: str, items: list[TaskInput], request_id: str = "", internal: bool = False
+        self,
+        owner: str,
+        endpoint_name: str,
+        items: list[TaskInput],
+        request_id: str = "",
+        internal: bool = False,
+        watched: bool = False,
     ) -> list[Task]:
         """Stores the tasks before answering; from then on they are never lost. Users cannot
-        submit to a batch job's own endpoint (internal=True is the job itself)."""
+        submit to a batch job's own endpoint (internal=True is the job itself). `watched` says the
+        caller streams the result on the same call (CreateAndWatchTask): a single task that starts
+        at once may then be answered already finished (see Admission)."""
         if is_batch_endpoint(endpoint_name) and not internal:
             raise NotFound("model endpoint", endpoint_name)
         validate_name("endpoint_name", endpoint_name)
@@ -210,7 +244,7 @@ class TaskService:
             for index, item in enumerate(items)
         ]
         reserved = 0
-        durable: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
+        durable: asyncio.Future[list[Task] | None] = asyncio.get_running_loop().create_future()
         if self.admission is not None:
             reserved, worker, lease_s = self.admission.reserve(endpoint.endpoint_id, len(tasks))
             until = now + timedelta(seconds=lease_s)
@@ -229,24 +263,36 @@ class TaskService:
         first_use = self._first_use(owner, request_id)
         admission, endpoint_id = self.admission, endpoint.endpoint_id
         early = admission is not None and reserved == len(tasks) and first_use
-        if admission is not None and early:
-            admission.start(endpoint_id, tasks, reserved, durable)
+        answers = admission.start(endpoint_id, tasks, reserved, durable) if admission is not None and early else []
+        held = watched and len(answers) == 1 and admission is not None
+        hold_s = self.hold_s if held and admission.answers_within(endpoint_id, self.hold_s) else 0.0
 
-        def on_written(done: asyncio.Future[list[Task]]) -> None:
-            """Runs when the write ends, even if the RPC that submitted was cancelled meanwhile."""
-            wrote = _wrote(done, tasks)
-            if not durable.done():
-                durable.set_result(wrote)
-            if admission is not None and not early:
-                admission.start(endpoint_id, tasks[:reserved] if wrote else [], reserved, durable)
-            if reserved < len(tasks) and _stored(done):
-                self.on_submit(endpoint_id)  # the rest waits in the queue: wake the dispatcher
+        async def write() -> list[Task]:
+            """Holds a watched single task's row back for its answer (see Admission), then writes;
+            whatever happens, `durable` is settled and admitted tasks are started or given back."""
+            rows, stored = tasks, None
+            try:
+                if hold_s:
+                    await asyncio.wait(answers, timeout=hold_s)  # never cancels the call
+                    outcome = answers[0].result() if answers[0].done() else None
+                    if outcome is not None:
+                        rows = [finished_task(tasks[0], outcome, datetime.now(UTC))]
+                stored = self._repo.add_now(rows)
+                if stored is None:
+                    stored = await asyncio.to_thread(self._repo.add_many, rows, endpoint.settings.max_queue_size)
+                return stored
+            finally:
+                wrote = stored is rows  # these very rows, not an error or a repeated request_id's tasks
+                if not durable.done():
+                    durable.set_result(rows if wrote else None)
+                if admission is not None and not early:
+                    admission.start(endpoint_id, rows[:reserved] if wrote else [], reserved, durable)
+                if reserved < len(rows) and stored is not None:
+                    self.on_submit(endpoint_id)  # the rest waits in the queue: wake the dispatcher
 
-        # The write runs in a thread that a cancelled RPC cannot stop, so `durable` is settled by
+        # The write is its own task, which a cancelled RPC cannot stop, so `durable` is settled by
         # the write itself, never by the cancellation.
-        write = asyncio.ensure_future(asyncio.to_thread(self._repo.add_many, tasks, endpoint.settings.max_queue_size))
-        write.add_done_callback(on_written)
-        return await asyncio.shield(write)
+        return await asyncio.shield(asyncio.ensure_future(write()))
 
     def _first_use(self, owner: str, request_id: str) -> bool:
         """False when this server saw the request_id lately (the last RECENT_REQUEST_IDS)."""

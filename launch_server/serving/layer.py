@@ -63,6 +63,7 @@ class ServingLayer:
         self.tasks.on_submit = self.dispatcher.kick
         if s.task_fast_path:
             self.tasks.admission = self.dispatcher
+            self.tasks.hold_s = s.task_hold_ms / 1000
         self.tasks.cached_endpoint = self._cached_endpoint
         self.dispatcher.on_finished = self.callbacks.kick
         self.reconciler.on_removed = lambda endpoint_id: self.task_repo.fail_endpoint_tasks(
@@ -127,6 +128,7 @@ class ServingLayer:
                 if await asyncio.to_thread(self.task_repo.reclaim_expired_leases, self.dispatcher.max_attempts):
                     self.dispatcher.kick()
                 await asyncio.to_thread(self.task_repo.expire_pending)
+                await asyncio.to_thread(self.task_repo.checkpoint)
                 if loop.time() - last_purge > 60:
                     last_purge = loop.time()
                     cutoff = datetime.now(UTC) - timedelta(seconds=self.app.settings.result_retention_s)

@@ -15,10 +15,11 @@ from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, delete, select
 
 from launch_server.domain.errors import ResourceExhausted
-from launch_server.domain.tasks import TERMINAL, Outcome, Task, TaskState
+from launch_server.domain.tasks import TERMINAL, Outcome, Task, TaskState, finished_task
 
 from .db import writer
 from .repositories import as_utc
+from .sqlite_now import SqliteNow
 from .tables import TaskRow
 
 IN_CHUNK = 500
@@ -38,7 +39,9 @@ def _callback_due(now: datetime) -> dict:
 
 
 def _row_values(task: Task) -> dict:
-    """A new task's full row, for a Core INSERT (the ORM's defaults do not apply there)."""
+    """A new task's full row, for a Core INSERT (the ORM's defaults do not apply there). A task
+    stored already finished (answered before its row was written) has its callback due at once."""
+    callback_due = task.terminal and bool(task.callback_url)
     return {
         "task_id": task.task_id,
         "owner": task.owner,
@@ -60,10 +63,10 @@ def _row_values(task: Task) -> dict:
         "started_at": task.started_at,
         "finished_at": task.finished_at,
         "expires_at": task.expires_at,
-        "callback_state": "NONE",
+        "callback_state": "PENDING" if callback_due else "NONE",
         "callback_attempts": 0,
         "callback_error": "",
-        "next_callback_at": None,
+        "next_callback_at": task.finished_at if callback_due else None,
     }
 
 
@@ -114,6 +117,7 @@ class SqlTaskRepository:
         self._engine = engine
         self._writer = writer(engine)
         self._skip_locked = engine.dialect.name == "postgresql"
+        self._now = SqliteNow(engine, TASKS)
 
     # ---- submission and reads -------------------------------------------------------------------
 
@@ -146,6 +150,22 @@ class SqlTaskRepository:
                     return self._by_request_prefix(session, first.owner, first.request_id.rsplit(":", 1)[0])
             raise
         return tasks
+
+    def add_now(self, tasks: list[Task]) -> list[Task] | None:
+        """Stores tasks that wait in no queue (started, or finished, at once) on the calling
+        thread, but only when that cannot wait on a lock (see sqlite_now); None when it did not
+        (PostgreSQL, the lock held, a repeated request_id...): use add_many in a thread then."""
+        if any(t.state is TaskState.PENDING for t in tasks):
+            return None  # the queue cap needs a count in the same transaction: add_many does that
+        return tasks if self._now.insert([_row_values(t) for t in tasks]) else None
+
+    def checkpoint(self) -> int:
+        """Folds SQLite's write-ahead log into the database file (for add_now's connection, which
+        never does it itself); a no-op on PostgreSQL. Blocking: for a worker thread."""
+        return self._now.checkpoint()
+
+    def close(self) -> None:
+        self._now.close()
 
     def _by_request_prefix(self, session: Session, owner: str, request_id: str) -> list[Task]:
         rows = session.exec(
@@ -323,20 +343,7 @@ class SqlTaskRepository:
             return []
         if known is not None and all(task_id in known for task_id in done):
             by_id = {o.task_id: o for o in outcomes}
-            return [
-                dataclasses.replace(
-                    known[task_id],
-                    state=by_id[task_id].state,
-                    result=by_id[task_id].result,
-                    result_url=by_id[task_id].result_url,
-                    traceback=by_id[task_id].traceback,
-                    finished_at=now,
-                    updated_at=now,
-                    lease_owner=None,
-                    lease_expires_at=None,
-                )
-                for task_id in done
-            ]
+            return [finished_task(known[task_id], by_id[task_id], now) for task_id in done]
         return self.get_by_ids(done)
 
     def release(self, task_ids: list[str], worker: str, reason: str, max_attempts: int) -> list[Task]:

@@ -17,6 +17,7 @@ import logging
 import math
 import os
 import socket
+import time
 import uuid
 from collections import defaultdict
 
@@ -58,6 +59,8 @@ class Dispatcher:
         self.worker = f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
         self.calls_in_flight: dict[str, int] = defaultdict(int)
         self.held: set[str] = set()
+        # Per endpoint, a moving average of how long one admitted task's call took (answers_within).
+        self.answer_s: dict[str, float] = {}
         self.on_finished = lambda tasks: None  # the callback sender's wake-up
         self._wake = asyncio.Event()
         self._running: set[asyncio.Task] = set()
@@ -86,18 +89,32 @@ class Dispatcher:
         self.calls_in_flight[endpoint_id] += reserved
         return reserved, self.worker, self.lease_s
 
-    def start(self, endpoint_id: str, tasks: list[Task], reserved: int, durable: asyncio.Future[bool]) -> None:
+    def start(
+        self, endpoint_id: str, tasks: list[Task], reserved: int, durable: asyncio.Future[list[Task] | None]
+    ) -> list[asyncio.Future[Outcome | None]]:
         """Starts the replica calls of a submission's admitted tasks (while their rows are being
-        written, or after, see Admission); unused reservations are given back."""
+        written, or after, see Admission); unused reservations are given back. Returns each
+        task's answer to come (None when its call failed)."""
         self.calls_in_flight[endpoint_id] -= reserved - len(tasks)
         state = self.reconciler.live.get(endpoint_id)
+        loop = asyncio.get_running_loop()
+        answers: list[asyncio.Future[Outcome | None]] = []
         for task in tasks:
             claimed = Claimed(task.task_id, json.loads(task.input_json), task.attempts, task)
             self.held.add(task.task_id)
             app = state.app_name if state is not None else ""
-            job = asyncio.create_task(self._run_group(endpoint_id, app, [claimed], durable))
+            answer: asyncio.Future[Outcome | None] = loop.create_future()
+            answers.append(answer)
+            job = asyncio.create_task(self._run_group(endpoint_id, app, [claimed], durable, answer))
             self._running.add(job)
             job.add_done_callback(self._running.discard)
+        return answers
+
+    def answers_within(self, endpoint_id: str, hold_s: float) -> bool:
+        """Whether this endpoint's recent single-task calls took less than `hold_s` (an endpoint
+        not yet timed counts as quick: the hold bounds what a wrong guess costs)."""
+        typical = self.answer_s.get(endpoint_id)
+        return typical is None or typical < hold_s
 
     async def run(self, stop: asyncio.Event) -> None:
         heartbeat = asyncio.create_task(self._heartbeat(stop))
@@ -169,14 +186,21 @@ class Dispatcher:
         return progressed
 
     async def _run_group(
-        self, endpoint_id: str, app_name: str, group: list[Claimed], durable: asyncio.Future[bool] | None = None
+        self,
+        endpoint_id: str,
+        app_name: str,
+        group: list[Claimed],
+        durable: asyncio.Future[list[Task] | None] | None = None,
+        answer: asyncio.Future[Outcome | None] | None = None,
     ) -> None:
-        """Runs a group on the endpoint's replicas and writes each outcome. `durable` (admitted
-        submissions only) settles when the rows' own write does: nothing is written for rows that
-        were never committed."""
+        """Runs a group on the endpoint's replicas and writes each outcome. For an admitted
+        submission's task, `answer` gets the outcome as soon as the replica gives it, and
+        `durable` settles with the rows as their own write committed them: nothing is written for
+        rows that were never committed, nor for a row that was written already finished."""
         ids = [c.task_id for c in group]
         finished: list[Task] = []
         try:
+            started = time.monotonic()
             try:
                 outcomes = await self._call_replica(endpoint_id, app_name, group)
                 failure: Exception | None = None
@@ -184,17 +208,30 @@ class Dispatcher:
                 raise  # server stopping: the leases lapse and another server (or this one) retries
             except Exception as exc:  # noqa: BLE001 - a failed call is retried, never lost
                 outcomes, failure = [], exc
-            # Shielded: cancelling this job (server stopping) must not cancel the future that the
-            # submission's other jobs share.
-            if durable is not None and not await asyncio.shield(durable):
-                return
+            if answer is not None:
+                self._timed(endpoint_id, time.monotonic() - started)
+                answer.set_result(outcomes[0] if failure is None else None)
+            if durable is not None:
+                # Shielded: cancelling this job (server stopping) must not cancel the future that
+                # the submission's other jobs share.
+                rows = await asyncio.shield(durable)
+                if rows is None:
+                    return
+                stored = [row for row in rows if row.task_id in ids]
+                if stored and all(row.terminal for row in stored):
+                    finished = stored  # written already finished (the submission held its row back)
+                    return
             finished = await self._record(endpoint_id, group, outcomes, failure)
         finally:
             self.calls_in_flight[endpoint_id] -= 1
             self.held.difference_update(ids)
             if endpoint_id in self.backlog:
                 self._wake.set()  # a call slot is free and tasks are waiting
-        self._publish(finished)
+            self._publish(finished)
+
+    def _timed(self, endpoint_id: str, seconds: float) -> None:
+        previous = self.answer_s.get(endpoint_id)
+        self.answer_s[endpoint_id] = seconds if previous is None else 0.8 * previous + 0.2 * seconds
 
     async def _record(
         self, endpoint_id: str, group: list[Claimed], outcomes: list[Outcome], failure: Exception | None

@@ -92,7 +92,9 @@ def test_create_and_watch_task_streams_the_stored_task_then_its_result(serving_s
 
     messages = create_and_watch("cw-1")
     first, last = messages[0], messages[-1]
-    assert first.state in (ipb.RESULT_STATE_PENDING, ipb.RESULT_STATE_STARTED)
+    # Stored PENDING or STARTED and then finished; or, when its worker answered within the server's
+    # hold, stored once already finished (test_async_hold.py pins down which happens when).
+    assert first.state in (ipb.RESULT_STATE_PENDING, ipb.RESULT_STATE_STARTED) or messages == [first]
     assert {m.task_id for m in messages} == {first.task_id}
     assert last.state == ipb.RESULT_STATE_SUCCESS and last.result.result == '{"x": 7}'
     # The same request_id answers (and watches) the same task, already finished; it did not run again.

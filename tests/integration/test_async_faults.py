@@ -346,19 +346,24 @@ def callback_row(server: ServerHandle, task_id: str) -> tuple[str, int, str]:
     return row
 
 
-def test_callback_is_delivered_once_the_receiver_comes_up(server: ServerHandle) -> None:
-    port = free_port()
-    receiver = Receiver(port)
-    client = client_for(server)
-    bundle = client.create_model_bundle("cb-double", ENV, predict_fn_or_cls=make_double(0), requirements=[])
-    ep = client.create_model_endpoint(
-        "callback-ep",
+def callback_endpoint(client: launch.LaunchClient, name: str, predict_fn: Callable, port: int) -> launch.AsyncEndpoint:
+    """An async endpoint with the callback hook, posting to 127.0.0.1:<port>/hook by default."""
+    bundle = client.create_model_bundle(f"{name}-bundle", ENV, predict_fn_or_cls=predict_fn, requirements=[])
+    return client.create_model_endpoint(
+        name,
         bundle,
         **SMALL,
         endpoint_type="async",
         post_inference_hooks=["callback"],
         default_callback_url=f"http://127.0.0.1:{port}/hook",
     )
+
+
+def test_callback_is_delivered_once_the_receiver_comes_up(server: ServerHandle) -> None:
+    port = free_port()
+    receiver = Receiver(port)
+    client = client_for(server)
+    ep = callback_endpoint(client, "callback-ep", make_double(0), port)
     try:
         wait_status(ep, "READY", timeout=ENDPOINT_READY_S)
         default = ep.predict(request(x=21))

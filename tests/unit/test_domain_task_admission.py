@@ -1,6 +1,7 @@
 """TaskService.submit's admission rules, with in-memory fakes of the repository and the dispatcher:
 when a submission's tasks may start on a replica before their rows are durable, and when only
-after (so a refused submit ran nothing and a retried request_id does not run again)."""
+after (so a refused submit ran nothing and a retried request_id does not run again); and when a
+watched single task's row is held back for its answer and written once, already finished."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ import pytest
 
 from launch_server.domain.endpoints import Endpoint, EndpointSettings, EndpointStatus, EndpointType
 from launch_server.domain.errors import ResourceExhausted
-from launch_server.domain.tasks import Task, TaskInput, TaskService, TaskState
+from launch_server.domain.tasks import Outcome, Task, TaskInput, TaskService, TaskState
 
 NOW = datetime(2026, 11, 27, tzinfo=UTC)
 ENDPOINT = Endpoint(
@@ -37,8 +38,11 @@ class FakeRepo:
         self.by_request: dict[str, list[Task]] = {}
         self.fail_with: Exception | None = None
 
+    def add_now(self, tasks: list[Task]) -> list[Task] | None:
+        return None  # like PostgreSQL, or SQLite with its write lock held: add_many in a thread
+
     def add_many(self, tasks: list[Task], max_pending: int) -> list[Task]:
-        self.events.append("write")
+        self.events.append(f"write {','.join(t.state.value for t in tasks)}")
         if self.fail_with is not None:
             raise self.fail_with
         key = tasks[0].request_id or tasks[0].task_id
@@ -49,19 +53,39 @@ class FakeRepo:
 
 
 class FakeAdmission:
+    """Starts nothing for real: each started task is answered `answer_after` seconds later with
+    `outcome` (None: the call failed), or never when answer_after is None."""
+
     def __init__(self, events: list[str], free: int) -> None:
         self.events, self.free = events, free
-        self.started: list[tuple[list[str], bool | None]] = []
+        self.started: list[tuple[list[str], list[Task] | None]] = []
+        self.answer_after: float | None = None
+        self.outcome: str | None = "SUCCESS"
+        self.quick = True
+        self.answers: list[asyncio.Future[Outcome | None]] = []
 
     def reserve(self, endpoint_id: str, count: int) -> tuple[int, str, float]:
         reserved = min(self.free, count)
         self.free -= reserved
         return reserved, "worker-1", 60.0
 
-    def start(self, endpoint_id: str, tasks: list[Task], reserved: int, durable: asyncio.Future[bool]) -> None:
+    def start(
+        self, endpoint_id: str, tasks: list[Task], reserved: int, durable: asyncio.Future[list[Task] | None]
+    ) -> list[asyncio.Future[Outcome | None]]:
         self.events.append("start")
         self.free += reserved - len(tasks)
         self.started.append(([t.task_id for t in tasks], durable.result() if durable.done() else None))
+        loop = asyncio.get_running_loop()
+        answers: list[asyncio.Future[Outcome | None]] = [loop.create_future() for _ in tasks]
+        self.answers.extend(answers)
+        if self.answer_after is not None:
+            for task, answer in zip(tasks, answers, strict=True):
+                outcome = Outcome(task.task_id, TaskState(self.outcome), result="42") if self.outcome else None
+                loop.call_later(self.answer_after, answer.set_result, outcome)
+        return answers
+
+    def answers_within(self, endpoint_id: str, hold_s: float) -> bool:
+        return self.quick
 
 
 def service(free: int) -> tuple[TaskService, FakeRepo, FakeAdmission, list[str]]:
@@ -81,7 +105,7 @@ def test_a_submission_that_starts_whole_runs_while_its_row_is_written() -> None:
     tasks, _, admission, events = service(free=4)
     [task] = asyncio.run(tasks.submit("alice", "slow", items(1), "r1"))
     assert task.state is TaskState.STARTED
-    assert events == ["start", "write"]  # the replica call began before the write was durable
+    assert events == ["start", "write STARTED"]  # the replica call began before the write was durable
     assert admission.started == [([task.task_id], None)]
 
 
@@ -93,8 +117,8 @@ def test_a_repeated_request_id_starts_nothing_early_and_runs_nothing_again() -> 
 
     first, again = asyncio.run(twice())
     assert [t.task_id for t in again] == [t.task_id for t in first]
-    assert events == ["start", "write", "write", "start"]  # the retry waited for its write...
-    assert admission.started[1] == ([], False)  # ...which answered the earlier task: nothing started
+    assert events == ["start", "write STARTED", "write STARTED", "start"]  # the retry waited for its write...
+    assert admission.started[1] == ([], None)  # ...which answered the earlier task: nothing started
     assert admission.free == 3  # only the first task's call holds a slot
 
 
@@ -102,8 +126,8 @@ def test_a_submission_that_also_queues_starts_its_admitted_tasks_after_the_write
     tasks, _, admission, events = service(free=1)
     stored = asyncio.run(tasks.submit("alice", "slow", items(3), "r2"))
     assert [t.state for t in stored] == [TaskState.STARTED, TaskState.PENDING, TaskState.PENDING]
-    assert events == ["write", "start"]
-    assert admission.started == [([stored[0].task_id], True)]
+    assert events == ["write STARTED,PENDING,PENDING", "start"]
+    assert admission.started == [([stored[0].task_id], stored)]
 
 
 def test_a_submit_refused_for_a_full_queue_ran_nothing() -> None:
@@ -111,5 +135,55 @@ def test_a_submit_refused_for_a_full_queue_ran_nothing() -> None:
     repo.fail_with = ResourceExhausted("the queue of model endpoint 'slow' is full")
     with pytest.raises(ResourceExhausted):
         asyncio.run(tasks.submit("alice", "slow", items(3), "r3"))
-    assert events == ["write", "start"]
-    assert admission.started == [([], False)] and admission.free == 1  # reservation given back
+    assert events == ["write STARTED,PENDING,PENDING", "start"]
+    assert admission.started == [([], None)] and admission.free == 1  # reservation given back
+
+
+def hold_service(hold_s: float = 0.5) -> tuple[TaskService, FakeRepo, FakeAdmission, list[str]]:
+    tasks, repo, admission, events = service(free=4)
+    tasks.hold_s = hold_s
+    return tasks, repo, admission, events
+
+
+def test_a_watched_task_answered_within_the_hold_is_written_once_finished() -> None:
+    tasks, _, admission, events = hold_service()
+    admission.answer_after = 0.01
+    [task] = asyncio.run(tasks.submit("alice", "slow", items(1), "h1", watched=True))
+    assert (task.state, task.result, task.attempts) == (TaskState.SUCCESS, "42", 1)
+    assert task.finished_at is not None and task.lease_owner is None
+    assert events == ["start", "write SUCCESS"]  # one write, of the finished row
+
+
+def test_a_failed_answer_is_a_finished_failure_and_a_failed_call_is_retried_through_its_row() -> None:
+    tasks, _, admission, events = hold_service()
+    admission.answer_after, admission.outcome = 0.01, "FAILURE"
+    [task] = asyncio.run(tasks.submit("alice", "slow", items(1), "h2", watched=True))
+    assert task.state is TaskState.FAILURE  # the predict function raised: that is the task's result
+    admission.outcome = None  # the call itself failed (a replica died): the dispatcher retries it
+    [task] = asyncio.run(tasks.submit("alice", "slow", items(1), "h3", watched=True))
+    assert task.state is TaskState.STARTED
+    assert events == ["start", "write FAILURE", "start", "write STARTED"]
+
+
+def test_a_watched_task_not_answered_within_the_hold_is_written_started_at_its_end() -> None:
+    tasks, _, admission, events = hold_service(hold_s=0.05)
+    admission.answer_after = 5.0
+    started = asyncio.run(asyncio.wait_for(tasks.submit("alice", "slow", items(1), "h4", watched=True), 2))
+    assert [t.state for t in started] == [TaskState.STARTED]
+    assert events == ["start", "write STARTED"]
+
+
+def test_no_hold_for_unwatched_submissions_nor_for_endpoints_known_to_be_slow() -> None:
+    tasks, _, admission, events = hold_service(hold_s=5.0)
+    admission.answer_after = 1.0
+
+    async def submit(request_id: str, watched: bool) -> bool:
+        """Whether the submit answered before the replica did."""
+        [task] = await tasks.submit("alice", "slow", items(1), request_id, watched=watched)
+        assert task.state is TaskState.STARTED
+        return not admission.answers[-1].done()
+
+    assert asyncio.run(submit("h5", watched=False))  # CreateTask answers with the stored task at once
+    admission.quick = False
+    assert asyncio.run(submit("h6", watched=True))  # this endpoint's answers take longer than the hold
+    assert events == ["start", "write STARTED"] * 2
