@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import functools
 import json
 import uuid
 from collections import OrderedDict
@@ -91,11 +92,13 @@ class Admission(Protocol):
     delivery allows. A submission that also queues tasks starts its admitted ones after the write,
     so a submit refused for a full queue ran nothing.
 
-    A single task whose caller watches for its result (CreateAndWatchTask) may have its row held
-    back for up to `hold_s`: when the replica answers within it, the row is written once, already
+    A single task whose caller watches for its result (CreateAndWatchTask) that starts at once
+    may have its row held back for up to `hold_s`, when the endpoint's recent answers came within
+    it (answers_within): if the replica answers in time, the row is written once, already
     finished (one write instead of two, and the submit answers with the result); otherwise it is
     written STARTED at the end of the hold and finished later, as above. Either way the submit
-    answers only after the row is committed."""
+    answers only after the row is committed, and a crash before that leaves nothing to lose: the
+    client got no answer and retries with its request_id (at-least-once)."""
 
     def reserve(self, endpoint_id: str, count: int) -> tuple[int, str, float]:
         """How many of `count` tasks may start now, the worker id and the lease length."""
@@ -104,9 +107,9 @@ class Admission(Protocol):
     def start(
         self, endpoint_id: str, tasks: list[Task], reserved: int, durable: asyncio.Future[list[Task] | None]
     ) -> list[asyncio.Future[Outcome | None]]:
-        """Runs `tasks` (the first `reserved` of a submission) and returns unused reservations.
-        Returns each task's answer to come: its Outcome, or None when the call failed (the task is
-        then retried through its stored row)."""
+        """Runs `tasks` (the first `reserved` of a submission) and gives back the reservations it
+        does not use. Returns each task's answer to come: its Outcome, or None when the call failed
+        (the task is then retried through its stored row)."""
         ...
 
     def answers_within(self, endpoint_id: str, hold_s: float) -> bool:
@@ -185,6 +188,7 @@ class TaskService:
         # How long a watched single task's row may wait for its replica's answer (see Admission).
         self.hold_s = 0.0
         self._recent_request_ids: OrderedDict[tuple[str, str], None] = OrderedDict()
+        self._writing: dict[tuple[str, str], asyncio.Future[list[Task]]] = {}  # by (owner, request_id)
         # An in-memory view of endpoints (the reconciler's), so a submit needs no endpoint query.
         self.cached_endpoint = lambda owner, name: None
 
@@ -243,6 +247,14 @@ class TaskService:
             )
             for index, item in enumerate(items)
         ]
+        # A repeated request_id (an SDK retry) must not run its task again: it starts only after
+        # the write, which answers the earlier tasks. Remembered per server, which is where a
+        # retry of a call that reached this server lands; a retry that arrives while the earlier
+        # submission is still being written (held for its answer, say) waits for that write.
+        first_use = self._first_use(owner, request_id)
+        key = (owner, request_id)
+        if not first_use and (earlier := self._writing.get(key)) is not None:
+            await asyncio.wait([earlier])
         reserved = 0
         durable: asyncio.Future[list[Task] | None] = asyncio.get_running_loop().create_future()
         if self.admission is not None:
@@ -257,10 +269,6 @@ class TaskService:
         # When every task starts at once, the replica calls start while the rows are written (no
         # queue cap applies, so only a repeated request_id or a database error can refuse them).
         # Otherwise they start after the write, so a submit refused for a full queue ran nothing.
-        # A repeated request_id (an SDK retry) must not run its task again: it starts only after
-        # the write, which answers the earlier tasks. Remembered per server, which is where a
-        # retry of a call that reached this server lands.
-        first_use = self._first_use(owner, request_id)
         admission, endpoint_id = self.admission, endpoint.endpoint_id
         early = admission is not None and reserved == len(tasks) and first_use
         answers = admission.start(endpoint_id, tasks, reserved, durable) if admission is not None and early else []
@@ -292,7 +300,15 @@ class TaskService:
 
         # The write is its own task, which a cancelled RPC cannot stop, so `durable` is settled by
         # the write itself, never by the cancellation.
-        return await asyncio.shield(asyncio.ensure_future(write()))
+        writing = asyncio.ensure_future(write())
+        if request_id:
+            self._writing[key] = writing
+            writing.add_done_callback(functools.partial(self._written, key))
+        return await asyncio.shield(writing)
+
+    def _written(self, key: tuple[str, str], done: asyncio.Future[list[Task]]) -> None:
+        if self._writing.get(key) is done:
+            del self._writing[key]
 
     def _first_use(self, owner: str, request_id: str) -> bool:
         """False when this server saw the request_id lately (the last RECENT_REQUEST_IDS)."""

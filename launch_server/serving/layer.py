@@ -128,7 +128,6 @@ class ServingLayer:
                 if await asyncio.to_thread(self.task_repo.reclaim_expired_leases, self.dispatcher.max_attempts):
                     self.dispatcher.kick()
                 await asyncio.to_thread(self.task_repo.expire_pending)
-                await asyncio.to_thread(self.task_repo.checkpoint)
                 if loop.time() - last_purge > 60:
                     last_purge = loop.time()
                     cutoff = datetime.now(UTC) - timedelta(seconds=self.app.settings.result_retention_s)
@@ -137,3 +136,7 @@ class ServingLayer:
                             await asyncio.to_thread(self.app.bundles.storage.delete, url)
             except Exception:  # noqa: BLE001
                 log.exception("queue maintenance failed")
+            try:  # its own try: a failed pass above must not let SQLite's write-ahead log grow
+                await asyncio.to_thread(self.task_repo.checkpoint)
+            except Exception:  # noqa: BLE001
+                log.exception("database checkpoint failed")

@@ -30,37 +30,51 @@ MAX_ROWS = 16  # the loop is blocked while this runs: only small writes take thi
 
 
 class SqliteNow:
-    """Insert-now for one table of a SQLite engine (`usable` is False on any other database)."""
+    """Insert-now for one table of a SQLite engine (`usable` is False on any other database).
+
+    Its connection is opened when this is made (at server start, before requests arrive, so no
+    request's loop turn waits on the pool) and detached from the pool, so its settings never
+    reach another user of the engine."""
 
     def __init__(self, engine: Engine, table: Table) -> None:
         self._engine = engine
         self.usable = engine.dialect.name == "sqlite"
+        dialect = engine.dialect
         self._names = [column.name for column in table.columns]
-        self._processors = [column.type.bind_processor(engine.dialect) for column in table.columns]
+        # The dialect's own type (sqlite.DATETIME for DateTime), whose processor writes the text
+        # SQLAlchemy itself writes; the generic type has none and would leave it to sqlite3.
+        self._processors = [column.type.dialect_impl(dialect).bind_processor(dialect) for column in table.columns]
         self._sql = f"INSERT INTO {table.name} ({', '.join(self._names)}) VALUES ({', '.join('?' * len(self._names))})"
         self._lock = threading.Lock()  # one user of the connection at a time; never waited on
-        self._proxy: Any = None  # the pool's connection, held for as long as this object lives
+        self._proxy: Any = None  # the pool's wrapper, detached; kept so it is closed when we say
+        self._raw: sqlite3.Connection | None = self._open() if self.usable else None
 
     def insert(self, rows: list[dict[str, Any]]) -> bool:
         """True when the rows were committed; False when nothing was written because it would have
         had to wait (the write lock is held, or another thread is inside) or could not be done here
         (too many rows, a constraint such as a repeated request_id, any SQLite error): the caller
-        then writes through its usual path, which reports errors with SQLAlchemy's own types."""
-        if not self.usable or not rows or len(rows) > MAX_ROWS or not self._lock.acquire(blocking=False):
+        then writes through its usual path, which reports errors with SQLAlchemy's own types.
+        Anything else (a row that does not fit the table, say) is raised, with nothing written."""
+        if self._raw is None or not rows or len(rows) > MAX_ROWS:
+            return False
+        parameters = [self._parameters(row) for row in rows]  # before BEGIN: a bad row holds no lock
+        if not self._lock.acquire(blocking=False):
             return False
         try:
-            connection = self._connection()
+            connection = self._raw
             try:
                 connection.execute("BEGIN IMMEDIATE")
             except sqlite3.OperationalError:
                 return False  # SQLITE_BUSY: another writer holds the lock right now
             try:
-                connection.executemany(self._sql, [self._parameters(row) for row in rows])
+                connection.executemany(self._sql, parameters)
                 connection.execute("COMMIT")
-            except sqlite3.Error as exc:
-                connection.execute("ROLLBACK")
-                log.debug("insert-now gave way to the thread path: %s", exc)
-                return False
+            except BaseException as exc:
+                self._roll_back()
+                if isinstance(exc, sqlite3.Error):
+                    log.debug("insert-now gave way to the thread path: %s", exc)
+                    return False
+                raise
             return True
         finally:
             self._lock.release()
@@ -77,9 +91,22 @@ class SqliteNow:
 
     def close(self) -> None:
         with self._lock:
-            if self._proxy is not None:
-                self._proxy.invalidate()  # closed, not pooled: its pragmas are not for other users
-                self._proxy = None
+            self._drop()
+
+    def _roll_back(self) -> None:
+        """Ends a failed transaction; a connection that cannot is dropped, never left holding the lock."""
+        assert self._raw is not None
+        try:
+            if self._raw.in_transaction:
+                self._raw.execute("ROLLBACK")
+        except sqlite3.Error:
+            log.warning("insert-now could not roll back; closing its connection", exc_info=True)
+            self._drop()
+
+    def _drop(self) -> None:
+        if self._proxy is not None:
+            self._proxy.close()  # detached: this closes the SQLite connection itself
+        self._proxy = self._raw = None
 
     def _parameters(self, row: dict[str, Any]) -> list[Any]:
         return [
@@ -87,13 +114,14 @@ class SqliteNow:
             for name, process in zip(self._names, self._processors, strict=True)
         ]
 
-    def _connection(self) -> sqlite3.Connection:
-        if self._proxy is None:
-            # The engine's connect hook has set WAL, synchronous=NORMAL and autocommit mode
-            # (isolation_level=None), so BEGIN and COMMIT are ours to issue.
-            proxy = self._engine.raw_connection()
-            raw = proxy.driver_connection
-            raw.execute("PRAGMA busy_timeout=0")
-            raw.execute("PRAGMA wal_autocheckpoint=0")
-            self._proxy = proxy
-        return self._proxy.driver_connection
+    def _open(self) -> sqlite3.Connection:
+        # The engine's connect hook has set WAL, synchronous=NORMAL and autocommit mode
+        # (isolation_level=None), so BEGIN and COMMIT are ours to issue. Detached: closing it
+        # closes it, and the pool never hands these settings to anyone else.
+        proxy = self._engine.raw_connection()
+        raw = proxy.driver_connection
+        proxy.detach()
+        raw.execute("PRAGMA busy_timeout=0")
+        raw.execute("PRAGMA wal_autocheckpoint=0")
+        self._proxy = proxy
+        return raw

@@ -5,6 +5,7 @@ the real PostgreSQL: rows it writes read back exactly like rows SQLAlchemy write
 from __future__ import annotations
 
 import dataclasses
+import re
 import threading
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -64,7 +65,14 @@ def test_rows_written_now_read_back_like_rows_written_by_sqlalchemy(repo: SqlTas
         read = {t.task_id: t for t in repo.get_many("alice", [t.task_id for t in written])}
         for row in written:
             assert {f: getattr(read[row.task_id], f) for f in FIELDS} == {f: getattr(row, f) for f in FIELDS}
-    # Queries that compare timestamps (the watch hub's) see both kinds of row alike.
+    # Stored as the same text, so SQL comparisons of timestamps (the watch hub's) treat both alike.
+    stored_text = text("SELECT created_at, started_at, finished_at, lease_expires_at FROM tasks WHERE task_id = :t")
+    with repo._engine.connect() as connection:  # noqa: SLF001 - the test reads the stored text itself
+        by_now = connection.execute(stored_text, {"t": now_rows[1].task_id}).one()
+        by_thread = connection.execute(stored_text, {"t": thread_rows[1].task_id}).one()
+    for stored in (by_now, by_thread):
+        assert all(value is None or re.fullmatch(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d{6}", value) for value in stored)
+    assert [v is None for v in by_now] == [v is None for v in by_thread]
     since = min(t.created_at for t in now_rows + thread_rows) - timedelta(seconds=1)
     assert {t.task_id for t in repo.changed_since(since)} == {t.task_id for t in now_rows + thread_rows}
 

@@ -31,15 +31,22 @@ ENDPOINT = Endpoint(
 
 
 class FakeRepo:
-    """Stores rows by request_id; a repeated one answers the earlier tasks, like the SQL repository."""
+    """Stores rows by request_id; a repeated one answers the earlier tasks, like the SQL repository.
+    add_now gives way (like PostgreSQL, or SQLite with its lock held) unless `now` is set."""
 
     def __init__(self, events: list[str]) -> None:
         self.events = events
         self.by_request: dict[str, list[Task]] = {}
         self.fail_with: Exception | None = None
+        self.now = False
 
     def add_now(self, tasks: list[Task]) -> list[Task] | None:
-        return None  # like PostgreSQL, or SQLite with its write lock held: add_many in a thread
+        key = tasks[0].request_id or tasks[0].task_id
+        if not self.now or key in self.by_request or any(t.state is TaskState.PENDING for t in tasks):
+            return None
+        self.events.append(f"write-now {','.join(t.state.value for t in tasks)}")
+        self.by_request[key] = tasks
+        return tasks
 
     def add_many(self, tasks: list[Task], max_pending: int) -> list[Task]:
         self.events.append(f"write {','.join(t.state.value for t in tasks)}")
@@ -58,7 +65,7 @@ class FakeAdmission:
 
     def __init__(self, events: list[str], free: int) -> None:
         self.events, self.free = events, free
-        self.started: list[tuple[list[str], list[Task] | None]] = []
+        self.started: list[tuple[list[str], list[Task] | None | str]] = []
         self.answer_after: float | None = None
         self.outcome: str | None = "SUCCESS"
         self.quick = True
@@ -74,7 +81,7 @@ class FakeAdmission:
     ) -> list[asyncio.Future[Outcome | None]]:
         self.events.append("start")
         self.free += reserved - len(tasks)
-        self.started.append(([t.task_id for t in tasks], durable.result() if durable.done() else None))
+        self.started.append(([t.task_id for t in tasks], durable.result() if durable.done() else "unsettled"))
         loop = asyncio.get_running_loop()
         answers: list[asyncio.Future[Outcome | None]] = [loop.create_future() for _ in tasks]
         self.answers.extend(answers)
@@ -106,7 +113,7 @@ def test_a_submission_that_starts_whole_runs_while_its_row_is_written() -> None:
     [task] = asyncio.run(tasks.submit("alice", "slow", items(1), "r1"))
     assert task.state is TaskState.STARTED
     assert events == ["start", "write STARTED"]  # the replica call began before the write was durable
-    assert admission.started == [([task.task_id], None)]
+    assert admission.started == [([task.task_id], "unsettled")]
 
 
 def test_a_repeated_request_id_starts_nothing_early_and_runs_nothing_again() -> None:
@@ -187,3 +194,31 @@ def test_no_hold_for_unwatched_submissions_nor_for_endpoints_known_to_be_slow() 
     admission.quick = False
     assert asyncio.run(submit("h6", watched=True))  # this endpoint's answers take longer than the hold
     assert events == ["start", "write STARTED"] * 2
+
+
+def test_a_write_that_need_not_wait_is_made_on_the_loop_and_counts_the_same() -> None:
+    tasks, repo, admission, events = hold_service()
+    repo.now, admission.answer_after = True, 0.01
+    [task] = asyncio.run(tasks.submit("alice", "slow", items(1), "n1", watched=True))
+    assert task.state is TaskState.SUCCESS and events == ["start", "write-now SUCCESS"]
+    asyncio.run(tasks.submit("alice", "slow", items(2), "n2"))  # both start at once: written on the loop too
+    assert events[-2:] == ["start", "write-now STARTED,STARTED"]
+    stored = asyncio.run(tasks.submit("alice", "slow", items(3), "n3"))  # two must queue: add_many counts them
+    assert events[-2:] == ["write STARTED,PENDING,PENDING", "start"] and len(stored) == 3
+
+
+def test_a_retry_that_arrives_during_the_hold_waits_for_it_and_runs_nothing_again() -> None:
+    tasks, _, admission, events = hold_service(hold_s=0.2)
+    admission.answer_after = 0.1
+
+    async def first_and_retry() -> tuple[list[Task], list[Task]]:
+        first = asyncio.ensure_future(tasks.submit("alice", "slow", items(1), "d1", watched=True))
+        await asyncio.sleep(0.02)  # the first is held for its answer, its row not yet written
+        retry = await tasks.submit("alice", "slow", items(1), "d1", watched=True)
+        return await first, retry
+
+    first, retry = asyncio.run(first_and_retry())
+    assert [t.task_id for t in retry] == [t.task_id for t in first] and first[0].state is TaskState.SUCCESS
+    assert events == ["start", "write SUCCESS", "write STARTED", "start"]  # the retry wrote after the first...
+    assert admission.started[1] == ([], None)  # ...got the earlier task back, and started nothing
+    assert admission.free == 3  # only the first task's call holds a slot

@@ -1,3 +1,3 @@
 """Generated gRPC stubs for launch.v1 (do not edit; run scripts/gen_protos.sh)."""
 
-PROTO_SHA256 = "b17eed2474e6de523e6557e0bd65d5bfd4035dfd1b8d429039baa1492e887359"
+PROTO_SHA256 = "983b705395c372694faa73d4cc505fd20cfe2c845756ab52624f32b3306b336e"

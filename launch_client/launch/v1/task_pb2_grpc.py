@@ -88,9 +88,11 @@ class TaskServiceServicer:
         """Queues one request like CreateTask and watches it on the same call: the first message is the
         task as stored (sent only once it is durable), then every change until it finishes. One call
         instead of CreateTask + WatchTasks saves a round trip on the latency of a single async
-        request. When a worker is free and answers within the server's hold (LAUNCH_TASK_HOLD_MS,
-        10 ms by default), the task is stored once, already finished, and the first message is also
-        the last. Ending the call early stops the watch, not the task.
+        request. When a worker is free, the request_id is new to the server and the endpoint's recent
+        answers came within the server's hold (LAUNCH_TASK_HOLD_MS, 10 ms by default), the server
+        waits up to that long for the answer before storing the task: answered in time, the task is
+        stored once, already finished, and the first message is also the last. Ending the call early
+        stops the watch, not the task.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
