@@ -27,6 +27,7 @@ from typing import Any
 import grpc
 from launch.v1 import inference_pb2 as ipb
 from launch.v1 import inference_pb2_grpc as igrpc
+from launch.v1 import replica_pb2_grpc as rgrpc
 
 from launch_server.api.auth import bearer_token
 from launch_server.api.errors import to_status
@@ -44,8 +45,9 @@ MAX_MESSAGE_BYTES = 64 << 20
 # replica's graceful_shutdown_timeout_s, after which Serve kills the process).
 DRAIN_QUIET_S = 1.5
 DRAIN_MAX_S = 6.0
-# Sent as initial metadata once a request passed every check and is about to run: a caller that
-# loses the call after seeing it knows the predict function may have run (see tasks/direct_calls).
+# Sent as initial metadata once a request passed every check and is about to run (on a task
+# channel: once the channel passed its checks): a caller that loses the call after seeing it
+# knows the predict function may have run (see tasks/direct_calls).
 ACCEPTED_HEADER = "launch-accepted"
 
 
@@ -114,15 +116,16 @@ class DirectIngress:
         self.replica_id = replica_id
         self.gauge = InflightGauge()
         self.address = ""
-        self._predict = predict
-        self._executor = executor
-        self._tokens = TokenCheck(bytes.fromhex(config.key_hex), config.endpoint_id)
+        self.predict_fn = predict
+        self.executor = executor
+        self.tokens = TokenCheck(bytes.fromhex(config.key_hex), config.endpoint_id)
+        self.closing = False  # drained: requests still read on an open task channel are refused
+        self.last_request = 0.0
         self._loop: asyncio.AbstractEventLoop | None = None
         self._stop: asyncio.Event | None = None
         self._thread: threading.Thread | None = None
         self._started = threading.Event()
         self._error: BaseException | None = None
-        self._last_request = 0.0
 
     # ---- lifecycle -----------------------------------------------------------------------------
 
@@ -176,7 +179,10 @@ class DirectIngress:
             ],
             maximum_concurrent_rpcs=self.config.max_concurrent_rpcs,
         )
+        from .task_channel import TaskChannelServicer  # it imports this module
+
         igrpc.add_InferenceServiceServicer_to_server(_Servicer(self), server)
+        rgrpc.add_ReplicaServiceServicer_to_server(TaskChannelServicer(self), server)
         host = self.config.host or _node_ip()
         port = server.add_insecure_port(f"{_bracket(host)}:0")
         if port == 0:
@@ -207,28 +213,29 @@ class DirectIngress:
                 await loop.run_in_executor(None, replica_registry.withdraw, self.app_name, self.replica_id)
             except Exception:  # noqa: BLE001 - the entry ages out anyway
                 pass
-            self._last_request = time.monotonic()  # the quiet period starts at the withdrawal
+            self.last_request = time.monotonic()  # the quiet period starts at the withdrawal
             await self._drain()
+            self.closing = True
             await server.stop(1.0)
 
     async def _drain(self) -> None:
         deadline = time.monotonic() + DRAIN_MAX_S
         while time.monotonic() < deadline:
-            if self.gauge.current == 0 and time.monotonic() - self._last_request >= DRAIN_QUIET_S:
+            if self.gauge.current == 0 and time.monotonic() - self.last_request >= DRAIN_QUIET_S:
                 return
             await asyncio.sleep(0.05)
 
     # ---- requests ------------------------------------------------------------------------------
 
     async def predict(self, request: Any, context: Any) -> Any:
-        self._last_request = time.monotonic()
+        self.last_request = time.monotonic()
         self.gauge.change(1)
         try:
             try:
                 token = bearer_token(context.invocation_metadata())
             except Unauthenticated:
                 token = ""  # why_not says what a route token looks like
-            why = self._tokens.why_not(token)
+            why = self.tokens.why_not(token)
             if why is not None:
                 await context.abort(grpc.StatusCode.UNAUTHENTICATED, why)
             try:
@@ -244,7 +251,7 @@ class DirectIngress:
                 await context.abort_with_status(to_status(exc))
             await context.send_initial_metadata(((ACCEPTED_HEADER, "1"),))
             loop = asyncio.get_running_loop()
-            answer = await loop.run_in_executor(self._executor, self._predict, payload)
+            answer = await loop.run_in_executor(self.executor, self.predict_fn, payload)
             return ipb.PredictResponse(result=result_to_proto(answer))
         finally:
             self.gauge.change(-1)

@@ -1,18 +1,19 @@
 """The dispatcher's direct route: a single async task goes to one of its endpoint's replicas over
-the replica's own InferenceService port (the listener sync endpoints use for the SDK's direct
-route, see serving/direct_ingress.py), one gRPC hop instead of a Serve handle call.
+the replica's own port (the listener sync endpoints use for the SDK's direct route, see
+serving/direct_ingress.py), on a task channel (ReplicaService.RunTasks, replica_channel.py) that
+stays open and carries one message per task each way, instead of a Serve handle call.
 
 Why: on the latency of one async request, the Serve handle call was the largest part the server
-controls. The replica counts these calls in its load metric, so autoscaling still sees them.
-Tokens are minted here, with the server's secret, for async endpoints only the server reaches
-this way (GetModelEndpointRoute refuses async endpoints), so clients cannot bypass the queue.
+controls, and then a Predict call's own set-up (as long as the replica's whole answer). The
+replica counts these tasks in its load metric, so autoscaling still sees them. Tokens are minted
+here, with the server's secret, for async endpoints only the server reaches this way
+(GetModelEndpointRoute refuses async endpoints), so clients cannot bypass the queue.
 
-The replica sends a `launch-accepted` header once a request passed its checks and is about to
-run. A call that fails without it never ran the task (a port that does not connect, a refusal, a
-replica that just closed its port): the dispatcher uses the Serve handle and skips that address
-for a while. A call that fails after it may have run the task: ReplicaDied, retried as a failed
-attempt like a Serve replica that died. Channels ping the replica (keepalive), so a call to a
-node that vanished fails instead of hanging. Groups of tasks keep using the handle (one call,
+A task that did not come back either never ran (never sent, the channel could not be opened, the
+replica refused it): the dispatcher uses the Serve handle and skips that address for a while; or
+may have run (the channel broke after it was sent): ReplicaDied, retried as a failed attempt
+like a Serve replica that died. Channels ping the replica (keepalive), so a task on a node that
+vanished fails instead of hanging. Groups of tasks keep using the handle (one call,
 predict_many), as do endpoints whose replicas have no port yet (scaling from zero)."""
 
 from __future__ import annotations
@@ -23,12 +24,12 @@ import time
 from collections import Counter
 
 import grpc
-from launch.v1 import inference_pb2 as ipb
-from launch.v1 import inference_pb2_grpc as igrpc
+from launch.v1 import replica_pb2_grpc as rgrpc
 
 from launch_server.api.inference_messages import answer_from_result, input_from_request
-from launch_server.serving.direct_ingress import ACCEPTED_HEADER
 from launch_server.serving.router import Router
+
+from .replica_channel import ChannelBroken, NotRun, ReplicaChannel
 
 log = logging.getLogger(__name__)
 CONNECT_S = 1.0  # a replica port that does not connect within this is skipped for SKIP_S
@@ -44,19 +45,21 @@ CHANNEL_OPTIONS = [
 
 
 class DirectCallFailed(Exception):
-    """The call failed after the replica accepted the task, for a reason other than the replica
-    going away (a reply over the message limit, say): a failed attempt, with that reason."""
+    """The channel failed after the task was sent, for a reason other than the replica going away
+    (a reply over the message limit, say): a failed attempt, with that reason."""
 
 
 class ReplicaDied(Exception):
-    """The call failed after the replica accepted the task: it may have run, so this counts as a
-    failed attempt (retried, bounded), exactly like a Serve replica that died."""
+    """The channel broke after the task was sent: it may have run, so this counts as a failed
+    attempt (retried, bounded), exactly like a Serve replica that died."""
 
 
 class DirectCalls:
     def __init__(self, router: Router) -> None:
         self._router = router
-        self._connections: dict[str, tuple[grpc.aio.Channel, igrpc.InferenceServiceStub]] = {}
+        self._channels: dict[str, grpc.aio.Channel] = {}
+        self._tasks: dict[str, ReplicaChannel] = {}  # address -> its open task channel
+        self._opening: dict[str, asyncio.Future[ReplicaChannel | None]] = {}
         self._in_flight: Counter[str] = Counter()
         self._skip_until: dict[str, float] = {}
         self._last_used: dict[str, float] = {}
@@ -66,7 +69,7 @@ class DirectCalls:
     async def predict(
         self, endpoint_id: str, endpoint_name: str, app_name: str, payload: dict
     ) -> dict[str, object] | None:
-        """The replica's answer as the handle would give it, or None when no replica took the call."""
+        """The replica's answer as the handle would give it, or None when no replica took the task."""
         try:
             route = await self._router.replica_route(endpoint_id, app_name)
         except Exception:  # noqa: BLE001 - the GCS lookup failed: the task has not run, use Serve
@@ -81,24 +84,20 @@ class DirectCalls:
             return None
         address = min(usable, key=lambda a: self._in_flight[a])
         if now >= self._next_prune:
-            await self._close_idle(now)
+            await self._close_idle(now, set(addresses))
         self._last_used[address] = now
-        channel, stub = self._connection(address)
-        if channel.get_state(try_to_connect=True) is not grpc.ChannelConnectivity.READY:
-            try:
-                await asyncio.wait_for(channel.channel_ready(), CONNECT_S)
-            except (TimeoutError, grpc.RpcError):
-                return self._skip(address, endpoint_name, "its port did not connect")
-        request = ipb.PredictRequest(endpoint_name=endpoint_name, input=input_from_request(payload))
+        channel = await self._task_channel(address, token, endpoint_name)
+        if channel is None:
+            return None
         self._in_flight[address] += 1
         try:
-            response = await stub.Predict(request, metadata=(("authorization", f"Bearer {token}"),))
-        except grpc.aio.AioRpcError as exc:
-            if not _accepted(exc):
-                return self._skip(address, endpoint_name, f"{exc.code().name}: {exc.details()}")
+            result = await channel.run(input_from_request(payload))
+        except NotRun as exc:
+            return self._skip(address, endpoint_name, str(exc))
+        except ChannelBroken as exc:
             self._skip_until[address] = time.monotonic() + SKIP_S
-            what = f"replica {address} accepted the task, then the call failed ({exc.code().name}: {exc.details()})"
-            if exc.code() == grpc.StatusCode.UNAVAILABLE:
+            what = f"replica {address} took the task, then {exc}"
+            if exc.code in (None, grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.CANCELLED):
                 raise ReplicaDied(what) from None
             raise DirectCallFailed(what) from None
         finally:
@@ -106,7 +105,40 @@ class DirectCalls:
         if address not in self._answered:
             self._answered.add(address)
             log.info("replica %s answered a task over its direct port", address)
-        return answer_from_result(response.result)
+        return answer_from_result(result)
+
+    async def _task_channel(self, address: str, token: str, endpoint_name: str) -> ReplicaChannel | None:
+        """The open channel to `address` (a new one when the route token changed: the old one is
+        closed once its tasks are answered); None, with the address skipped, when it cannot open.
+        Callers that arrive while it opens share the one being opened."""
+        current = self._tasks.get(address)
+        if current is not None and current.usable and current.token == token:
+            return current
+        opening = self._opening.get(address)
+        if opening is None:
+            opening = self._opening[address] = asyncio.ensure_future(self._open(address, token, endpoint_name))
+            opening.add_done_callback(lambda _: self._opening.pop(address, None))
+        return await asyncio.shield(opening)
+
+    async def _open(self, address: str, token: str, endpoint_name: str) -> ReplicaChannel | None:
+        old = self._tasks.pop(address, None)
+        if old is not None:
+            asyncio.ensure_future(old.close())  # finishes its tasks, then ends
+        channel = self._channel(address)
+        if channel.get_state(try_to_connect=True) is not grpc.ChannelConnectivity.READY:
+            try:
+                await asyncio.wait_for(channel.channel_ready(), CONNECT_S)
+            except (TimeoutError, grpc.RpcError):
+                self._skip(address, endpoint_name, "its port did not connect")
+                return None
+        tasks = ReplicaChannel(rgrpc.ReplicaServiceStub(channel), token)
+        try:
+            await tasks.open(CONNECT_S)
+        except NotRun as exc:
+            self._skip(address, endpoint_name, f"its task channel did not open: {exc}")
+            return None
+        self._tasks[address] = tasks
+        return tasks
 
     def _skip(self, address: str, endpoint_name: str, why: str) -> None:
         log.warning(
@@ -118,31 +150,37 @@ class DirectCalls:
         )
         self._skip_until[address] = time.monotonic() + SKIP_S
 
-    def _connection(self, address: str) -> tuple[grpc.aio.Channel, igrpc.InferenceServiceStub]:
-        connection = self._connections.get(address)
-        if connection is None:
-            channel = grpc.aio.insecure_channel(address, options=CHANNEL_OPTIONS)
-            connection = self._connections[address] = (channel, igrpc.InferenceServiceStub(channel))
-        return connection
+    def _channel(self, address: str) -> grpc.aio.Channel:
+        channel = self._channels.get(address)
+        if channel is None:
+            channel = self._channels[address] = grpc.aio.insecure_channel(address, options=CHANNEL_OPTIONS)
+        return channel
 
-    async def _close_idle(self, now: float) -> None:
+    async def _close_idle(self, now: float, routed: set[str]) -> None:
+        """Closes connections to replicas unused for IDLE_CLOSE_S, and task channels to replicas
+        no longer in the route (scaled away: they are draining), never with a task in flight."""
         self._next_prune = now + IDLE_CLOSE_S / 2
+        for address, tasks in list(self._tasks.items()):
+            if address not in routed and not tasks.in_flight:
+                del self._tasks[address]
+                asyncio.ensure_future(tasks.close())
         idle = [a for a, used in self._last_used.items() if now - used > IDLE_CLOSE_S and not self._in_flight[a]]
         for address in idle:  # never one with a call in flight: a long task keeps its connection
             del self._last_used[address]
             self._answered.discard(address)
             self._skip_until.pop(address, None)
             self._in_flight.pop(address, None)
-            connection = self._connections.pop(address, None)
-            if connection is not None:
-                await connection[0].close()
+            tasks = self._tasks.pop(address, None)
+            if tasks is not None:
+                await tasks.close()
+            channel = self._channels.pop(address, None)
+            if channel is not None:
+                await channel.close()
 
     async def close(self) -> None:
-        for channel, _ in self._connections.values():
+        for tasks in self._tasks.values():
+            tasks.cancel()
+        self._tasks.clear()
+        for channel in self._channels.values():
             await channel.close()
-        self._connections.clear()
-
-
-def _accepted(error: grpc.aio.AioRpcError) -> bool:
-    """Did the replica accept the task (its ACCEPTED_HEADER arrived) before the call failed?"""
-    return any(key == ACCEPTED_HEADER for key, _ in (error.initial_metadata() or ()))
+        self._channels.clear()

@@ -20,6 +20,8 @@ from launch.v1 import inference_pb2 as ipb
 from launch.v1 import inference_pb2_grpc as igrpc
 from launch.v1 import model_endpoint_pb2 as epb
 from launch.v1 import model_endpoint_pb2_grpc as egrpc
+from launch.v1 import replica_pb2 as rpb
+from launch.v1 import replica_pb2_grpc as rgrpc
 
 from tests.conftest import serving_env
 from tests.integration.test_endpoints import ENV, SMALL, args, client_for, make_echo, wait_for, wait_status
@@ -119,6 +121,33 @@ def test_replica_checks_input_like_the_server(server: ServerHandle, two_endpoint
     assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
     status = rpc_status.from_call(err.value)
     assert status is not None and "input.args_json" in str(status.details)
+
+
+def test_a_replica_runs_tasks_on_its_task_channel(server: ServerHandle, two_endpoints) -> None:  # type: ignore[no-untyped-def]
+    """The replica's ReplicaService.RunTasks (what the dispatcher uses for async endpoints), reached
+    here with a sync endpoint's route token, which clients may hold."""
+    route = wait_route(server, "first")
+    address = route.replica_addresses[0]
+
+    def run_tasks(token: str, requests: list[rpb.RunTasksRequest]) -> tuple[list[rpb.RunTasksResponse], dict]:
+        with grpc.insecure_channel(address) as channel:
+            call = rgrpc.ReplicaServiceStub(channel).RunTasks(
+                iter(requests), metadata=(("authorization", f"Bearer {token}"),), timeout=30
+            )
+            answers = list(call)
+            return answers, dict(call.initial_metadata())
+
+    requests = [rpb.RunTasksRequest(tag=7, input=ipb.RequestInput(args_json='{"x": 7}')), rpb.RunTasksRequest(tag=8)]
+    answers, header = run_tasks(route.route_token, requests)
+    assert header.get("launch-accepted") == "1"
+    by_tag = {a.tag: a for a in answers}
+    assert set(by_tag) == {7, 8}  # the caller closed its side: every request answered, then the call ended
+    assert (by_tag[7].result.state, json.loads(by_tag[7].result.result)) == (ipb.RESULT_STATE_SUCCESS, {"x": 7})
+    assert "input" in by_tag[8].refused and not by_tag[8].HasField("result")  # malformed: refused, not run
+    for token in ("", route.route_token[:-4] + "0000", wait_route(server, "second").route_token):
+        with pytest.raises(grpc.RpcError) as err:
+            run_tasks(token, requests)
+        assert err.value.code() == grpc.StatusCode.UNAUTHENTICATED, token
 
 
 def test_other_owners_get_no_route(server: ServerHandle, two_endpoints) -> None:  # type: ignore[no-untyped-def]

@@ -1,0 +1,108 @@
+"""The replica's end of ReplicaService.RunTasks: one long-lived call from launch-server's
+dispatcher that carries many requests, each run on the replica's predict thread pool and
+answered on the same call as it finishes (proto/launch/v1/replica.proto says the contract).
+
+Why: a Predict call per async task cost the server as much as the replica's whole answer (call
+set-up, metadata, a token check, a header frame, on both ends); on an open channel a request is
+one message each way. The channel is served by the direct-route listener (direct_ingress), with
+its token check, load gauge and drain: a request on it counts in the load the autoscaler sees
+exactly like a direct Predict, and a stopping replica keeps answering until it has drained."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import TYPE_CHECKING, Any
+
+import grpc
+from launch.v1 import inference_pb2 as ipb
+from launch.v1 import replica_pb2 as rpb
+from launch.v1 import replica_pb2_grpc as rgrpc
+
+from launch_server.api.auth import bearer_token
+from launch_server.api.inference_messages import request_from_input, result_to_proto
+from launch_server.domain.errors import InvalidArgument, Unauthenticated
+
+from .direct_ingress import ACCEPTED_HEADER
+
+if TYPE_CHECKING:
+    from .direct_ingress import DirectIngress
+
+
+class TaskChannelServicer(rgrpc.ReplicaServiceServicer):
+    def __init__(self, ingress: DirectIngress) -> None:
+        self._ingress = ingress
+
+    async def RunTasks(self, request_iterator: Any, context: grpc.aio.ServicerContext) -> None:
+        ingress = self._ingress
+        try:
+            token = bearer_token(context.invocation_metadata())
+        except Unauthenticated:
+            token = ""  # why_not says what a route token looks like
+        why = ingress.tokens.why_not(token)
+        if why is not None:
+            await context.abort(grpc.StatusCode.UNAUTHENTICATED, why)
+        await context.send_initial_metadata(((ACCEPTED_HEADER, "1"),))
+        answers: asyncio.Queue[rpb.RunTasksResponse | None] = asyncio.Queue()
+        reader = asyncio.ensure_future(self._read(context, token, answers))
+        try:
+            # One writer (this loop): gRPC allows one write at a time on a call.
+            while (answer := await answers.get()) is not None:
+                await context.write(answer)
+        finally:
+            reader.cancel()
+
+    async def _read(
+        self, context: grpc.aio.ServicerContext, token: str, answers: asyncio.Queue[rpb.RunTasksResponse | None]
+    ) -> None:
+        """Reads requests until the caller closes its side, starts each (or refuses it at once),
+        then waits for the running ones and ends the stream of answers."""
+        ingress = self._ingress
+        running: set[asyncio.Future[None]] = set()
+        try:
+            while (request := await context.read()) is not grpc.aio.EOF:
+                ingress.last_request = time.monotonic()
+                why = self._refusal(token)
+                payload: dict[str, Any] | None = None
+                if why is None:
+                    try:
+                        if not request.HasField("input"):
+                            raise InvalidArgument("input", "is required")
+                        payload = request_from_input(request.input, "input")
+                    except InvalidArgument as exc:
+                        why = str(exc)
+                if payload is None:
+                    answers.put_nowait(rpb.RunTasksResponse(tag=request.tag, refused=why or "refused"))
+                    continue
+                ingress.gauge.change(1)  # counted from here, like a direct Predict, for the autoscaler
+                job = asyncio.ensure_future(self._run(request.tag, payload, answers))
+                running.add(job)
+                job.add_done_callback(running.discard)
+            while running:
+                await asyncio.wait(set(running))
+        finally:
+            answers.put_nowait(None)
+
+    def _refusal(self, token: str) -> str | None:
+        ingress = self._ingress
+        if ingress.closing:
+            return "the replica is stopping"
+        if ingress.gauge.current >= ingress.config.max_concurrent_rpcs:
+            return f"the replica is at its concurrency limit ({ingress.config.max_concurrent_rpcs})"
+        return ingress.tokens.why_not(token)  # tokens expire: checked per request (a dict lookup)
+
+    async def _run(
+        self, tag: int, payload: dict[str, Any], answers: asyncio.Queue[rpb.RunTasksResponse | None]
+    ) -> None:
+        ingress = self._ingress
+        try:
+            loop = asyncio.get_running_loop()
+            answer = await loop.run_in_executor(ingress.executor, ingress.predict_fn, payload)
+            result = result_to_proto(answer)
+        except Exception as exc:  # noqa: BLE001 - every request read is answered, or the caller waits on
+            # The runtime's predict never raises (a failing predict function is a FAILURE answer):
+            # this is the replica's own failure, answered like one.
+            result = ipb.InferenceResult(state=ipb.RESULT_STATE_FAILURE, traceback=f"the replica failed: {exc!r}")
+        finally:
+            ingress.gauge.change(-1)
+        answers.put_nowait(rpb.RunTasksResponse(tag=tag, result=result))
