@@ -6,6 +6,7 @@ Health and reflection stay open so load balancers and grpcurl-style tools work w
 
 from __future__ import annotations
 
+import asyncio
 import contextvars
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -63,8 +64,14 @@ class AuthErrorsInterceptor(grpc.aio.ServerInterceptor):
         wrapped = self._wrapped[method] = self._wrap(handler)
         return wrapped
 
-    def _authenticate(self, context: grpc.aio.ServicerContext) -> None:
-        current_owner.set(self._keys.authenticate(bearer_token(context.invocation_metadata())))
+    async def _authenticate(self, context: grpc.aio.ServicerContext) -> None:
+        """A key seen lately is answered from memory; any other is checked against the database
+        in a worker thread, so the event loop never waits on a query."""
+        token = bearer_token(context.invocation_metadata())
+        owner = self._keys.cached_owner(token)
+        if owner is None:
+            owner = await asyncio.to_thread(self._keys.authenticate, token)
+        current_owner.set(owner)
 
     def _wrap(self, handler: grpc.RpcMethodHandler) -> grpc.RpcMethodHandler:
         if handler.unary_unary:
@@ -72,7 +79,7 @@ class AuthErrorsInterceptor(grpc.aio.ServerInterceptor):
 
             async def unary_unary(request, context):  # type: ignore[no-untyped-def]
                 try:
-                    self._authenticate(context)
+                    await self._authenticate(context)
                     return await inner_uu(request, context)
                 except Exception as exc:
                     if isinstance(exc, grpc.aio.AbortError):
@@ -87,7 +94,7 @@ class AuthErrorsInterceptor(grpc.aio.ServerInterceptor):
 
             async def stream_unary(request_iterator, context):  # type: ignore[no-untyped-def]
                 try:
-                    self._authenticate(context)
+                    await self._authenticate(context)
                     return await inner_su(request_iterator, context)
                 except Exception as exc:
                     if isinstance(exc, grpc.aio.AbortError):
@@ -102,7 +109,7 @@ class AuthErrorsInterceptor(grpc.aio.ServerInterceptor):
 
             async def unary_stream(request, context):  # type: ignore[no-untyped-def]
                 try:
-                    self._authenticate(context)
+                    await self._authenticate(context)
                     async for item in inner_us(request, context):
                         yield item
                 except Exception as exc:

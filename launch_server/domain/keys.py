@@ -69,12 +69,17 @@ class ApiKeyService:
         self._cache = {k: v for k, v in self._cache.items() if not k.startswith(f"{PREFIX}_{key_id}_")}
         return self._repo.revoke(key_id)
 
+    def cached_owner(self, token: str) -> str | None:
+        """The owner of a key validated within the cache period; None when it must be checked."""
+        entry = self._cache.get(token)
+        return entry.owner if entry is not None and entry.expires > time.monotonic() else None
+
     def authenticate(self, token: str) -> str:
         """Returns the key's owner or raises Unauthenticated; never says which part was wrong."""
         now = time.monotonic()
-        entry = self._cache.get(token)
-        if entry is not None and entry.expires > now:
-            return entry.owner
+        owner = self.cached_owner(token)
+        if owner is not None:
+            return owner
         key_id, secret = parse_key(token)
         record = self._repo.get(key_id)
         if record is None or not hmac.compare_digest(record.secret_hash, hash_secret(secret)):

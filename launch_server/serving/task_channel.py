@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
 import grpc
@@ -43,45 +44,36 @@ class TaskChannelServicer(rgrpc.ReplicaServiceServicer):
         if why is not None:
             await context.abort(grpc.StatusCode.UNAUTHENTICATED, why)
         await context.send_initial_metadata(((ACCEPTED_HEADER, "1"),))
-        answers: asyncio.Queue[rpb.RunTasksResponse | None] = asyncio.Queue()
-        reader = asyncio.ensure_future(self._read(context, token, answers))
-        try:
-            # One writer (this loop): gRPC allows one write at a time on a call.
-            while (answer := await answers.get()) is not None:
-                await context.write(answer)
-        finally:
-            reader.cancel()
+        writing = asyncio.Lock()  # gRPC allows one write at a time on a call
 
-    async def _read(
-        self, context: grpc.aio.ServicerContext, token: str, answers: asyncio.Queue[rpb.RunTasksResponse | None]
-    ) -> None:
-        """Reads requests until the caller closes its side, starts each (or refuses it at once),
-        then waits for the running ones and ends the stream of answers."""
-        ingress = self._ingress
+        async def answer(message: rpb.RunTasksResponse) -> None:
+            """Written by whichever task has it (no writer task in between: one loop turn less)."""
+            async with writing:
+                await context.write(message)
+
+        # Reads until the caller closes its side, starting each request (or refusing it at once),
+        # then answers what is still running and ends the call.
         running: set[asyncio.Future[None]] = set()
-        try:
-            while (request := await context.read()) is not grpc.aio.EOF:
-                ingress.last_request = time.monotonic()
-                why = self._refusal(token)
-                payload: dict[str, Any] | None = None
-                if why is None:
-                    try:
-                        if not request.HasField("input"):
-                            raise InvalidArgument("input", "is required")
-                        payload = request_from_input(request.input, "input")
-                    except InvalidArgument as exc:
-                        why = str(exc)
-                if payload is None:
-                    answers.put_nowait(rpb.RunTasksResponse(tag=request.tag, refused=why or "refused"))
-                    continue
-                ingress.gauge.change(1)  # counted from here, like a direct Predict, for the autoscaler
-                job = asyncio.ensure_future(self._run(request.tag, payload, answers))
-                running.add(job)
-                job.add_done_callback(running.discard)
-            while running:
-                await asyncio.wait(set(running))
-        finally:
-            answers.put_nowait(None)
+        while (request := await context.read()) is not grpc.aio.EOF:
+            ingress.last_request = time.monotonic()
+            why = self._refusal(token)
+            payload: dict[str, Any] | None = None
+            if why is None:
+                try:
+                    if not request.HasField("input"):
+                        raise InvalidArgument("input", "is required")
+                    payload = request_from_input(request.input, "input")
+                except InvalidArgument as exc:
+                    why = str(exc)
+            if payload is None:
+                await answer(rpb.RunTasksResponse(tag=request.tag, refused=why or "refused"))
+                continue
+            ingress.gauge.change(1)  # counted from here, like a direct Predict, for the autoscaler
+            job = asyncio.ensure_future(self._run(request.tag, payload, answer))
+            running.add(job)
+            job.add_done_callback(running.discard)
+        while running:
+            await asyncio.wait(set(running))
 
     def _refusal(self, token: str) -> str | None:
         ingress = self._ingress
@@ -92,17 +84,20 @@ class TaskChannelServicer(rgrpc.ReplicaServiceServicer):
         return ingress.tokens.why_not(token)  # tokens expire: checked per request (a dict lookup)
 
     async def _run(
-        self, tag: int, payload: dict[str, Any], answers: asyncio.Queue[rpb.RunTasksResponse | None]
+        self, tag: int, payload: dict[str, Any], answer: Callable[[rpb.RunTasksResponse], Awaitable[None]]
     ) -> None:
         ingress = self._ingress
         try:
             loop = asyncio.get_running_loop()
-            answer = await loop.run_in_executor(ingress.executor, ingress.predict_fn, payload)
-            result = result_to_proto(answer)
+            reply = await loop.run_in_executor(ingress.executor, ingress.predict_fn, payload)
+            result = result_to_proto(reply)
         except Exception as exc:  # noqa: BLE001 - every request read is answered, or the caller waits on
             # The runtime's predict never raises (a failing predict function is a FAILURE answer):
             # this is the replica's own failure, answered like one.
             result = ipb.InferenceResult(state=ipb.RESULT_STATE_FAILURE, traceback=f"the replica failed: {exc!r}")
         finally:
             ingress.gauge.change(-1)
-        answers.put_nowait(rpb.RunTasksResponse(tag=tag, result=result))
+        try:
+            await answer(rpb.RunTasksResponse(tag=tag, result=result))
+        except Exception:  # noqa: BLE001 - the call ended (the caller went away): nobody to tell
+            pass

@@ -232,11 +232,14 @@ def test_keys_hash_only_cache_and_revoke() -> None:
     keys = ApiKeyService(repo, cache_seconds=60)
     record, key = keys.create("alice")
     assert key.split("_")[2] not in record.secret_hash
+    assert keys.cached_owner(key) is None  # not checked yet: the server checks it in a thread
     assert keys.authenticate(key) == "alice"
     keys.authenticate(key)
     assert repo.gets == 1  # the second check came from the cache
+    assert keys.cached_owner(key) == "alice"
     with pytest.raises(Unauthenticated):
         keys.authenticate(key[:-1] + ("A" if key[-1] != "A" else "B"))
     keys.revoke(record.key_id)
+    assert keys.cached_owner(key) is None
     with pytest.raises(Unauthenticated, match="revoked"):
         keys.authenticate(key)
