@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
+import functools
 from collections.abc import Awaitable, Callable
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import grpc
@@ -48,6 +50,8 @@ class AuthErrorsInterceptor(grpc.aio.ServerInterceptor):
         self._keys = keys
         # Wrapped handlers are built once per method, not per call: this runs on every request.
         self._wrapped: dict[str, grpc.RpcMethodHandler] = {}
+        self._executor = ThreadPoolExecutor(max_workers=2, thread_name_prefix="launch-auth")
+        self._checks: dict[str, asyncio.Future[str]] = {}  # key -> its database check in flight
 
     async def intercept_service(
         self,
@@ -64,13 +68,25 @@ class AuthErrorsInterceptor(grpc.aio.ServerInterceptor):
         wrapped = self._wrapped[method] = self._wrap(handler)
         return wrapped
 
+    def _checked(self, token: str, check: asyncio.Future[str]) -> None:
+        self._checks.pop(token, None)
+        if not check.cancelled():
+            check.exception()  # retrieved here too: every waiter may have gone (cancelled calls)
+
     async def _authenticate(self, context: grpc.aio.ServicerContext) -> None:
         """A key seen lately is answered from memory; any other is checked against the database
-        in a worker thread, so the event loop never waits on a query."""
+        on the interceptor's own threads (not the default pool, where webhook posts and queue
+        writes may be waiting), one check per key however many calls bring it at once, so the
+        event loop never waits on a query and an expired cache entry costs one query."""
         token = bearer_token(context.invocation_metadata())
         owner = self._keys.cached_owner(token)
         if owner is None:
-            owner = await asyncio.to_thread(self._keys.authenticate, token)
+            check = self._checks.get(token)
+            if check is None:
+                loop = asyncio.get_running_loop()
+                check = self._checks[token] = loop.run_in_executor(self._executor, self._keys.authenticate, token)
+                check.add_done_callback(functools.partial(self._checked, token))
+            owner = await asyncio.shield(check)
         current_owner.set(owner)
 
     def _wrap(self, handler: grpc.RpcMethodHandler) -> grpc.RpcMethodHandler:

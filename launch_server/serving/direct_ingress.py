@@ -1,6 +1,8 @@
 """The direct route: a replica answers launch.v1.InferenceService.Predict itself, so a client's
 sync predict is one hop (client -> replica) instead of two (client -> server -> Serve handle ->
-replica). docs/serving.md, "The direct route", says why and what it costs.
+replica); the same listener serves launch.v1.ReplicaService.RunTasks, the task channel the
+server's dispatcher sends async tasks on (task_channel.py). docs/serving.md, "The direct route",
+says why and what it costs.
 
 Why our own grpc.aio server rather than Serve's direct-ingress mode: Serve's listens on every
 interface without interceptors, needs the client to learn ports from the controller, and its
@@ -101,7 +103,8 @@ class InflightGauge:
 
 
 class DirectIngress:
-    """One replica's InferenceService: start() binds and publishes, stop() withdraws and drains."""
+    """One replica's InferenceService and ReplicaService: start() binds and publishes, stop()
+    withdraws and drains (requests on either count in `gauge` and delay the drain alike)."""
 
     def __init__(
         self,

@@ -24,7 +24,9 @@ from launch_server.api.auth import bearer_token
 from launch_server.api.inference_messages import request_from_input, result_to_proto
 from launch_server.domain.errors import InvalidArgument, Unauthenticated
 
-from .direct_ingress import ACCEPTED_HEADER
+from .direct_ingress import ACCEPTED_HEADER, MAX_MESSAGE_BYTES
+
+MAX_ANSWER_BYTES = MAX_MESSAGE_BYTES - 1024  # room for the message's own framing
 
 if TYPE_CHECKING:
     from .direct_ingress import DirectIngress
@@ -65,6 +67,8 @@ class TaskChannelServicer(rgrpc.ReplicaServiceServicer):
                     payload = request_from_input(request.input, "input")
                 except InvalidArgument as exc:
                     why = str(exc)
+                except Exception as exc:  # noqa: BLE001 - one bad request must not end the others' channel
+                    why = f"cannot read the request: {type(exc).__name__}: {exc}"
             if payload is None:
                 await answer(rpb.RunTasksResponse(tag=request.tag, refused=why or "refused"))
                 continue
@@ -97,7 +101,13 @@ class TaskChannelServicer(rgrpc.ReplicaServiceServicer):
             result = ipb.InferenceResult(state=ipb.RESULT_STATE_FAILURE, traceback=f"the replica failed: {exc!r}")
         finally:
             ingress.gauge.change(-1)
+        message = rpb.RunTasksResponse(tag=tag, result=result)
+        if (size := message.ByteSize()) > MAX_ANSWER_BYTES:  # gRPC would fail the call: every task on it
+            too_big = f"the answer is {size:,} bytes, over the {MAX_ANSWER_BYTES:,}-byte message limit"
+            message = rpb.RunTasksResponse(
+                tag=tag, result=ipb.InferenceResult(state=ipb.RESULT_STATE_FAILURE, traceback=too_big)
+            )
         try:
-            await answer(rpb.RunTasksResponse(tag=tag, result=result))
+            await answer(message)
         except Exception:  # noqa: BLE001 - the call ended (the caller went away): nobody to tell
             pass

@@ -22,6 +22,8 @@ import asyncio
 import logging
 import time
 from collections import Counter
+from collections.abc import Coroutine
+from typing import Any
 
 import grpc
 from launch.v1 import replica_pb2_grpc as rgrpc
@@ -55,15 +57,20 @@ class ReplicaDied(Exception):
 
 
 class DirectCalls:
+    """Shared by every async endpoint of the server; everything is keyed by replica address, and
+    each address remembers its endpoint, so pruning one endpoint's route never touches another's."""
+
     def __init__(self, router: Router) -> None:
         self._router = router
         self._channels: dict[str, grpc.aio.Channel] = {}
         self._tasks: dict[str, ReplicaChannel] = {}  # address -> its open task channel
         self._opening: dict[str, asyncio.Future[ReplicaChannel | None]] = {}
+        self._endpoint_of: dict[str, str] = {}  # address -> endpoint id
         self._in_flight: Counter[str] = Counter()
         self._skip_until: dict[str, float] = {}
         self._last_used: dict[str, float] = {}
         self._answered: set[str] = set()  # addresses that answered once (logged once each)
+        self._background: set[asyncio.Future[None]] = set()  # channels and connections closing
         self._next_prune = 0.0
 
     async def predict(
@@ -79,18 +86,18 @@ class DirectCalls:
             return None
         addresses, token = route
         now = time.monotonic()
+        self._prune(now, endpoint_id, set(addresses))
         usable = [a for a in addresses if self._skip_until.get(a, 0.0) <= now]
         if not usable:
             return None
         address = min(usable, key=lambda a: self._in_flight[a])
-        if now >= self._next_prune:
-            await self._close_idle(now, set(addresses))
+        self._endpoint_of[address] = endpoint_id
         self._last_used[address] = now
-        channel = await self._task_channel(address, token, endpoint_name)
-        if channel is None:
-            return None
-        self._in_flight[address] += 1
+        self._in_flight[address] += 1  # counted before any await, so concurrent callers spread out
         try:
+            channel = await self._task_channel(address, token, endpoint_name)
+            if channel is None:
+                return None
             result = await channel.run(input_from_request(payload))
         except NotRun as exc:
             return self._skip(address, endpoint_name, str(exc))
@@ -108,11 +115,11 @@ class DirectCalls:
         return answer_from_result(result)
 
     async def _task_channel(self, address: str, token: str, endpoint_name: str) -> ReplicaChannel | None:
-        """The open channel to `address` (a new one when the route token changed: the old one is
-        closed once its tasks are answered); None, with the address skipped, when it cannot open.
-        Callers that arrive while it opens share the one being opened."""
+        """The open channel to `address`; a new one when the route token is newer than the
+        channel's (the old one is closed once its tasks are answered); None, with the address
+        skipped, when it cannot open. Callers that arrive while it opens share that opening."""
         current = self._tasks.get(address)
-        if current is not None and current.usable and current.token == token:
+        if current is not None and current.usable and _expiry(current.token) >= _expiry(token):
             return current
         opening = self._opening.get(address)
         if opening is None:
@@ -121,23 +128,27 @@ class DirectCalls:
         return await asyncio.shield(opening)
 
     async def _open(self, address: str, token: str, endpoint_name: str) -> ReplicaChannel | None:
-        old = self._tasks.pop(address, None)
-        if old is not None:
-            asyncio.ensure_future(old.close())  # finishes its tasks, then ends
-        channel = self._channel(address)
-        if channel.get_state(try_to_connect=True) is not grpc.ChannelConnectivity.READY:
-            try:
-                await asyncio.wait_for(channel.channel_ready(), CONNECT_S)
-            except (TimeoutError, grpc.RpcError):
-                self._skip(address, endpoint_name, "its port did not connect")
-                return None
-        tasks = ReplicaChannel(rgrpc.ReplicaServiceStub(channel), token)
+        """Never raises: whatever goes wrong before a task is sent means the task did not run."""
         try:
+            channel = self._channel(address)
+            if channel.get_state(try_to_connect=True) is not grpc.ChannelConnectivity.READY:
+                try:
+                    await asyncio.wait_for(channel.channel_ready(), CONNECT_S)
+                except (TimeoutError, grpc.RpcError):
+                    self._skip(address, endpoint_name, "its port did not connect")
+                    return None
+            tasks = ReplicaChannel(rgrpc.ReplicaServiceStub(channel), token)
             await tasks.open(CONNECT_S)
         except NotRun as exc:
             self._skip(address, endpoint_name, f"its task channel did not open: {exc}")
             return None
+        except Exception as exc:  # noqa: BLE001 - see the docstring
+            self._skip(address, endpoint_name, f"its task channel did not open: {type(exc).__name__}: {exc}")
+            return None
+        old = self._tasks.get(address)
         self._tasks[address] = tasks
+        if old is not None:
+            self._in_background(old.close())  # finishes its tasks, then ends
         return tasks
 
     def _skip(self, address: str, endpoint_name: str, why: str) -> None:
@@ -156,31 +167,57 @@ class DirectCalls:
             channel = self._channels[address] = grpc.aio.insecure_channel(address, options=CHANNEL_OPTIONS)
         return channel
 
-    async def _close_idle(self, now: float, routed: set[str]) -> None:
-        """Closes connections to replicas unused for IDLE_CLOSE_S, and task channels to replicas
-        no longer in the route (scaled away: they are draining), never with a task in flight."""
-        self._next_prune = now + IDLE_CLOSE_S / 2
+    def _prune(self, now: float, endpoint_id: str, routed: set[str]) -> None:
+        """Closes, in the background, this endpoint's task channels to replicas no longer in its
+        route (scaled away: they are draining), and any connection unused for IDLE_CLOSE_S. Only
+        addresses with nothing in flight or opening; decided and removed here, with no await in
+        between, so no caller can pick up what is being closed."""
         for address, tasks in list(self._tasks.items()):
-            if address not in routed and not tasks.in_flight:
+            if self._endpoint_of.get(address) == endpoint_id and address not in routed and not self._busy(address):
                 del self._tasks[address]
-                asyncio.ensure_future(tasks.close())
-        idle = [a for a, used in self._last_used.items() if now - used > IDLE_CLOSE_S and not self._in_flight[a]]
-        for address in idle:  # never one with a call in flight: a long task keeps its connection
-            del self._last_used[address]
+                self._in_background(tasks.close())
+        if now < self._next_prune:
+            return
+        self._next_prune = now + IDLE_CLOSE_S / 2
+        idle = [a for a, used in self._last_used.items() if now - used > IDLE_CLOSE_S and not self._busy(a)]
+        for address in idle:  # never one with a task in flight: a long task keeps its connection
+            for table in (self._last_used, self._skip_until, self._in_flight, self._endpoint_of):
+                table.pop(address, None)
             self._answered.discard(address)
-            self._skip_until.pop(address, None)
-            self._in_flight.pop(address, None)
             tasks = self._tasks.pop(address, None)
-            if tasks is not None:
-                await tasks.close()
             channel = self._channels.pop(address, None)
-            if channel is not None:
-                await channel.close()
+            self._in_background(_close_both(tasks, channel))
+
+    def _busy(self, address: str) -> bool:
+        return self._in_flight[address] > 0 or address in self._opening
+
+    def _in_background(self, closing: Coroutine[Any, Any, None]) -> None:
+        job = asyncio.ensure_future(closing)
+        self._background.add(job)
+        job.add_done_callback(self._background.discard)
 
     async def close(self) -> None:
+        """Server stopping: ends every channel now (tasks still out are left to their leases)."""
+        for opening in list(self._opening.values()):
+            opening.cancel()
         for tasks in self._tasks.values():
             tasks.cancel()
         self._tasks.clear()
+        for job in list(self._background):
+            job.cancel()
         for channel in self._channels.values():
             await channel.close()
         self._channels.clear()
+
+
+async def _close_both(tasks: ReplicaChannel | None, channel: grpc.aio.Channel | None) -> None:
+    if tasks is not None:
+        await tasks.close()
+    if channel is not None:
+        await channel.close()
+
+
+def _expiry(token: str) -> int:
+    """A route token's expiry (lr1.<endpoint>.<expiry>.<signature>); newer tokens expire later."""
+    parts = token.split(".")
+    return int(parts[2]) if len(parts) == 4 and parts[2].isdigit() else 0

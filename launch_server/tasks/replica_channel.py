@@ -80,10 +80,20 @@ class ReplicaChannel:
         try:
             async with self._writing:
                 await self._call.write(rpb.RunTasksRequest(tag=tag, input=request))
-        except Exception as exc:  # noqa: BLE001 - a write that failed delivered nothing
+        except BaseException as exc:  # a write that failed delivered nothing
             self._waiting.pop(tag, None)
+            if isinstance(exc, asyncio.CancelledError) and _being_cancelled():
+                raise  # our caller is being cancelled (the server is stopping)
+            if not isinstance(exc, Exception | asyncio.CancelledError):
+                raise
             raise NotRun(f"the channel could not take it ({_reason(exc)})") from None
-        return await answer
+        try:
+            return await answer
+        except asyncio.CancelledError:
+            # Our caller gave up (the server is stopping): the replica's answer, if it comes, is
+            # dropped, and close() does not wait for it.
+            self._waiting.pop(tag, None)
+            raise
 
     async def close(self) -> None:
         """Ends the channel once its tasks are answered (the replica then ends its side)."""
@@ -128,6 +138,12 @@ class ReplicaChannel:
         self._waiting.clear()
         if isinstance(error, asyncio.CancelledError):
             raise error
+
+
+def _being_cancelled() -> bool:
+    """Is the running task itself being cancelled (rather than gRPC reporting a cancelled call)?"""
+    task = asyncio.current_task()
+    return task is not None and task.cancelling() > 0
 
 
 def _reason(exc: BaseException | None) -> str:

@@ -1,6 +1,8 @@
 """The task channel (ReplicaService.RunTasks) end to end over real gRPC on loopback: the replica's
-end (serving/task_channel.py, as the direct-route listener hosts it) and the dispatcher's end
-(tasks/replica_channel.py), with a predict function of the test's own in the replica's place.
+end (serving/task_channel.py, as the direct-route listener hosts it), the dispatcher's end
+(tasks/replica_channel.py) and the dispatcher's choice of replica and channel (tasks/direct_calls.py),
+with a predict function of the test's own in the replica's place and the router's answer (replica
+addresses and a token) given by the test.
 What matters is what the dispatcher learns about a task that did not come back: never ran
 (NotRun: safe to send elsewhere) or may have run (ChannelBroken: a counted attempt)."""
 
@@ -21,9 +23,11 @@ import pytest
 from launch.v1 import inference_pb2 as ipb
 from launch.v1 import replica_pb2_grpc as rgrpc
 
+from launch_server.serving import task_channel
 from launch_server.serving.direct_ingress import DirectConfig, InflightGauge
 from launch_server.serving.route_tokens import TokenCheck, endpoint_key, mint
 from launch_server.serving.task_channel import TaskChannelServicer
+from launch_server.tasks.direct_calls import DirectCalls, ReplicaDied
 from launch_server.tasks.replica_channel import ChannelBroken, NotRun, ReplicaChannel
 
 SECRET = b"test-secret"
@@ -49,6 +53,8 @@ class Replica:
     closing: bool = False
     last_request: float = 0.0
     ran: list[dict[str, Any]] = field(default_factory=list)
+    opened: int = 0
+    closed: int = 0
 
     def __post_init__(self) -> None:
         inner = self.predict_fn
@@ -61,10 +67,25 @@ class Replica:
         self.config = DirectConfig("e1", "ep", KEY.hex(), max_concurrent_rpcs=self.max_concurrent_rpcs)
 
 
+class CountedServicer(TaskChannelServicer):
+    """The replica's end as it is, counting the channels opened to it."""
+
+    def __init__(self, replica: Replica) -> None:
+        super().__init__(replica)  # type: ignore[arg-type]
+        self.replica = replica
+
+    async def RunTasks(self, request_iterator: Any, context: grpc.aio.ServicerContext) -> None:
+        self.replica.opened += 1
+        try:
+            await super().RunTasks(request_iterator, context)
+        finally:
+            self.replica.closed += 1
+
+
 @asynccontextmanager
 async def serving(replica: Replica) -> AsyncIterator[tuple[grpc.aio.Server, rgrpc.ReplicaServiceStub]]:
     server = grpc.aio.server()
-    rgrpc.add_ReplicaServiceServicer_to_server(TaskChannelServicer(replica), server)  # type: ignore[arg-type]
+    rgrpc.add_ReplicaServiceServicer_to_server(CountedServicer(replica), server)
     port = server.add_insecure_port("127.0.0.1:0")
     await server.start()
     channel = grpc.aio.insecure_channel(f"127.0.0.1:{port}")
@@ -108,7 +129,13 @@ def test_tasks_share_one_call_and_each_answer_finds_its_task() -> None:
 
 
 def test_a_refused_task_never_ran_and_the_channel_goes_on() -> None:
-    replica = Replica(max_concurrent_rpcs=1)
+    started = threading.Event()
+
+    def slow_when_asked(payload: dict[str, Any]) -> dict[str, Any]:
+        started.set()
+        return work(payload)
+
+    replica = Replica(predict_fn=slow_when_asked, max_concurrent_rpcs=1)
 
     async def scenario() -> None:
         async with serving(replica) as (_, stub):
@@ -117,7 +144,8 @@ def test_a_refused_task_never_ran_and_the_channel_goes_on() -> None:
             with pytest.raises(NotRun, match="exactly one of url and args_json"):
                 await channel.run(ipb.RequestInput())  # malformed: refused, not run
             busy = asyncio.ensure_future(channel.run(task(x="busy", sleep=0.5)))
-            await asyncio.sleep(0.1)
+            await asyncio.get_running_loop().run_in_executor(None, started.wait, 10)
+            assert replica.gauge.current == 1  # what the replica reports to the autoscaler
             with pytest.raises(NotRun, match="concurrency limit"):
                 await channel.run(task(x="over the limit"))
             assert json.loads((await busy).result)["x"] == "busy"
@@ -187,3 +215,171 @@ def test_nothing_listening_is_not_run() -> None:
             await channel.close()
 
     asyncio.run(asyncio.wait_for(scenario(), 30))
+
+
+def test_an_answer_too_big_for_a_message_fails_only_its_task(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(task_channel, "MAX_ANSWER_BYTES", 2_000)
+    replica = Replica()
+
+    async def scenario() -> None:
+        async with serving(replica) as (_, stub):
+            channel = ReplicaChannel(stub, token())
+            await channel.open(5)
+            big = await channel.run(task(x="y" * 5_000))
+            assert big.state == ipb.RESULT_STATE_FAILURE and "message limit" in big.traceback
+            assert (await channel.run(task(x="small"))).state == ipb.RESULT_STATE_SUCCESS  # the channel goes on
+
+    asyncio.run(asyncio.wait_for(scenario(), 30))
+
+
+def test_a_caller_that_goes_away_leaves_nothing_behind() -> None:
+    started = threading.Event()
+
+    def slow(payload: dict[str, Any]) -> dict[str, Any]:
+        started.set()
+        time.sleep(0.5)
+        return work(payload)
+
+    replica = Replica(predict_fn=slow)
+
+    async def scenario() -> None:
+        async with serving(replica) as (_, stub):
+            channel = ReplicaChannel(stub, token())
+            await channel.open(5)
+            waiting = asyncio.ensure_future(channel.run(task(x="abandoned")))
+            await asyncio.get_running_loop().run_in_executor(None, started.wait, 10)
+            waiting.cancel()  # the dispatcher's job is cancelled (the server is stopping)
+            with pytest.raises(asyncio.CancelledError):
+                await waiting
+            assert channel.in_flight == 0
+            await asyncio.wait_for(channel.close(), 10)  # does not wait for the abandoned task
+            other = ReplicaChannel(stub, token())
+            await other.open(5)
+            other.cancel()  # the server stops with a channel open and a task running
+            for _ in range(100):
+                if replica.gauge.current == 0:
+                    break
+                await asyncio.sleep(0.05)
+            assert replica.gauge.current == 0  # the replica's load falls back once its task ends
+
+    asyncio.run(asyncio.wait_for(scenario(), 30))
+
+
+# ---- DirectCalls: choosing a replica and keeping its channel ---------------------------------------
+
+
+@dataclass
+class RouteTable:
+    """What the server's router answers for an endpoint (replica addresses from the GCS and a token
+    it mints); here the test says it, so the replicas can be plain gRPC servers on loopback."""
+
+    routes: dict[str, tuple[tuple[str, ...], str]] = field(default_factory=dict)
+
+    async def replica_route(self, endpoint_id: str, app_name: str) -> tuple[tuple[str, ...], str] | None:
+        return self.routes.get(endpoint_id)
+
+
+@asynccontextmanager
+async def replicas(*members: Replica) -> AsyncIterator[list[tuple[grpc.aio.Server, str]]]:
+    servers = []
+    try:
+        for member in members:
+            server = grpc.aio.server()
+            rgrpc.add_ReplicaServiceServicer_to_server(CountedServicer(member), server)
+            port = server.add_insecure_port("127.0.0.1:0")
+            await server.start()
+            servers.append((server, f"127.0.0.1:{port}"))
+        yield servers
+    finally:
+        for server, _ in servers:
+            await server.stop(None)
+        for member in members:
+            member.executor.shutdown(wait=False)
+
+
+def payload(**args: Any) -> dict[str, Any]:
+    return {"args_json": json.dumps(args), "return_pickled": False}
+
+
+def test_direct_calls_share_one_channel_per_replica_and_spread_the_load() -> None:
+    first, second = Replica(), Replica()
+
+    async def scenario() -> None:
+        async with replicas(first, second) as servers:
+            table = RouteTable({"e1": (tuple(address for _, address in servers), token())})
+            calls = DirectCalls(table)  # type: ignore[arg-type]
+            answers = await asyncio.gather(
+                *(calls.predict("e1", "ep", "app", payload(x=i, sleep=0.05)) for i in range(20))
+            )
+            assert [json.loads(str(a["result"]))["x"] for a in answers] == list(range(20))  # type: ignore[index]
+            await calls.close()
+
+    asyncio.run(asyncio.wait_for(scenario(), 60))
+    assert (first.opened, second.opened) == (1, 1)  # many concurrent first uses, one opening each
+    assert len(first.ran) > 0 and len(second.ran) > 0 and len(first.ran) + len(second.ran) == 20
+
+
+def test_direct_calls_say_which_tasks_never_ran_and_which_may_have() -> None:
+    busy = Replica(max_concurrent_rpcs=0)  # refuses everything: at its limit
+    dying_started = threading.Event()
+
+    def stuck(payload: dict[str, Any]) -> dict[str, Any]:
+        dying_started.set()
+        time.sleep(5)
+        return work(payload)
+
+    dying = Replica(predict_fn=stuck)
+
+    async def scenario() -> None:
+        async with replicas(busy, dying) as [(_, busy_address), (dying_server, dying_address)]:
+            table = RouteTable({"busy": ((busy_address,), token()), "dying": ((dying_address,), token())})
+            calls = DirectCalls(table)  # type: ignore[arg-type]
+            assert await calls.predict("busy", "ep", "app", payload(x=1)) is None  # refused: use Serve
+            assert await calls.predict("busy", "ep", "app", payload(x=2)) is None  # skipped for a while
+            out = asyncio.ensure_future(calls.predict("dying", "ep", "app", payload(x=3)))
+            await asyncio.get_running_loop().run_in_executor(None, dying_started.wait, 10)
+            await dying_server.stop(None)
+            with pytest.raises(ReplicaDied):  # it may have run: a counted attempt
+                await out
+            table.routes["gone"] = (("127.0.0.1:9",), token())  # nothing listens there
+            assert await calls.predict("gone", "ep", "app", payload(x=4)) is None
+            await calls.close()
+
+    asyncio.run(asyncio.wait_for(scenario(), 60))
+    assert busy.ran == [] and busy.opened == 1  # the skip spared it the second task
+
+
+def test_direct_calls_renew_channels_with_the_token_and_prune_per_endpoint() -> None:
+    started = threading.Event()
+
+    def slow_once(payload: dict[str, Any]) -> dict[str, Any]:
+        if json.loads(str(payload["args_json"])).get("sleep"):
+            started.set()
+        return work(payload)
+
+    first, second = Replica(predict_fn=slow_once), Replica()
+
+    async def scenario() -> None:
+        async with replicas(first, second) as [(_, first_address), (_, second_address)]:
+            old, new = mint(SECRET, "e1", 300)[0], mint(SECRET, "e1", 600)[0]
+            table = RouteTable({"a": ((first_address,), old), "b": ((second_address,), token())})
+            calls = DirectCalls(table)  # type: ignore[arg-type]
+            assert await calls.predict("b", "ep", "app", payload(x="b")) is not None
+            long = asyncio.ensure_future(calls.predict("a", "ep", "app", payload(x="long", sleep=0.5)))
+            await asyncio.get_running_loop().run_in_executor(None, started.wait, 10)
+            table.routes["a"] = ((first_address,), new)  # the router renewed the token
+            assert await calls.predict("a", "ep", "app", payload(x="renewed")) is not None
+            assert first.opened == 2
+            assert json.loads(str((await long)["result"]))["x"] == "long"  # the old channel finished its task
+            table.routes["a"] = ((), new)  # endpoint a's replica left its route; b's did not change
+            assert await calls.predict("a", "ep", "app", payload(x="none")) is None
+            assert await calls.predict("b", "ep", "app", payload(x="b again")) is not None
+            assert (second.opened, second.closed) == (1, 0)  # b's channel was not pruned with a's route
+            for _ in range(100):  # both of a's channels end: the old one renewed away, the new one pruned
+                if first.closed == 2:
+                    break
+                await asyncio.sleep(0.05)
+            assert first.closed == 2
+            await calls.close()
+
+    asyncio.run(asyncio.wait_for(scenario(), 60))

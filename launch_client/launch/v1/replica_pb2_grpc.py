@@ -28,8 +28,9 @@ if _version_not_supported:
 class ReplicaServiceStub:
     """ReplicaService is served by an endpoint's replicas on their direct-route port, next to
     InferenceService, for launch-server's task dispatcher: it is how async tasks reach a replica.
-    It is not a client API (clients queue tasks with TaskService). Calls carry a route token in
-    "authorization: Bearer <token>" metadata; for async endpoints only the server can mint one.
+    Clients have no use for it: they queue tasks with TaskService, and for a sync endpoint it does
+    what InferenceService.Predict does. Calls carry a route token in "authorization: Bearer
+    <token>" metadata; for async endpoints only the server can mint one.
     """
 
     def __init__(self, channel):
@@ -48,8 +49,9 @@ class ReplicaServiceStub:
 class ReplicaServiceServicer:
     """ReplicaService is served by an endpoint's replicas on their direct-route port, next to
     InferenceService, for launch-server's task dispatcher: it is how async tasks reach a replica.
-    It is not a client API (clients queue tasks with TaskService). Calls carry a route token in
-    "authorization: Bearer <token>" metadata; for async endpoints only the server can mint one.
+    Clients have no use for it: they queue tasks with TaskService, and for a sync endpoint it does
+    what InferenceService.Predict does. Calls carry a route token in "authorization: Bearer
+    <token>" metadata; for async endpoints only the server can mint one.
     """
 
     def RunTasks(self, request_iterator, context):
@@ -59,8 +61,9 @@ class ReplicaServiceServicer:
         does not run (the replica is stopping, at its concurrency limit, the token expired, the input
         is malformed) is answered at once with `refused` set, so the caller knows it never ran. The
         caller ends the channel by closing its side; the replica then answers what is running and
-        closes. Why a channel and not a Predict call per request: one call's set-up cost the server
-        about as much as the replica's whole answer, on every async request.
+        closes. A request left unanswered when the call ends otherwise (the replica died, its port
+        closed) may have run. Why a channel and not a Predict call per request: one call's set-up cost
+        the server about as much as the replica's whole answer, on every async request.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -85,8 +88,9 @@ def add_ReplicaServiceServicer_to_server(servicer, server):
 class ReplicaService:
     """ReplicaService is served by an endpoint's replicas on their direct-route port, next to
     InferenceService, for launch-server's task dispatcher: it is how async tasks reach a replica.
-    It is not a client API (clients queue tasks with TaskService). Calls carry a route token in
-    "authorization: Bearer <token>" metadata; for async endpoints only the server can mint one.
+    Clients have no use for it: they queue tasks with TaskService, and for a sync endpoint it does
+    what InferenceService.Predict does. Calls carry a route token in "authorization: Bearer
+    <token>" metadata; for async endpoints only the server can mint one.
     """
 
     @staticmethod
