@@ -49,6 +49,16 @@ def direct_predict(address: str, token: str, name: str, args_json: str = '{"x": 
         return stub.Predict(request, metadata=(("authorization", f"Bearer {token}"),), timeout=30)
 
 
+def run_tasks(address: str, token: str, requests: list[rpb.RunTasksRequest]) -> tuple[list[rpb.RunTasksResponse], dict]:
+    """One RunTasks call (the dispatcher's task channel) to a replica: its answers and header."""
+    with grpc.insecure_channel(address) as channel:
+        call = rgrpc.ReplicaServiceStub(channel).RunTasks(
+            iter(requests), metadata=(("authorization", f"Bearer {token}"),), timeout=30
+        )
+        answers = list(call)
+        return answers, dict(call.initial_metadata())
+
+
 def wait_route(server: ServerHandle, name: str, replicas: int = 1) -> epb.GetModelEndpointRouteResponse:
     return wait_for(  # type: ignore[return-value]
         lambda: (r := get_route(server, name)) and len(r.replica_addresses) >= replicas and r,
@@ -129,16 +139,8 @@ def test_a_replica_runs_tasks_on_its_task_channel(server: ServerHandle, two_endp
     route = wait_route(server, "first")
     address = route.replica_addresses[0]
 
-    def run_tasks(token: str, requests: list[rpb.RunTasksRequest]) -> tuple[list[rpb.RunTasksResponse], dict]:
-        with grpc.insecure_channel(address) as channel:
-            call = rgrpc.ReplicaServiceStub(channel).RunTasks(
-                iter(requests), metadata=(("authorization", f"Bearer {token}"),), timeout=30
-            )
-            answers = list(call)
-            return answers, dict(call.initial_metadata())
-
     requests = [rpb.RunTasksRequest(tag=7, input=ipb.RequestInput(args_json='{"x": 7}')), rpb.RunTasksRequest(tag=8)]
-    answers, header = run_tasks(route.route_token, requests)
+    answers, header = run_tasks(address, route.route_token, requests)
     assert header.get("launch-accepted") == "1"
     by_tag = {a.tag: a for a in answers}
     assert set(by_tag) == {7, 8}  # the caller closed its side: every request answered, then the call ended
@@ -146,7 +148,7 @@ def test_a_replica_runs_tasks_on_its_task_channel(server: ServerHandle, two_endp
     assert "input" in by_tag[8].refused and not by_tag[8].HasField("result")  # malformed: refused, not run
     for token in ("", route.route_token[:-4] + "0000", wait_route(server, "second").route_token):
         with pytest.raises(grpc.RpcError) as err:
-            run_tasks(token, requests)
+            run_tasks(address, token, requests)
         assert err.value.code() == grpc.StatusCode.UNAUTHENTICATED, token
 
 
@@ -169,7 +171,7 @@ def test_async_endpoints_have_no_direct_route(server: ServerHandle) -> None:
     client.delete_model_endpoint(ep)
 
 
-def test_async_tasks_reach_replicas_over_their_direct_port(server: ServerHandle) -> None:
+def test_async_tasks_reach_replicas_over_their_direct_port(server: ServerHandle, two_endpoints) -> None:  # type: ignore[no-untyped-def]
     """The dispatcher sends single tasks to an async endpoint's replica over the replica's own port
     (one hop instead of a Serve handle call), while clients still get no route to it."""
     client = client_for(server)
@@ -189,6 +191,11 @@ def test_async_tasks_reach_replicas_over_their_direct_port(server: ServerHandle)
     with pytest.raises(grpc.RpcError) as err:  # no client token opens it: only the server mints them
         direct_predict(address, "lr1.forged", "async-direct-ep")
     assert err.value.code() == grpc.StatusCode.UNAUTHENTICATED
+    sync_token = wait_route(server, "first").route_token  # a client's token, for another endpoint
+    for token in ("lr1.forged", sync_token):  # nor the task channel the dispatcher uses
+        with pytest.raises(grpc.RpcError) as err:
+            run_tasks(address, token, [rpb.RunTasksRequest(tag=1, input=ipb.RequestInput(args_json="{}"))])
+        assert err.value.code() == grpc.StatusCode.UNAUTHENTICATED, token
     client.delete_model_endpoint(ep)
 
 
