@@ -119,8 +119,8 @@ class DirectIngress:
         self.replica_id = replica_id
         self.gauge = InflightGauge()
         self.address = ""
-        self.predict_fn = predict
-        self.executor = executor
+        self._predict = predict
+        self._executor = executor
         self.tokens = TokenCheck(bytes.fromhex(config.key_hex), config.endpoint_id)
         self.closing = False  # drained: requests still read on an open task channel are refused
         self.last_request = 0.0
@@ -230,15 +230,24 @@ class DirectIngress:
 
     # ---- requests ------------------------------------------------------------------------------
 
+    def token_of(self, context: Any) -> tuple[str, str | None]:
+        """The call's route token and, when it is not good, why (for UNAUTHENTICATED)."""
+        try:
+            token = bearer_token(context.invocation_metadata())
+        except Unauthenticated:
+            token = ""  # why_not says what a route token looks like
+        return token, self.tokens.why_not(token)
+
+    async def run(self, payload: dict[str, Any]) -> ipb.InferenceResult:
+        """One request on the replica's predict thread pool, the one Serve-routed calls use."""
+        loop = asyncio.get_running_loop()
+        return result_to_proto(await loop.run_in_executor(self._executor, self._predict, payload))
+
     async def predict(self, request: Any, context: Any) -> Any:
         self.last_request = time.monotonic()
         self.gauge.change(1)
         try:
-            try:
-                token = bearer_token(context.invocation_metadata())
-            except Unauthenticated:
-                token = ""  # why_not says what a route token looks like
-            why = self.tokens.why_not(token)
+            _, why = self.token_of(context)
             if why is not None:
                 await context.abort(grpc.StatusCode.UNAUTHENTICATED, why)
             try:
@@ -247,17 +256,20 @@ class DirectIngress:
                         "endpoint_name",
                         f"this replica serves {self.config.endpoint_name!r}, not {request.endpoint_name!r}",
                     )
-                if not request.HasField("input"):
-                    raise InvalidArgument("input", "is required")
-                payload = request_from_input(request.input, "input")
+                payload = payload_of(request)
             except InvalidArgument as exc:
                 await context.abort_with_status(to_status(exc))
             await context.send_initial_metadata(((ACCEPTED_HEADER, "1"),))
-            loop = asyncio.get_running_loop()
-            answer = await loop.run_in_executor(self.executor, self.predict_fn, payload)
-            return ipb.PredictResponse(result=result_to_proto(answer))
+            return ipb.PredictResponse(result=await self.run(payload))
         finally:
             self.gauge.change(-1)
+
+
+def payload_of(request: Any) -> dict[str, Any]:
+    """A Predict or RunTasks request's input as the runtime takes it; InvalidArgument when malformed."""
+    if not request.HasField("input"):
+        raise InvalidArgument("input", "is required")
+    return request_from_input(request.input, "input")
 
 
 def _node_ip() -> str:

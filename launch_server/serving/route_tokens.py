@@ -38,6 +38,13 @@ def mint(secret: bytes, endpoint_id: str, ttl_s: float, now: float | None = None
     return f"{PREFIX}.{endpoint_id}.{expires}.{_signature(key, endpoint_id, expires)}", expires
 
 
+def expiry_of(token: str) -> int:
+    """A token's expiry (unix seconds) as it states it, unverified; 0 when it is no token. A newer
+    token of one endpoint expires later (the server renews at half their life)."""
+    parts = token.split(".")
+    return int(parts[2]) if len(parts) == 4 and parts[0] == PREFIX and parts[2].isdigit() else 0
+
+
 class TokenCheck:
     """Verifies tokens for one endpoint inside its replica. Verified tokens are remembered until
     they expire, so the steady state costs one dict lookup per request instead of an HMAC."""

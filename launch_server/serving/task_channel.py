@@ -20,11 +20,9 @@ from launch.v1 import inference_pb2 as ipb
 from launch.v1 import replica_pb2 as rpb
 from launch.v1 import replica_pb2_grpc as rgrpc
 
-from launch_server.api.auth import bearer_token
-from launch_server.api.inference_messages import request_from_input, result_to_proto
-from launch_server.domain.errors import InvalidArgument, Unauthenticated
+from launch_server.domain.errors import InvalidArgument
 
-from .direct_ingress import ACCEPTED_HEADER, MAX_MESSAGE_BYTES
+from .direct_ingress import ACCEPTED_HEADER, MAX_MESSAGE_BYTES, payload_of
 
 MAX_ANSWER_BYTES = MAX_MESSAGE_BYTES - 1024  # room for the message's own framing
 
@@ -38,11 +36,7 @@ class TaskChannelServicer(rgrpc.ReplicaServiceServicer):
 
     async def RunTasks(self, request_iterator: Any, context: grpc.aio.ServicerContext) -> None:
         ingress = self._ingress
-        try:
-            token = bearer_token(context.invocation_metadata())
-        except Unauthenticated:
-            token = ""  # why_not says what a route token looks like
-        why = ingress.tokens.why_not(token)
+        token, why = ingress.token_of(context)
         if why is not None:
             await context.abort(grpc.StatusCode.UNAUTHENTICATED, why)
         await context.send_initial_metadata(((ACCEPTED_HEADER, "1"),))
@@ -62,9 +56,7 @@ class TaskChannelServicer(rgrpc.ReplicaServiceServicer):
             payload: dict[str, Any] | None = None
             if why is None:
                 try:
-                    if not request.HasField("input"):
-                        raise InvalidArgument("input", "is required")
-                    payload = request_from_input(request.input, "input")
+                    payload = payload_of(request)
                 except InvalidArgument as exc:
                     why = str(exc)
                 except Exception as exc:  # noqa: BLE001 - one bad request must not end the others' channel
@@ -92,9 +84,7 @@ class TaskChannelServicer(rgrpc.ReplicaServiceServicer):
     ) -> None:
         ingress = self._ingress
         try:
-            loop = asyncio.get_running_loop()
-            reply = await loop.run_in_executor(ingress.executor, ingress.predict_fn, payload)
-            result = result_to_proto(reply)
+            result = await ingress.run(payload)
         except Exception as exc:  # noqa: BLE001 - every request read is answered, or the caller waits on
             # The runtime's predict never raises (a failing predict function is a FAILURE answer):
             # this is the replica's own failure, answered like one.

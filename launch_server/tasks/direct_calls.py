@@ -29,6 +29,7 @@ import grpc
 from launch.v1 import replica_pb2_grpc as rgrpc
 
 from launch_server.api.inference_messages import answer_from_result, input_from_request
+from launch_server.serving.route_tokens import expiry_of
 from launch_server.serving.router import Router
 
 from .replica_channel import ChannelBroken, NotRun, ReplicaChannel
@@ -119,7 +120,7 @@ class DirectCalls:
         channel's (the old one is closed once its tasks are answered); None, with the address
         skipped, when it cannot open. Callers that arrive while it opens share that opening."""
         current = self._tasks.get(address)
-        if current is not None and current.usable and _expiry(current.token) >= _expiry(token):
+        if current is not None and current.usable and expiry_of(current.token) >= expiry_of(token):
             return current
         opening = self._opening.get(address)
         if opening is None:
@@ -215,9 +216,3 @@ async def _close_both(tasks: ReplicaChannel | None, channel: grpc.aio.Channel | 
         await tasks.close()
     if channel is not None:
         await channel.close()
-
-
-def _expiry(token: str) -> int:
-    """A route token's expiry (lr1.<endpoint>.<expiry>.<signature>); newer tokens expire later."""
-    parts = token.split(".")
-    return int(parts[2]) if len(parts) == 4 and parts[2].isdigit() else 0

@@ -80,12 +80,10 @@ class ReplicaChannel:
         try:
             async with self._writing:
                 await self._call.write(rpb.RunTasksRequest(tag=tag, input=request))
-        except BaseException as exc:  # a write that failed delivered nothing
+        except (Exception, asyncio.CancelledError) as exc:  # a write that failed delivered nothing
             self._waiting.pop(tag, None)
             if isinstance(exc, asyncio.CancelledError) and _being_cancelled():
-                raise  # our caller is being cancelled (the server is stopping)
-            if not isinstance(exc, Exception | asyncio.CancelledError):
-                raise
+                raise  # our caller is being cancelled (the server is stopping), not the call
             raise NotRun(f"the channel could not take it ({_reason(exc)})") from None
         try:
             return await answer

@@ -172,7 +172,7 @@ def test_a_task_stored_finished_still_gets_its_callback(server: ServerHandle) ->
         delete_quietly(client, "hold-cb-ep")
 
 
-def test_bad_input_is_refused_before_anything_runs(server: ServerHandle, endpoint) -> None:  # type: ignore[no-untyped-def]
+def test_bad_input_is_invalid_argument(server: ServerHandle, endpoint) -> None:  # type: ignore[no-untyped-def]
     with pytest.raises(grpc.RpcError) as err:
         create_and_watch(server, "[1]")
     assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT

@@ -24,8 +24,8 @@ from launch.v1 import inference_pb2 as ipb
 from launch.v1 import replica_pb2_grpc as rgrpc
 
 from launch_server.serving import task_channel
-from launch_server.serving.direct_ingress import DirectConfig, InflightGauge
-from launch_server.serving.route_tokens import TokenCheck, endpoint_key, mint
+from launch_server.serving.direct_ingress import DirectConfig, DirectIngress
+from launch_server.serving.route_tokens import endpoint_key, mint
 from launch_server.serving.task_channel import TaskChannelServicer
 from launch_server.tasks.direct_calls import DirectCalls, ReplicaDied
 from launch_server.tasks.replica_channel import ChannelBroken, NotRun, ReplicaChannel
@@ -41,37 +41,32 @@ def work(payload: dict[str, Any]) -> dict[str, Any]:
     return {"state": "SUCCESS", "result": json.dumps(args)}
 
 
-@dataclass
 class Replica:
-    """What the channel's replica end reads from the direct-route listener (DirectIngress)."""
+    """A real DirectIngress (the replica's direct-route listener), not started: the test hosts its
+    task channel on a plain gRPC server, so no Ray is needed. `ran` records what it ran, `opened`
+    and `closed` count the channels."""
 
-    predict_fn: Callable[[dict[str, Any]], dict[str, Any]] = work
-    max_concurrent_rpcs: int = 100
-    tokens: TokenCheck = field(default_factory=lambda: TokenCheck(KEY, "e1"))
-    gauge: InflightGauge = field(default_factory=InflightGauge)
-    executor: ThreadPoolExecutor = field(default_factory=lambda: ThreadPoolExecutor(4))
-    closing: bool = False
-    last_request: float = 0.0
-    ran: list[dict[str, Any]] = field(default_factory=list)
-    opened: int = 0
-    closed: int = 0
-
-    def __post_init__(self) -> None:
-        inner = self.predict_fn
+    def __init__(self, predict_fn: Callable[[dict[str, Any]], dict[str, Any]] = work, max_concurrent_rpcs: int = 100):
+        self.ran: list[dict[str, Any]] = []
+        self.opened = self.closed = 0
+        self.executor = ThreadPoolExecutor(4)
 
         def counted(payload: dict[str, Any]) -> dict[str, Any]:
             self.ran.append(payload)
-            return inner(payload)
+            return predict_fn(payload)
 
-        self.predict_fn = counted
-        self.config = DirectConfig("e1", "ep", KEY.hex(), max_concurrent_rpcs=self.max_concurrent_rpcs)
+        config = DirectConfig("e1", "ep", KEY.hex(), max_concurrent_rpcs=max_concurrent_rpcs)
+        self.ingress = DirectIngress(config, "app", "replica-1", counted, self.executor)
+
+    def ran_xs(self) -> list[Any]:
+        return [json.loads(p["args_json"])["x"] for p in self.ran]
 
 
 class CountedServicer(TaskChannelServicer):
     """The replica's end as it is, counting the channels opened to it."""
 
     def __init__(self, replica: Replica) -> None:
-        super().__init__(replica)  # type: ignore[arg-type]
+        super().__init__(replica.ingress)
         self.replica = replica
 
     async def RunTasks(self, request_iterator: Any, context: grpc.aio.ServicerContext) -> None:
@@ -97,6 +92,35 @@ async def serving(replica: Replica) -> AsyncIterator[tuple[grpc.aio.Server, rgrp
         replica.executor.shutdown(wait=False)
 
 
+def signalled(sleep_s: float = 0.0) -> tuple[threading.Event, Callable[[dict[str, Any]], dict[str, Any]]]:
+    """A predict function that says when it starts running, then takes `sleep_s` (and its args' sleep)."""
+    started = threading.Event()
+
+    def predict_fn(payload: dict[str, Any]) -> dict[str, Any]:
+        started.set()
+        time.sleep(sleep_s)
+        return work(payload)
+
+    return started, predict_fn
+
+
+async def until_set(event: threading.Event) -> None:
+    assert await asyncio.get_running_loop().run_in_executor(None, event.wait, 10)
+
+
+async def eventually(condition: Callable[[], bool], timeout_s: float = 5.0) -> bool:
+    deadline = time.monotonic() + timeout_s
+    while not condition() and time.monotonic() < deadline:
+        await asyncio.sleep(0.05)
+    return condition()
+
+
+async def opened(stub: rgrpc.ReplicaServiceStub, with_token: str | None = None) -> ReplicaChannel:
+    channel = ReplicaChannel(stub, with_token or token())
+    await channel.open(5)
+    return channel
+
+
 def token(ttl_s: float = 300) -> str:
     return mint(SECRET, "e1", ttl_s)[0]
 
@@ -110,8 +134,7 @@ def test_tasks_share_one_call_and_each_answer_finds_its_task() -> None:
 
     async def scenario() -> None:
         async with serving(replica) as (_, stub):
-            channel = ReplicaChannel(stub, token())
-            await channel.open(5)
+            channel = await opened(stub)
             slow = asyncio.ensure_future(channel.run(task(x="slow", sleep=0.5)))
             await asyncio.sleep(0.05)
             fast = await channel.run(task(x="fast"))  # answered while the slow one still runs
@@ -122,40 +145,34 @@ def test_tasks_share_one_call_and_each_answer_finds_its_task() -> None:
             assert [json.loads(r.result)["x"] for r in many] == list(range(50))
             await channel.close()
             assert channel.broken is not None and channel.broken.code is None  # ended by us, cleanly
-            assert replica.gauge.current == 0
+            assert replica.ingress.gauge.current == 0
 
     asyncio.run(asyncio.wait_for(scenario(), 60))
     assert len(replica.ran) == 52
 
 
 def test_a_refused_task_never_ran_and_the_channel_goes_on() -> None:
-    started = threading.Event()
-
-    def slow_when_asked(payload: dict[str, Any]) -> dict[str, Any]:
-        started.set()
-        return work(payload)
-
-    replica = Replica(predict_fn=slow_when_asked, max_concurrent_rpcs=1)
+    started, predict_fn = signalled()
+    replica = Replica(predict_fn=predict_fn, max_concurrent_rpcs=1)
 
     async def scenario() -> None:
         async with serving(replica) as (_, stub):
-            channel = ReplicaChannel(stub, token())
-            await channel.open(5)
+            channel = await opened(stub)
             with pytest.raises(NotRun, match="exactly one of url and args_json"):
                 await channel.run(ipb.RequestInput())  # malformed: refused, not run
             busy = asyncio.ensure_future(channel.run(task(x="busy", sleep=0.5)))
-            await asyncio.get_running_loop().run_in_executor(None, started.wait, 10)
-            assert replica.gauge.current == 1  # what the replica reports to the autoscaler
+            await until_set(started)
+            assert replica.ingress.gauge.current == 1  # what the replica reports to the autoscaler
             with pytest.raises(NotRun, match="concurrency limit"):
                 await channel.run(task(x="over the limit"))
             assert json.loads((await busy).result)["x"] == "busy"
-            replica.closing = True
+            replica.ingress.closing = True
             with pytest.raises(NotRun, match="stopping"):
                 await channel.run(task(x="late"))
             assert channel.usable
 
     asyncio.run(asyncio.wait_for(scenario(), 60))
-    assert [json.loads(p["args_json"])["x"] for p in replica.ran] == ["busy"]
+    assert replica.ran_xs() == ["busy"]
 
 
 def test_an_expired_token_refuses_tasks_and_a_bad_one_never_opens() -> None:
@@ -179,21 +196,14 @@ def test_an_expired_token_refuses_tasks_and_a_bad_one_never_opens() -> None:
 
 
 def test_a_channel_that_breaks_with_a_task_out_says_it_may_have_run() -> None:
-    started = threading.Event()
-
-    def stuck(payload: dict[str, Any]) -> dict[str, Any]:
-        started.set()
-        time.sleep(3)
-        return work(payload)
-
+    started, stuck = signalled(3)
     replica = Replica(predict_fn=stuck)
 
     async def scenario() -> None:
         async with serving(replica) as (server, stub):
-            channel = ReplicaChannel(stub, token())
-            await channel.open(5)
+            channel = await opened(stub)
             out = asyncio.ensure_future(channel.run(task(x="out")))
-            await asyncio.get_running_loop().run_in_executor(None, started.wait, 10)
+            await until_set(started)
             await server.stop(None)  # the replica's port closes with the task running
             with pytest.raises(ChannelBroken):
                 await out
@@ -202,7 +212,7 @@ def test_a_channel_that_breaks_with_a_task_out_says_it_may_have_run() -> None:
                 await channel.run(task(x="after"))
 
     asyncio.run(asyncio.wait_for(scenario(), 60))
-    assert [json.loads(p["args_json"])["x"] for p in replica.ran] == ["out"]
+    assert replica.ran_xs() == ["out"]
 
 
 def test_nothing_listening_is_not_run() -> None:
@@ -223,8 +233,7 @@ def test_an_answer_too_big_for_a_message_fails_only_its_task(monkeypatch: pytest
 
     async def scenario() -> None:
         async with serving(replica) as (_, stub):
-            channel = ReplicaChannel(stub, token())
-            await channel.open(5)
+            channel = await opened(stub)
             big = await channel.run(task(x="y" * 5_000))
             assert big.state == ipb.RESULT_STATE_FAILURE and "message limit" in big.traceback
             assert (await channel.run(task(x="small"))).state == ipb.RESULT_STATE_SUCCESS  # the channel goes on
@@ -233,34 +242,31 @@ def test_an_answer_too_big_for_a_message_fails_only_its_task(monkeypatch: pytest
 
 
 def test_a_caller_that_goes_away_leaves_nothing_behind() -> None:
-    started = threading.Event()
-
-    def slow(payload: dict[str, Any]) -> dict[str, Any]:
-        started.set()
-        time.sleep(0.5)
-        return work(payload)
-
+    started, slow = signalled(0.5)
     replica = Replica(predict_fn=slow)
 
     async def scenario() -> None:
         async with serving(replica) as (_, stub):
-            channel = ReplicaChannel(stub, token())
-            await channel.open(5)
+            channel = await opened(stub)
             waiting = asyncio.ensure_future(channel.run(task(x="abandoned")))
-            await asyncio.get_running_loop().run_in_executor(None, started.wait, 10)
+            await until_set(started)
             waiting.cancel()  # the dispatcher's job is cancelled (the server is stopping)
             with pytest.raises(asyncio.CancelledError):
                 await waiting
             assert channel.in_flight == 0
             await asyncio.wait_for(channel.close(), 10)  # does not wait for the abandoned task
-            other = ReplicaChannel(stub, token())
-            await other.open(5)
-            other.cancel()  # the server stops with a channel open and a task running
-            for _ in range(100):
-                if replica.gauge.current == 0:
-                    break
-                await asyncio.sleep(0.05)
-            assert replica.gauge.current == 0  # the replica's load falls back once its task ends
+            assert await eventually(lambda: replica.ingress.gauge.current == 0)
+            started.clear()
+            other = await opened(stub)
+            running = asyncio.ensure_future(other.run(task(x="cut off")))
+            await until_set(started)
+            assert replica.ingress.gauge.current == 1
+            other.cancel()  # the server stops with a channel open and a task running on it
+            with pytest.raises(ChannelBroken):
+                await running
+            # The replica's load falls back once that task ends, though nobody reads its answer.
+            assert await eventually(lambda: replica.ingress.gauge.current == 0)
+            assert replica.ran_xs() == ["abandoned", "cut off"]
 
     asyncio.run(asyncio.wait_for(scenario(), 30))
 
@@ -321,13 +327,7 @@ def test_direct_calls_share_one_channel_per_replica_and_spread_the_load() -> Non
 
 def test_direct_calls_say_which_tasks_never_ran_and_which_may_have() -> None:
     busy = Replica(max_concurrent_rpcs=0)  # refuses everything: at its limit
-    dying_started = threading.Event()
-
-    def stuck(payload: dict[str, Any]) -> dict[str, Any]:
-        dying_started.set()
-        time.sleep(5)
-        return work(payload)
-
+    dying_started, stuck = signalled(5)
     dying = Replica(predict_fn=stuck)
 
     async def scenario() -> None:
@@ -337,7 +337,7 @@ def test_direct_calls_say_which_tasks_never_ran_and_which_may_have() -> None:
             assert await calls.predict("busy", "ep", "app", payload(x=1)) is None  # refused: use Serve
             assert await calls.predict("busy", "ep", "app", payload(x=2)) is None  # skipped for a while
             out = asyncio.ensure_future(calls.predict("dying", "ep", "app", payload(x=3)))
-            await asyncio.get_running_loop().run_in_executor(None, dying_started.wait, 10)
+            await until_set(dying_started)
             await dying_server.stop(None)
             with pytest.raises(ReplicaDied):  # it may have run: a counted attempt
                 await out
@@ -350,14 +350,8 @@ def test_direct_calls_say_which_tasks_never_ran_and_which_may_have() -> None:
 
 
 def test_direct_calls_renew_channels_with_the_token_and_prune_per_endpoint() -> None:
-    started = threading.Event()
-
-    def slow_once(payload: dict[str, Any]) -> dict[str, Any]:
-        if json.loads(str(payload["args_json"])).get("sleep"):
-            started.set()
-        return work(payload)
-
-    first, second = Replica(predict_fn=slow_once), Replica()
+    started, predict_fn = signalled()
+    first, second = Replica(predict_fn=predict_fn), Replica()
 
     async def scenario() -> None:
         async with replicas(first, second) as [(_, first_address), (_, second_address)]:
@@ -366,7 +360,7 @@ def test_direct_calls_renew_channels_with_the_token_and_prune_per_endpoint() -> 
             calls = DirectCalls(table)  # type: ignore[arg-type]
             assert await calls.predict("b", "ep", "app", payload(x="b")) is not None
             long = asyncio.ensure_future(calls.predict("a", "ep", "app", payload(x="long", sleep=0.5)))
-            await asyncio.get_running_loop().run_in_executor(None, started.wait, 10)
+            await until_set(started)
             table.routes["a"] = ((first_address,), new)  # the router renewed the token
             assert await calls.predict("a", "ep", "app", payload(x="renewed")) is not None
             assert first.opened == 2
@@ -375,11 +369,8 @@ def test_direct_calls_renew_channels_with_the_token_and_prune_per_endpoint() -> 
             assert await calls.predict("a", "ep", "app", payload(x="none")) is None
             assert await calls.predict("b", "ep", "app", payload(x="b again")) is not None
             assert (second.opened, second.closed) == (1, 0)  # b's channel was not pruned with a's route
-            for _ in range(100):  # both of a's channels end: the old one renewed away, the new one pruned
-                if first.closed == 2:
-                    break
-                await asyncio.sleep(0.05)
-            assert first.closed == 2
+            # Both of a's channels end: the old one renewed away, the new one pruned.
+            assert await eventually(lambda: first.closed == 2)
             await calls.close()
 
     asyncio.run(asyncio.wait_for(scenario(), 60))

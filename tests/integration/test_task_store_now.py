@@ -127,6 +127,8 @@ def test_the_connection_keeps_its_own_settings_and_checkpoints_happen_elsewhere(
 ) -> None:
     for _ in range(50):
         assert repo.add_now([task()]) is not None
+    own = repo._now._raw  # noqa: SLF001 - the insert-now connection itself
+    assert own is not None and own.execute("PRAGMA wal_autocheckpoint").fetchone() == (0,)
     assert repo.checkpoint() > 0  # the insert-now connection left its WAL frames for the checkpoint
     engine = make_engine(sqlite_url)
     try:
