@@ -11,7 +11,8 @@ import grpc
 from launch.v1 import task_pb2 as tpb
 
 from launch_server.domain.errors import InvalidArgument, NotFound
-from launch_server.domain.ownership import owner_tag
+from launch_server.domain.locations import LocationError
+from launch_server.domain.ownership import results_prefix
 from launch_server.domain.ports import ObjectStorage
 
 from .auth import owner
@@ -25,9 +26,15 @@ async def download_result(
     url = request.result_url
     if not url:
         raise InvalidArgument("result_url", "is required")
-    prefix = f"{storage.root_url.rstrip('/')}/results/{owner_tag(owner())}/"
-    if not url.startswith(prefix) or ".." in url[len(prefix) :].split("/"):
+    # Checked and read in canonical form: decoded once, normalized, links resolved (a result URL
+    # that leaves the caller's folder in any spelling is simply not one of the caller's results).
+    try:
+        canonical = storage.canonical(url)
+    except LocationError:
+        raise NotFound("result", url) from None
+    if not canonical.within(storage.root_location.child(results_prefix(owner()))):
         raise NotFound("result", url)
+    url = canonical.url
     try:
         iterator = await asyncio.to_thread(lambda: iter(storage.read_chunks(url, CHUNK)))
         while True:
@@ -35,5 +42,5 @@ async def download_result(
             if chunk is None:
                 return
             yield tpb.DownloadResultResponse(chunk=chunk)
-    except FileNotFoundError:
+    except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
         raise NotFound("result", url) from None

@@ -7,6 +7,7 @@ server's event loop free."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import hashlib
 import tempfile
 import uuid
@@ -16,6 +17,8 @@ from datetime import UTC, datetime
 
 from .entities import Bundle, BundleSpec, PackagingType, Page
 from .errors import AlreadyExists, ChecksumMismatch, InvalidArgument, NotFound, ResourceExhausted
+from .locations import LocationError
+from .ownership import client_may_read, results_prefix
 from .ports import BundleRepository, ObjectStorage
 from .validation import (
     validate_bundle_spec,
@@ -46,9 +49,10 @@ class BundleService:
         self._repo = repo
         self._storage = storage
         self._max_upload_bytes = max_upload_bytes
-        # Self-hosted bundles may only point under these prefixes (and the storage root), so a
-        # client can never make the server or a replica read an arbitrary local path.
-        self._readable_prefixes = tuple(p for p in (storage.root_url, *readable_prefixes) if p)
+        # Self-hosted bundles and batch input files may only point under the storage root or these
+        # prefixes (canonical, like every location they are compared with), so a client can never
+        # make the server or a replica read an arbitrary local path.
+        self._readable_prefixes = tuple(storage.canonical(p) for p in readable_prefixes if p)
 
     @property
     def storage(self) -> ObjectStorage:
@@ -140,29 +144,30 @@ class BundleService:
             if spool is not None:
                 spool.close()
 
-    def _check_location(self, location: str) -> None:
-        self.check_readable("bundle.location", location)
-
-    def check_readable(self, field: str, location: str) -> None:
-        """Only locations under the storage root or a configured prefix: a client can never make
-        the server or a replica read an arbitrary path."""
+    def check_readable(self, field: str, location: str, owner: str) -> str:
+        """The location's canonical URL when the owner may have it read: under the storage root
+        (but never another owner's bundles, batch files or results) or a configured prefix. The
+        caller stores and reads the returned form, the one that was checked."""
         if not location:
             raise InvalidArgument(field, "is required")
-        if ".." in location.split("/"):
-            raise InvalidArgument(field, "must not contain '..' segments")
-        if not any(location.startswith(prefix.rstrip("/") + "/") for prefix in self._readable_prefixes):
+        try:
+            canonical = self._storage.canonical(location)
+        except LocationError as exc:
+            raise InvalidArgument(field, str(exc)) from None
+        root = self._storage.root_location
+        if not client_may_read(canonical, root, results_prefix(owner), self._readable_prefixes):
+            allowed = [root.url, *(p.url for p in self._readable_prefixes)]
             raise InvalidArgument(
-                field,
-                f"{location!r} is not under a location this server may read "
-                f"(configured: {list(self._readable_prefixes)})",
+                field, f"{location!r} is not under a location this server may read for you (configured: {allowed})"
             )
+        return canonical.url
 
     async def create_from_location(self, owner: str, spec: BundleSpec, request_id: str = "") -> Bundle:
         """Self-hosted mode: the client placed the artifact itself; the server checks the location
         is one it is configured to read and that the object exists, and records its size."""
         validate_request_id("request_id", request_id)
         validate_bundle_spec(spec)
-        self._check_location(spec.location)
+        spec = dataclasses.replace(spec, location=self.check_readable("bundle.location", spec.location, owner))
         if request_id:
             existing = await asyncio.to_thread(self._repo.get_by_request_id, owner, request_id)
             if existing is not None:

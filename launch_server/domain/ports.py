@@ -7,6 +7,7 @@ from collections.abc import Iterator
 from typing import Protocol
 
 from .entities import ApiKeyRecord, Bundle, Page
+from .locations import Location
 
 
 class ArtifactWriter(Protocol):
@@ -27,6 +28,12 @@ class ObjectStorage(Protocol):
     """Artifacts and results. Locations are URLs: file:///... or s3://bucket/key."""
 
     root_url: str
+    root_location: Location
+
+    def canonical(self, location: str) -> Location:
+        """The location decoded and normalized once (links resolved where the storage has them):
+        the form every check runs on and every read uses. Raises LocationError."""
+        ...
 
     def begin_write(self, key: str) -> ArtifactWriter: ...
 

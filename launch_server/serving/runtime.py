@@ -33,10 +33,12 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
-from urllib.parse import unquote, urlsplit
+from urllib.parse import urlsplit
 
 import cloudpickle
 
+from launch_server.domain.locations import LocationError
+from launch_server.domain.ownership import client_may_read
 from launch_server.storage import open_storage
 
 PACKAGING_CLOUDPICKLE = "CLOUDPICKLE"
@@ -455,10 +457,19 @@ class BundleRuntime:
         if scheme in ("http", "https"):
             return self._read_http(url)
         if scheme in ("s3", "file"):
-            if self.storage.contains(url):
-                return self._read_storage(url)
-            if scheme == "file" and self.config.allow_local_file_urls:
-                return self._read_local_file(url)
+            # Judged and read in canonical form (domain/locations.py): decoded once, normalized,
+            # links resolved; another owner's bundles, batch files and results are never read.
+            try:
+                location = self.storage.canonical(url)
+            except LocationError as exc:
+                raise _RequestFailure(f"url {url!r}: {exc}") from None
+            root = self.storage.root_location
+            if location.within(root):
+                if not client_may_read(location, root, self.config.results_prefix, ()):
+                    raise _RequestFailure(f"url {url!r}: no such object")
+                return self._read_storage(location.url)
+            if location.scheme == "file" and self.config.allow_local_file_urls:
+                return self._read_local_file(location.url)
             raise _RequestFailure(
                 f"url {url!r} is outside this server's storage ({self.storage.root_url}); "
                 "use an http(s) url or a location under the storage"
@@ -478,10 +489,7 @@ class BundleRuntime:
         return self.storage.read_bytes(url)
 
     def _read_local_file(self, url: str) -> bytes:
-        parts = urlsplit(url)
-        if parts.netloc not in ("", "localhost"):
-            raise _RequestFailure(f"url {url!r} names another host; file:// urls must be local")
-        path = Path(unquote(parts.path))
+        path = Path(self.storage.canonical(url).path)  # a canonical file:// URL, checked by read_url
         try:
             size = path.stat().st_size
             if size > self.config.max_url_bytes:

@@ -8,6 +8,7 @@ from .local import LocalStorage, path_of
 
 
 def open_storage(url: str, s3_endpoint_url: str | None = None, s3_region: str | None = None):
+    """The adapter for the server's own storage URL (an operator's setting, not a client's)."""
     if url.startswith("s3://"):
         from .s3 import S3Storage
 

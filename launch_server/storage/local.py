@@ -8,14 +8,16 @@ import threading
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
-from urllib.parse import unquote, urlparse
+
+from launch_server.domain.locations import Location, LocationError, parse_location
 
 
 def path_of(location: str) -> Path:
-    parsed = urlparse(location)
+    """The file a `file://` location names, decoded and normalized once (domain/locations.py)."""
+    parsed = parse_location(location)
     if parsed.scheme != "file":
-        raise ValueError(f"not a file:// location: {location!r}")
-    return Path(unquote(parsed.path))
+        raise LocationError(f"not a file:// location: {location!r}")
+    return Path(parsed.path)
 
 
 class LocalWriter:
@@ -56,11 +58,21 @@ class LocalStorage:
         self.root = root.resolve()
         self.root.mkdir(parents=True, exist_ok=True)
         self.root_url = self.root.as_uri()
+        self.root_location = Location("file", "", str(self.root))
+
+    def canonical(self, location: str) -> Location:
+        """The location in canonical form with symbolic links resolved, so a link inside the
+        storage root that points out of it is judged by where it points. S3 locations are
+        returned parsed (another adapter reads them); raises LocationError."""
+        parsed = parse_location(location)
+        if parsed.scheme != "file":
+            return parsed
+        return Location("file", "", os.path.realpath(parsed.path))
 
     def _path_for_key(self, key: str) -> Path:
         path = (self.root / key).resolve()
         if self.root not in path.parents:
-            raise ValueError(f"key escapes the storage root: {key!r}")
+            raise LocationError(f"key escapes the storage root: {key!r}")
         return path
 
     def begin_write(self, key: str) -> LocalWriter:
@@ -75,23 +87,31 @@ class LocalStorage:
             writer.abort()
             raise
 
+    def _file(self, location: str) -> Path:
+        """The resolved file a location names. Callers check the canonical form first (a
+        client's location is checked against its allowed prefixes); reading the same resolved
+        path keeps the check and the read on one form."""
+        parsed = self.canonical(location)
+        if parsed.scheme != "file":
+            raise LocationError(f"not a file:// location: {location!r}")
+        return Path(parsed.path)
+
     def size_of(self, location: str) -> int:
-        return path_of(location).stat().st_size
+        return self._file(location).stat().st_size
 
     def read_chunks(self, location: str, chunk_size: int = 1 << 20) -> Iterator[bytes]:
-        with open(path_of(location), "rb") as f:
+        with open(self._file(location), "rb") as f:
             while chunk := f.read(chunk_size):
                 yield chunk
 
     def read_bytes(self, location: str) -> bytes:
-        return path_of(location).read_bytes()
+        return self._file(location).read_bytes()
 
     def delete(self, location: str) -> None:
-        path_of(location).unlink(missing_ok=True)
+        self._file(location).unlink(missing_ok=True)
 
     def contains(self, location: str) -> bool:
         try:
-            path = path_of(location).resolve()
-        except ValueError:
+            return self.canonical(location).within(self.root_location)
+        except LocationError:
             return False
-        return self.root in path.parents

@@ -8,16 +8,18 @@ from __future__ import annotations
 import threading
 from collections.abc import Iterator
 from typing import Any
-from urllib.parse import urlparse
+
+from launch_server.domain.locations import Location, LocationError, parse_location
 
 PART_SIZE = 8 << 20
 
 
 def split_s3_url(location: str) -> tuple[str, str]:
-    parsed = urlparse(location)
-    if parsed.scheme != "s3" or not parsed.netloc:
-        raise ValueError(f"not an s3:// location: {location!r}")
-    return parsed.netloc, parsed.path.lstrip("/")
+    """Bucket and key of an `s3://` location, decoded and checked once (domain/locations.py)."""
+    parsed = parse_location(location)
+    if parsed.scheme != "s3":
+        raise LocationError(f"not an s3:// location: {location!r}")
+    return parsed.bucket, parsed.path
 
 
 class S3Writer:
@@ -102,11 +104,16 @@ class S3Storage:
         self.bucket, prefix = split_s3_url(root_url.rstrip("/") + "/")
         self.prefix = prefix.rstrip("/")
         self.root_url = f"s3://{self.bucket}" + (f"/{self.prefix}" if self.prefix else "")
+        self.root_location = Location("s3", self.bucket, self.prefix)
         self._client = boto3.client("s3", endpoint_url=endpoint_url, region_name=region or "us-east-1")
 
+    def canonical(self, location: str) -> Location:
+        """The location in canonical form (S3 has no links to resolve); raises LocationError."""
+        return parse_location(location)
+
     def _key(self, key: str) -> str:
-        if ".." in key.split("/"):
-            raise ValueError(f"key escapes the storage root: {key!r}")
+        if any(part in ("", ".", "..") for part in key.split("/")):
+            raise LocationError(f"key escapes the storage root: {key!r}")
         return f"{self.prefix}/{key}" if self.prefix else key
 
     def begin_write(self, key: str) -> S3Writer:
@@ -146,4 +153,7 @@ class S3Storage:
         self._client.delete_object(Bucket=bucket, Key=key)
 
     def contains(self, location: str) -> bool:
-        return location.startswith(self.root_url.rstrip("/") + "/")
+        try:
+            return self.canonical(location).within(self.root_location)
+        except LocationError:
+            return False

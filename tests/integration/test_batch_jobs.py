@@ -171,9 +171,11 @@ def test_self_hosted_hooks(server: ServerHandle, file_server: str, tmp_path: Pat
     )
     assert wait_job(client, job_id)["status"] == "SUCCESS"
     outside = (tmp_path / "outside.csv").as_uri()
-    with pytest.raises(launch.InvalidArgumentError) as err:
-        client.batch_async_request("length", urls=[file_server], batch_url_file_location=outside)
-    assert err.value.field == "input_location"
+    encoded_escape = (storage / "inputs").as_uri() + "/%2E%2E/%2E%2E/launch.db"  # checked once decoded
+    for location in (outside, encoded_escape, (storage / "bundles" / "x").as_uri()):
+        with pytest.raises(launch.InvalidArgumentError) as err:
+            client.batch_async_request("length", urls=[file_server], batch_url_file_location=location)
+        assert err.value.field == "input_location"
 
     client.register_endpoint_auth_decorator(lambda payload: {**payload, "labels": {**payload["labels"], "auth": "ok"}})
     ep = client.create_model_endpoint("decorated", "length", cpus=1, memory="256Mi")

@@ -22,6 +22,8 @@ from launch_server.domain.errors import (
     Unauthenticated,
 )
 from launch_server.domain.keys import ApiKeyService
+from launch_server.domain.locations import Location, parse_location
+from launch_server.domain.ownership import owner_tag
 from launch_server.domain.validation import validate_bundle_spec
 
 
@@ -33,7 +35,7 @@ class FakeWriter:
         self.buffer += data
 
     def commit(self) -> str:
-        location = f"mem://{self.key}"
+        location = f"s3://mem-bucket/{self.key}"
         self.storage.objects[location] = bytes(self.buffer)
         return location
 
@@ -42,7 +44,11 @@ class FakeWriter:
 
 
 class FakeStorage:
-    root_url = "mem://"
+    root_url = "s3://mem-bucket"
+    root_location = parse_location("s3://mem-bucket")
+
+    def canonical(self, location: str) -> Location:
+        return parse_location(location)
 
     def __init__(self) -> None:
         self.objects: dict[str, bytes] = {}
@@ -62,7 +68,7 @@ class FakeStorage:
         self.objects.pop(location, None)
 
     def contains(self, location: str) -> bool:
-        return location.startswith("mem://")
+        return self.canonical(location).within(self.root_location)
 
 
 class FakeBundleRepo:
@@ -179,10 +185,42 @@ def test_self_hosted_location_must_be_readable() -> None:
         asyncio.run(service.create_from_location("o", spec(location="file:///etc/passwd")))
     assert err.value.field == "bundle.location"
     with pytest.raises(InvalidArgument, match="no object"):
-        asyncio.run(service.create_from_location("o", spec(location="mem://bundles/missing")))
-    storage.objects["mem://bundles/there"] = b"123"
-    bundle = asyncio.run(service.create_from_location("o", spec(location="mem://bundles/there")))
+        asyncio.run(service.create_from_location("o", spec(location="s3://mem-bucket/mine/missing")))
+    storage.objects["s3://mem-bucket/mine/there"] = b"123"
+    bundle = asyncio.run(service.create_from_location("o", spec(location="s3://mem-bucket/mine/%74here")))
     assert bundle.size_bytes == 3 and not bundle.managed_artifact
+    assert bundle.location == "s3://mem-bucket/mine/there"  # stored as checked: canonical
+
+
+@pytest.mark.parametrize(
+    "location",
+    [
+        "s3://mem-bucket/bundles/another-owners-bundle",  # server-managed folders
+        "s3://mem-bucket/batch/job/chunk-000001",
+        f"s3://mem-bucket/results/{owner_tag('someone-else')}/r.pkl",
+        "s3://mem-bucket/mine/../bundles/x",  # S3 keys keep dot segments literally: refused
+        "s3://mem-bucket/mine//x",
+        "s3://mem-bucket/mine/%2E%2E/bundles/x",
+        "s3://mem-bucket/mine/%252E%252E/x",  # double-encoded
+        "s3://mem-bucket/mine\\..\\x",
+        "s3://other-bucket/x",
+        "file:///etc/passwd",
+    ],
+)
+def test_self_hosted_location_is_checked_in_canonical_form(location: str) -> None:
+    service, repo, storage = make_service()
+    storage.objects[location] = b"123"
+    with pytest.raises(InvalidArgument) as err:
+        asyncio.run(service.create_from_location("o", spec(location=location)))
+    assert err.value.field == "bundle.location"
+    assert not repo.rows
+
+
+def test_own_results_are_readable() -> None:
+    service, _, storage = make_service()
+    own = f"s3://mem-bucket/results/{owner_tag('o')}/r.pkl"
+    storage.objects[own] = b"1"
+    assert asyncio.run(service.create_from_location("o", spec(location=own))).location == own
 
 
 @pytest.mark.parametrize(

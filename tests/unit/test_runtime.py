@@ -8,6 +8,7 @@ import http.server
 import io
 import json
 import logging
+import os
 import sys
 import threading
 import zipfile
@@ -347,6 +348,34 @@ def test_file_url_outside_the_root_is_refused_by_default(
         echo_runtime.descriptor, RuntimeConfig(**{**config.to_dict(), "allow_local_file_urls": True})
     )
     assert json.loads(allowed.predict({"url": outside.as_uri()})["result"])["text"] == "secret"
+
+
+def test_url_naming_another_owners_objects_is_refused(
+    storage: LocalStorage, config: RuntimeConfig, echo_runtime: BundleRuntime, tmp_path: Path
+) -> None:
+    """Storage urls are judged in canonical form: another owner's results, any bundle artifact or
+    batch file, and links that point out of the root are never read for a request."""
+    mine = BundleRuntime(
+        echo_runtime.descriptor, RuntimeConfig(**{**config.to_dict(), "results_prefix": "results/mine"})
+    )
+    own = storage.put_bytes("results/mine/r.pkl", b"my result")
+    theirs = storage.put_bytes("results/theirs/r.pkl", b"their result")
+    bundle = storage.put_bytes("bundles/0123", b"their code")
+    (tmp_path / "secret.txt").write_bytes(b"secret")
+    os.symlink(tmp_path / "secret.txt", storage.root / "link.txt")
+    assert json.loads(mine.predict({"url": own})["result"])["text"] == "my result"
+    root = storage.root_url
+    for url in (
+        theirs,
+        bundle,
+        f"{root}/results/mine/%2E%2E/theirs/r.pkl",
+        f"{root}/results/mine/../theirs/r.pkl",
+        f"{root}/results/mine/%252E%252E/theirs/r.pkl",
+        f"{root}/link.txt",
+    ):
+        answer = mine.predict({"url": url})
+        assert answer["state"] == "FAILURE", url
+        assert "their" not in answer["result"] and "secret" not in answer["result"], url
 
 
 def test_unsupported_scheme_and_too_big_url(
