@@ -100,7 +100,7 @@ class BatchJobServicer(bjgrpc.BatchJobServiceServicer):
             return inputs
         else:
             location = request.input_location
-            self._bundles.check_readable("input_location", location)
+            location = self._bundles.check_readable("input_location", location, owner())
             storage = self._bundles.storage
             try:
                 size = await asyncio.to_thread(storage.size_of, location)
