@@ -2,23 +2,19 @@
 
 from __future__ import annotations
 
-import asyncio
-import csv
-import io
-import json
-
 import grpc
 from launch.v1 import batch_job_pb2 as bjpb
 from launch.v1 import batch_job_pb2_grpc as bjgrpc
 
-from launch_server.domain.batch_jobs import BatchJob, BatchJobService, BatchOptions
+from launch_server.domain.batch_inputs import BatchInputs
+from launch_server.domain.batch_jobs import BatchJob, BatchJobService, BatchOptions, validate_options
 from launch_server.domain.bundles import BundleService
 from launch_server.domain.errors import InvalidArgument, NotImplementedYet
+from launch_server.domain.validation import validate_labels
 
 from .auth import owner
 from .convert import timestamp
 
-MAX_INPUT_FILE = 256 << 20
 FORMATS = {bjpb.SERIALIZATION_FORMAT_JSON: "json", bjpb.SERIALIZATION_FORMAT_PICKLE: "pickle"}
 
 
@@ -64,17 +60,11 @@ def job_to_proto(job: BatchJob) -> bjpb.BatchJob:
     )
 
 
-def urls_from_csv(text: str) -> list[str]:
-    reader = csv.DictReader(io.StringIO(text))
-    if not reader.fieldnames or "url" not in reader.fieldnames:
-        raise InvalidArgument("input_location", "the CSV file needs a 'url' column")
-    return [row["url"] for row in reader if row.get("url")]
-
-
 class BatchJobServicer(bjgrpc.BatchJobServiceServicer):
     def __init__(self, jobs: BatchJobService | None, bundles: BundleService) -> None:
         self._jobs = jobs
         self._bundles = bundles
+        self._sources = BatchInputs(bundles.storage)
 
     def _service(self) -> BatchJobService:
         if self._jobs is None:
@@ -86,38 +76,18 @@ class BatchJobServicer(bjgrpc.BatchJobServiceServicer):
         if kind is None:
             raise InvalidArgument("inputs", "exactly one of urls, args and input_location is required")
         if kind == "urls":
-            urls = list(request.urls.urls)
-        elif kind == "args":
-            inputs = []
-            for index, text in enumerate(request.args.args_json):
-                try:
-                    value = json.loads(text)
-                except json.JSONDecodeError as exc:
-                    raise InvalidArgument(f"args.args_json[{index}]", f"is not valid JSON: {exc}") from None
-                if not isinstance(value, dict):
-                    raise InvalidArgument(f"args.args_json[{index}]", "must be a JSON object of keyword arguments")
-                inputs.append({"args_json": text, "return_pickled": False})
-            return inputs
-        else:
-            location = request.input_location
-            location = self._bundles.check_readable("input_location", location, owner())
-            storage = self._bundles.storage
-            try:
-                size = await asyncio.to_thread(storage.size_of, location)
-            except FileNotFoundError:
-                raise InvalidArgument("input_location", f"no object at {location!r}") from None
-            if size > MAX_INPUT_FILE:
-                raise InvalidArgument("input_location", f"the input file is over {MAX_INPUT_FILE} bytes")
-            data = b"".join(await asyncio.to_thread(lambda: list(storage.read_chunks(location))))
-            urls = urls_from_csv(data.decode("utf-8", errors="replace"))
-        for index, url in enumerate(urls):
-            if not url or len(url) > 2048:
-                raise InvalidArgument(f"urls[{index}]", "must be 1 to 2048 characters")
-        return [{"url": url, "return_pickled": False} for url in urls]
+            return await self._sources.from_urls(request.urls.urls)
+        if kind == "args":
+            return await self._sources.from_args(request.args.args_json)
+        location = self._bundles.check_readable("input_location", request.input_location, owner())
+        return await self._sources.from_file(location)
 
     async def CreateBatchJob(
         self, request: bjpb.CreateBatchJobRequest, context: grpc.aio.ServicerContext
     ) -> bjpb.CreateBatchJobResponse:
+        # Options and labels are plain values, refused for their field even with no serving layer.
+        validate_options(options_from_proto(request.options))
+        validate_labels("labels", dict(request.labels))
         service = self._service()
         if request.serialization_format not in FORMATS:
             raise InvalidArgument(

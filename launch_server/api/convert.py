@@ -79,6 +79,11 @@ def endpoint_type_from_proto(value: int, field: str) -> EndpointType:
     raise InvalidArgument(field, "must be ENDPOINT_TYPE_SYNC or ENDPOINT_TYPE_ASYNC (sync or async)")
 
 
+def _task_timeout(m: epb.ModelEndpoint) -> int:
+    """The field is optional: unset means the default, an explicit value (0 too) is validated."""
+    return m.task_timeout_seconds if m.HasField("task_timeout_seconds") else DEFAULTS.task_timeout_seconds
+
+
 def settings_from_proto(m: epb.ModelEndpoint) -> EndpointSettings:
     """Unset fields take Launch's documented defaults; an explicit 0 is kept (and validated)."""
     r, w = m.resources, m.workers
@@ -99,6 +104,7 @@ def settings_from_proto(m: epb.ModelEndpoint) -> EndpointSettings:
         labels=dict(m.labels),
         task_expiry_seconds=m.task_expiry_seconds or DEFAULTS.task_expiry_seconds,
         max_queue_size=m.max_queue_size or DEFAULTS.max_queue_size,
+        task_timeout_seconds=_task_timeout(m),
     )
 
 
@@ -118,6 +124,7 @@ UPDATABLE = {
     "labels": ("labels", lambda m: dict(m.labels)),
     "task_expiry_seconds": ("task_expiry_seconds", lambda m: m.task_expiry_seconds),
     "max_queue_size": ("max_queue_size", lambda m: m.max_queue_size),
+    "task_timeout_seconds": ("task_timeout_seconds", lambda m: _task_timeout(m)),
 }
 GROUPS = {
     "resources": [p for p in UPDATABLE if p.startswith("resources.")],
@@ -166,6 +173,7 @@ def endpoint_to_proto(e: Endpoint, available: int = 0, unavailable: int = 0) -> 
         labels=s.labels,
         task_expiry_seconds=s.task_expiry_seconds,
         max_queue_size=s.max_queue_size,
+        task_timeout_seconds=s.task_timeout_seconds,
         create_time=timestamp(e.created_at),
         update_time=timestamp(e.updated_at),
         generation=e.generation,

@@ -13,6 +13,15 @@ from grpc_status import rpc_status
 from launch_server.domain import errors as de
 
 DOMAIN = "launch.v1"
+# Statuses travel in trailers, which gRPC caps at a few KiB: a message echoing a long client value
+# would turn the answer into RESOURCE_EXHAUSTED, so messages and names are cut to this length.
+MAX_DETAIL_CHARS = 1024
+
+
+def _cut(text: str) -> str:
+    return text if len(text) <= MAX_DETAIL_CHARS else text[: MAX_DETAIL_CHARS - 3] + "..."
+
+
 log = logging.getLogger(__name__)
 
 _CODES: list[tuple[type[de.DomainError], grpc.StatusCode]] = [
@@ -23,6 +32,7 @@ _CODES: list[tuple[type[de.DomainError], grpc.StatusCode]] = [
     (de.Unauthenticated, grpc.StatusCode.UNAUTHENTICATED),
     (de.ResourceExhausted, grpc.StatusCode.RESOURCE_EXHAUSTED),
     (de.EndpointUnavailable, grpc.StatusCode.UNAVAILABLE),
+    (de.StoreUnavailable, grpc.StatusCode.UNAVAILABLE),
     (de.DeadlineExceeded, grpc.StatusCode.DEADLINE_EXCEEDED),
     (de.NotImplementedYet, grpc.StatusCode.UNIMPLEMENTED),
 ]
@@ -45,22 +55,24 @@ def to_status(error: de.DomainError) -> grpc.Status:
     code = status_code_for(error)
     metadata = {}
     if isinstance(error, de.InvalidArgument):
-        metadata["field"] = error.field
+        metadata["field"] = _cut(error.field)
     if isinstance(error, (de.NotFound, de.AlreadyExists)):
         metadata["kind"] = error.kind
-        metadata["name"] = error.name
+        metadata["name"] = _cut(error.name)
     details = [_pack(error_details_pb2.ErrorInfo(reason=error.reason, domain=DOMAIN, metadata=metadata))]
     if isinstance(error, de.InvalidArgument):
         details.append(
             _pack(
                 error_details_pb2.BadRequest(
                     field_violations=[
-                        error_details_pb2.BadRequest.FieldViolation(field=error.field, description=error.description)
+                        error_details_pb2.BadRequest.FieldViolation(
+                            field=_cut(error.field), description=_cut(error.description)
+                        )
                     ]
                 )
             )
         )
-    status = status_pb2.Status(code=getattr(code_pb2, code.name), message=error.message, details=details)
+    status = status_pb2.Status(code=getattr(code_pb2, code.name), message=_cut(error.message), details=details)
     return rpc_status.to_status(status)
 
 

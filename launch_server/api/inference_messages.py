@@ -1,16 +1,17 @@
 """InferenceService messages <-> the replica's plain-dict requests and answers. Shared by the
 server's servicer and the replica's own InferenceService (direct route), so both check input the
-same way; it imports no server layer beyond the domain errors, so replicas can load it cheaply."""
+same way; it imports no server layer beyond the domain's errors and value checks, so replicas
+can load it cheaply."""
 
 from __future__ import annotations
-
-import json
 
 from launch.v1 import inference_pb2 as ipb
 
 from launch_server.domain.errors import InvalidArgument
+from launch_server.domain.json_input import MAX_ARGS_JSON_BYTES, parse_json_object
+from launch_server.domain.validation import MAX_URL_LEN, validate_printable
 
-MAX_URL = 2048
+MAX_URL = MAX_URL_LEN
 
 
 def request_from_input(message: ipb.RequestInput, field: str) -> dict[str, object]:
@@ -22,13 +23,11 @@ def request_from_input(message: ipb.RequestInput, field: str) -> dict[str, objec
     if kind == "url":
         if not message.url or len(message.url) > MAX_URL:
             raise InvalidArgument(f"{field}.url", f"must be 1 to {MAX_URL} characters")
+        validate_printable(f"{field}.url", message.url)
         return {"url": message.url, "return_pickled": message.return_pickled}
-    try:
-        args = json.loads(message.args_json)
-    except json.JSONDecodeError as exc:
-        raise InvalidArgument(f"{field}.args_json", f"is not valid JSON: {exc}") from None
-    if not isinstance(args, dict):
-        raise InvalidArgument(f"{field}.args_json", "must be a JSON object of keyword arguments")
+    parse_json_object(
+        f"{field}.args_json", message.args_json, MAX_ARGS_JSON_BYTES, "a JSON object of keyword arguments"
+    )
     return {"args_json": message.args_json, "return_pickled": message.return_pickled}
 
 

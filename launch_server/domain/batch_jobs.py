@@ -7,22 +7,34 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import math
 import uuid
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from enum import Enum
 from typing import Protocol
 
-from .endpoints import BATCH_ENDPOINT_PREFIX, EndpointService, EndpointSettings, EndpointType
+from .batch_inputs import MAX_INPUTS
+from .endpoints import (
+    BATCH_ENDPOINT_PREFIX,
+    MAX_CALLS_IN_FLIGHT,
+    MAX_CPUS,
+    MAX_GPUS,
+    MAX_WORKERS,
+    EndpointService,
+    EndpointSettings,
+    EndpointType,
+)
 from .entities import Page
 from .errors import InvalidArgument, NotFound
 from .ownership import results_prefix
 from .ports import BundleRepository
 from .resources import accelerator_for, parse_memory
 from .tasks import TaskInput, TaskService
-from .validation import validate_name, validate_page_size, validate_request_id
+from .validation import validate_id, validate_labels, validate_name, validate_page_size, validate_request_id
 
-MAX_INPUTS = 1_000_000
+MAX_PARTITION_SIZE = 10_000
+MAX_EXECUTORS = 100
 
 
 class BatchStatus(str, Enum):
@@ -52,21 +64,29 @@ class BatchOptions:
 
 
 def validate_options(o: BatchOptions) -> None:
-    if not o.cpus >= 1:
-        raise InvalidArgument("options.cpus", f"must be at least 1, got {o.cpus}")
+    """The job's endpoint takes these as its settings, so the endpoint's bounds apply here too
+    and are reported for the option's own field."""
+    if not (math.isfinite(o.cpus) and 1 <= o.cpus <= MAX_CPUS):
+        raise InvalidArgument("options.cpus", f"must be between 1 and {MAX_CPUS}, got {o.cpus}")
     parse_memory("options.memory", o.memory)
-    if o.gpus < 0 or o.gpus > 16:
-        raise InvalidArgument("options.gpus", "must be between 0 and 16")
-    if o.gpus:
-        if not o.gpu_type:
-            raise InvalidArgument("options.gpu_type", "is required when gpus > 0")
+    if o.gpus < 0 or o.gpus > MAX_GPUS:
+        raise InvalidArgument("options.gpus", f"must be between 0 and {MAX_GPUS}")
+    if o.gpus and not o.gpu_type:
+        raise InvalidArgument("options.gpu_type", "is required when gpus > 0")
+    if o.gpu_type:
         accelerator_for("options.gpu_type", o.gpu_type)
-    if not 1 <= o.max_workers <= 1000:
-        raise InvalidArgument("options.max_workers", "must be between 1 and 1000")
-    if not 1 <= o.pyspark_partition_size <= 10_000:
-        raise InvalidArgument("options.pyspark_partition_size", "must be between 1 and 10000")
-    if not 1 <= o.pyspark_max_executors <= 100:
-        raise InvalidArgument("options.pyspark_max_executors", "must be between 1 and 100")
+    if not 1 <= o.max_workers <= MAX_WORKERS:
+        raise InvalidArgument("options.max_workers", f"must be between 1 and {MAX_WORKERS}")
+    if not 1 <= o.pyspark_partition_size <= MAX_PARTITION_SIZE:
+        raise InvalidArgument("options.pyspark_partition_size", f"must be between 1 and {MAX_PARTITION_SIZE}")
+    if not 1 <= o.pyspark_max_executors <= MAX_EXECUTORS:
+        raise InvalidArgument("options.pyspark_max_executors", f"must be between 1 and {MAX_EXECUTORS}")
+    if o.pyspark_max_executors * o.max_workers > MAX_CALLS_IN_FLIGHT:
+        raise InvalidArgument(
+            "options.pyspark_max_executors",
+            f"pyspark_max_executors × max_workers must be at most {MAX_CALLS_IN_FLIGHT}, "
+            f"got {o.pyspark_max_executors * o.max_workers}",
+        )
 
 
 @dataclass(frozen=True)
@@ -150,8 +170,7 @@ class BatchJobService:
         if len(inputs) > MAX_INPUTS:
             raise InvalidArgument("inputs", f"at most {MAX_INPUTS} inputs, got {len(inputs)}")
         validate_options(options)
-        if len(labels) > 64 or any(not k or len(k) > 63 or len(v) > 63 for k, v in labels.items()):
-            raise InvalidArgument("labels", "at most 64 labels; keys 1-63 and values 0-63 characters")
+        validate_labels("labels", labels)
         if request_id:
             existing = await asyncio.to_thread(self._repo.get_by_request_id, owner, request_id)
             if existing is not None:
@@ -215,8 +234,7 @@ class BatchJobService:
         return job
 
     async def get(self, owner: str, job_id: str) -> BatchJob:
-        if not job_id:
-            raise InvalidArgument("job_id", "is required")
+        validate_id("job_id", job_id)
         job = await asyncio.to_thread(self._repo.get, owner, job_id)
         if job is None:
             raise NotFound("batch job", job_id)

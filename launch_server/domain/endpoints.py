@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import math
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -17,9 +18,25 @@ from .entities import Bundle, Page
 from .errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound
 from .ports import BundleRepository
 from .resources import accelerator_for, parse_memory
-from .validation import validate_name, validate_page_size, validate_request_id
+from .validation import (
+    validate_http_url,
+    validate_labels,
+    validate_name,
+    validate_page_size,
+    validate_request_id,
+)
 
+# Upper bounds of the settings a client chooses (docs/limits.md lists them with the proto's).
+MAX_CPUS = 256
+MAX_GPUS = 16
 MAX_WORKERS = 1000
+MAX_PER_WORKER = 100
+# per_worker × max_workers: the replica calls one endpoint keeps in flight; the dispatcher claims
+# up to 64 queued tasks per free call, so this also bounds what one claim loads from the queue.
+MAX_CALLS_IN_FLIGHT = 10_000
+MAX_TASK_EXPIRY_S = 30 * 86400
+MAX_QUEUE_SIZE = 10_000_000
+MAX_HOOKS = 8
 # Batch jobs run on endpoints of their own whose names use this prefix, which users cannot take;
 # listings leave them out, task submission refuses them, and the dispatcher sends them one chunk per call.
 BATCH_ENDPOINT_PREFIX = "launch-batch-"
@@ -29,7 +46,7 @@ def is_batch_endpoint(name: str) -> bool:
     return name.startswith(BATCH_ENDPOINT_PREFIX)
 
 
-MAX_LABELS = 64
+MAX_TASK_TIMEOUT_S = 7 * 86400  # task_timeout_seconds' upper bound: a task's lease is renewed this long at most
 KNOWN_HOOKS = {"callback"}
 
 
@@ -65,6 +82,8 @@ class EndpointSettings:
     labels: dict[str, str] = field(default_factory=dict)
     task_expiry_seconds: int = 86400
     max_queue_size: int = 100_000
+    # How long one async task may run on a worker before it is stopped and fails.
+    task_timeout_seconds: int = 3600
 
 
 @dataclass(frozen=True)
@@ -134,14 +153,14 @@ def validate_settings(s: EndpointSettings, prefix: str = "endpoint") -> None:
     validate_name(f"{prefix}.bundle_name", s.bundle_name)
     if s.endpoint_type not in (EndpointType.SYNC, EndpointType.ASYNC):
         raise InvalidArgument(f"{prefix}.endpoint_type", "must be sync or async")
-    if not s.cpus >= 1:
-        raise InvalidArgument(f"{prefix}.resources.cpus", f"must be at least 1, got {s.cpus}")
+    if not (math.isfinite(s.cpus) and 1 <= s.cpus <= MAX_CPUS):
+        raise InvalidArgument(f"{prefix}.resources.cpus", f"must be between 1 and {MAX_CPUS}, got {s.cpus}")
     parse_memory(f"{prefix}.resources.memory", s.memory)
-    if s.gpus < 0 or s.gpus > 16:
-        raise InvalidArgument(f"{prefix}.resources.gpus", f"must be between 0 and 16, got {s.gpus}")
-    if s.gpus > 0:
-        if not s.gpu_type:
-            raise InvalidArgument(f"{prefix}.resources.gpu_type", "is required when gpus > 0")
+    if s.gpus < 0 or s.gpus > MAX_GPUS:
+        raise InvalidArgument(f"{prefix}.resources.gpus", f"must be between 0 and {MAX_GPUS}, got {s.gpus}")
+    if s.gpus > 0 and not s.gpu_type:
+        raise InvalidArgument(f"{prefix}.resources.gpu_type", "is required when gpus > 0")
+    if s.gpu_type:
         accelerator_for(f"{prefix}.resources.gpu_type", s.gpu_type)
     if s.storage:
         parse_memory(f"{prefix}.resources.storage", s.storage)
@@ -152,22 +171,37 @@ def validate_settings(s: EndpointSettings, prefix: str = "endpoint") -> None:
             f"{prefix}.workers.max_workers",
             f"must be at least max(1, min_workers={s.min_workers}) and at most {MAX_WORKERS}, got {s.max_workers}",
         )
-    if s.per_worker < 1:
-        raise InvalidArgument(f"{prefix}.workers.per_worker", f"must be at least 1, got {s.per_worker}")
+    if not 1 <= s.per_worker <= MAX_PER_WORKER:
+        raise InvalidArgument(
+            f"{prefix}.workers.per_worker", f"must be between 1 and {MAX_PER_WORKER}, got {s.per_worker}"
+        )
+    if s.per_worker * s.max_workers > MAX_CALLS_IN_FLIGHT:
+        raise InvalidArgument(
+            f"{prefix}.workers.per_worker",
+            f"per_worker × max_workers must be at most {MAX_CALLS_IN_FLIGHT}, got {s.per_worker * s.max_workers}",
+        )
+    if len(s.post_inference_hooks) > MAX_HOOKS:
+        raise InvalidArgument(f"{prefix}.post_inference_hooks", f"at most {MAX_HOOKS} hooks")
     for index, hook in enumerate(s.post_inference_hooks):
         if hook not in KNOWN_HOOKS:
-            raise InvalidArgument(f"{prefix}.post_inference_hooks[{index}]", f"unknown hook {hook!r}")
-    if s.default_callback_url and not s.default_callback_url.startswith(("http://", "https://")):
-        raise InvalidArgument(f"{prefix}.default_callback_url", "must be an http(s) URL")
-    if len(s.labels) > MAX_LABELS:
-        raise InvalidArgument(f"{prefix}.labels", f"at most {MAX_LABELS} labels")
-    for key, value in s.labels.items():
-        if not key or len(key) > 63 or len(value) > 63:
-            raise InvalidArgument(f"{prefix}.labels", f"label {key!r}: keys 1-63 and values 0-63 characters")
-    if s.task_expiry_seconds < 1:
-        raise InvalidArgument(f"{prefix}.task_expiry_seconds", "must be positive")
-    if s.max_queue_size < 1:
-        raise InvalidArgument(f"{prefix}.max_queue_size", "must be positive")
+            raise InvalidArgument(f"{prefix}.post_inference_hooks[{index}]", f"unknown hook {hook[:64]!r}")
+    if s.default_callback_url:
+        validate_http_url(f"{prefix}.default_callback_url", s.default_callback_url)
+    validate_labels(f"{prefix}.labels", s.labels)
+    if not 1 <= s.task_expiry_seconds <= MAX_TASK_EXPIRY_S:
+        raise InvalidArgument(
+            f"{prefix}.task_expiry_seconds",
+            f"must be between 1 and {MAX_TASK_EXPIRY_S} (30 days), got {s.task_expiry_seconds}",
+        )
+    if not 1 <= s.max_queue_size <= MAX_QUEUE_SIZE:
+        raise InvalidArgument(
+            f"{prefix}.max_queue_size", f"must be between 1 and {MAX_QUEUE_SIZE}, got {s.max_queue_size}"
+        )
+    if not 1 <= s.task_timeout_seconds <= MAX_TASK_TIMEOUT_S:
+        raise InvalidArgument(
+            f"{prefix}.task_timeout_seconds",
+            f"must be between 1 and {MAX_TASK_TIMEOUT_S} (seven days), got {s.task_timeout_seconds}",
+        )
 
 
 class EndpointService:

@@ -87,3 +87,12 @@ class NotImplementedYet(DomainError):
     """The RPC is part of the contract but not served by this server version."""
 
     reason = "ERROR_REASON_NOT_IMPLEMENTED"
+
+
+class StoreUnavailable(DomainError):
+    """The database cannot be reached or did not answer in time (down, restarting, a statement or
+    pool timeout). The same call may succeed later, so it answers UNAVAILABLE, which clients
+    retry, instead of reading as a server bug. A connection lost during a commit may have
+    committed: the calls the SDK retries are idempotent (reads, submits with a request_id)."""
+
+    reason = "ERROR_REASON_UNSPECIFIED"

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 
 from .errors import InvalidArgument
 
@@ -11,8 +11,14 @@ from .errors import InvalidArgument
 _BINARY = {"Ki": 2**10, "Mi": 2**20, "Gi": 2**30, "Ti": 2**40, "Pi": 2**50, "Ei": 2**60}
 _DECIMAL = {"": 1, "k": 10**3, "M": 10**6, "G": 10**9, "T": 10**12, "P": 10**15, "E": 10**18}
 _QUANTITY_RE = re.compile(
-    r"^(?P<number>[0-9]+(\.[0-9]*)?|\.[0-9]+)(?P<suffix>Ki|Mi|Gi|Ti|Pi|Ei|k|M|G|T|P|E|[eE][+-]?[0-9]+)?$"
+    r"(?P<number>[0-9]+(\.[0-9]*)?|\.[0-9]+)(?:(?P<suffix>Ki|Mi|Gi|Ti|Pi|Ei|k|M|G|T|P|E)|[eE](?P<exponent>[+-]?[0-9]+))?"
 )
+MIN_QUANTITY_BYTES = 1 << 20
+MAX_QUANTITY_BYTES = 1 << 50  # 1 PiB: far past any node, well inside every integer column
+MAX_QUANTITY_LEN = 64
+# Exponents past this put any mantissa of MAX_QUANTITY_LEN digits outside [1Mi, 1Pi]; checking
+# it first keeps Decimal from computing 10**999999999.
+_MAX_EXPONENT = 100
 
 # gpu_type (Launch's names) → Ray's accelerator_type resource (what nodes advertise as
 # "accelerator_type:<T>"). Kept here so the API documents and validates the same table.
@@ -32,30 +38,34 @@ GPU_TYPES: dict[str, str] = {
 
 
 def parse_memory(field: str, quantity: str) -> int:
-    """Bytes for a Kubernetes quantity ("512Mi", "8Gi", "1G", "1e9", "1000000"). Forms Kubernetes
-    rejects, such as "8GB" or "8 Gi", are rejected here too."""
-    match = _QUANTITY_RE.match(quantity or "")
+    """Bytes for a Kubernetes quantity ("512Mi", "8Gi", "1G", "1e9", "1000000"), between 1Mi and
+    1Pi. Forms Kubernetes rejects, such as "8GB", "8 Gi" or "8Gi\\n", are rejected here too. The
+    text's length and exponent are checked before any arithmetic, so no spelling is costly."""
+    quantity = quantity or ""
+    match = _QUANTITY_RE.fullmatch(quantity) if len(quantity) <= MAX_QUANTITY_LEN else None
     if not match:
         raise InvalidArgument(
-            field, f"{quantity!r} is not a Kubernetes quantity such as '512Mi', '8Gi', '1G' or '1000000'"
+            field,
+            f"{quantity[:MAX_QUANTITY_LEN]!r} is not a Kubernetes quantity such as '512Mi', '8Gi', '1G' or "
+            f"'1000000' (at most {MAX_QUANTITY_LEN} characters)",
         )
-    try:
-        number = Decimal(match["number"])
-    except InvalidOperation:
-        raise InvalidArgument(field, f"{quantity!r} is not a number") from None
-    suffix = match["suffix"] or ""
-    if suffix in _BINARY:
-        value = number * _BINARY[suffix]
-    elif suffix in _DECIMAL:
-        value = number * _DECIMAL[suffix]
+    number = Decimal(match["number"])  # the pattern admits only plain decimal digits
+    if match["exponent"] is not None:
+        exponent = int(match["exponent"])
+        if number and exponent > _MAX_EXPONENT:
+            raise InvalidArgument(field, f"{quantity!r} is more than 1Pi ({MAX_QUANTITY_BYTES} bytes)")
+        value = number.scaleb(max(exponent, -_MAX_EXPONENT))
     else:
-        value = number * (Decimal(10) ** int(suffix[1:]))
-    if value < 1 << 20:
+        suffix = match["suffix"] or ""
+        value = number * (_BINARY[suffix] if suffix in _BINARY else _DECIMAL[suffix])
+    if value < MIN_QUANTITY_BYTES:
         raise InvalidArgument(field, f"{quantity!r} is less than 1Mi; replicas need at least that")
+    if value > MAX_QUANTITY_BYTES:
+        raise InvalidArgument(field, f"{quantity!r} is more than 1Pi ({MAX_QUANTITY_BYTES} bytes)")
     return int(value)
 
 
 def accelerator_for(field: str, gpu_type: str) -> str:
     if gpu_type not in GPU_TYPES:
-        raise InvalidArgument(field, f"unknown gpu_type {gpu_type!r}; known: {sorted(GPU_TYPES)}")
+        raise InvalidArgument(field, f"unknown gpu_type {gpu_type[:64]!r}; known: {sorted(GPU_TYPES)}")
     return GPU_TYPES[gpu_type]

@@ -48,6 +48,7 @@ def _to_entity(row: EndpointRow, bundle_name: str) -> Endpoint:
             labels=dict(row.labels),
             task_expiry_seconds=row.task_expiry_seconds,
             max_queue_size=row.max_queue_size,
+            task_timeout_seconds=row.task_timeout_seconds,
         ),
         status=EndpointStatus(row.status),
         status_reason=row.status_reason,
@@ -75,6 +76,7 @@ def _apply_settings(row: EndpointRow, endpoint: Endpoint) -> None:
     row.labels = dict(s.labels)
     row.task_expiry_seconds = s.task_expiry_seconds
     row.max_queue_size = s.max_queue_size
+    row.task_timeout_seconds = s.task_timeout_seconds
 
 
 def _now() -> datetime:

@@ -8,6 +8,9 @@ from datetime import datetime
 
 from launch_server.domain.entities import Page
 from launch_server.domain.errors import InvalidArgument
+from launch_server.domain.json_input import parse_json
+
+MAX_PAGE_TOKEN_LEN = 512  # the tokens this server issues are about 100 characters
 
 
 def encode_token(created_at: datetime, row_id: str) -> str:
@@ -19,10 +22,12 @@ def decode_token(token: str) -> tuple[datetime, str] | None:
     if not token:
         return None
     try:
+        if len(token) > MAX_PAGE_TOKEN_LEN:
+            raise ValueError("too long")
         padded = token + "=" * (-len(token) % 4)
-        created, row_id = json.loads(base64.urlsafe_b64decode(padded))
+        created, row_id = parse_json("page_token", base64.urlsafe_b64decode(padded).decode(), MAX_PAGE_TOKEN_LEN)
         return datetime.fromisoformat(created), str(row_id)
-    except (ValueError, TypeError):
+    except (ValueError, TypeError, InvalidArgument):
         raise InvalidArgument("page_token", "is not a token this server issued") from None
 
 

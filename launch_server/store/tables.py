@@ -78,6 +78,7 @@ class EndpointRow(SQLModel, table=True):
     labels: dict = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
     task_expiry_seconds: int = Field(default=86400)
     max_queue_size: int = Field(default=100000)
+    task_timeout_seconds: int = Field(default=3600)
     generation: int = Field(default=1)
     request_id: str | None = Field(default=None, max_length=128)
     created_at: datetime = Field(sa_column=_utc_column())

@@ -64,7 +64,7 @@ class WorkerSettings(_message.Message):
     def __init__(self, min_workers: _Optional[int] = ..., max_workers: _Optional[int] = ..., per_worker: _Optional[int] = ..., available_workers: _Optional[int] = ..., unavailable_workers: _Optional[int] = ...) -> None: ...
 
 class ModelEndpoint(_message.Message):
-    __slots__ = ("endpoint_id", "name", "bundle_name", "endpoint_type", "status", "status_reason", "resources", "workers", "post_inference_hooks", "default_callback_url", "labels", "task_expiry_seconds", "max_queue_size", "create_time", "update_time", "generation")
+    __slots__ = ("endpoint_id", "name", "bundle_name", "endpoint_type", "status", "status_reason", "resources", "workers", "post_inference_hooks", "default_callback_url", "labels", "task_expiry_seconds", "max_queue_size", "create_time", "update_time", "generation", "task_timeout_seconds")
     class LabelsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -88,6 +88,7 @@ class ModelEndpoint(_message.Message):
     CREATE_TIME_FIELD_NUMBER: _ClassVar[int]
     UPDATE_TIME_FIELD_NUMBER: _ClassVar[int]
     GENERATION_FIELD_NUMBER: _ClassVar[int]
+    TASK_TIMEOUT_SECONDS_FIELD_NUMBER: _ClassVar[int]
     endpoint_id: str
     name: str
     bundle_name: str
@@ -104,7 +105,8 @@ class ModelEndpoint(_message.Message):
     create_time: _timestamp_pb2.Timestamp
     update_time: _timestamp_pb2.Timestamp
     generation: int
-    def __init__(self, endpoint_id: _Optional[str] = ..., name: _Optional[str] = ..., bundle_name: _Optional[str] = ..., endpoint_type: _Optional[_Union[EndpointType, str]] = ..., status: _Optional[_Union[EndpointStatus, str]] = ..., status_reason: _Optional[str] = ..., resources: _Optional[_Union[ResourceSettings, _Mapping]] = ..., workers: _Optional[_Union[WorkerSettings, _Mapping]] = ..., post_inference_hooks: _Optional[_Iterable[str]] = ..., default_callback_url: _Optional[str] = ..., labels: _Optional[_Mapping[str, str]] = ..., task_expiry_seconds: _Optional[int] = ..., max_queue_size: _Optional[int] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., update_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., generation: _Optional[int] = ...) -> None: ...
+    task_timeout_seconds: int
+    def __init__(self, endpoint_id: _Optional[str] = ..., name: _Optional[str] = ..., bundle_name: _Optional[str] = ..., endpoint_type: _Optional[_Union[EndpointType, str]] = ..., status: _Optional[_Union[EndpointStatus, str]] = ..., status_reason: _Optional[str] = ..., resources: _Optional[_Union[ResourceSettings, _Mapping]] = ..., workers: _Optional[_Union[WorkerSettings, _Mapping]] = ..., post_inference_hooks: _Optional[_Iterable[str]] = ..., default_callback_url: _Optional[str] = ..., labels: _Optional[_Mapping[str, str]] = ..., task_expiry_seconds: _Optional[int] = ..., max_queue_size: _Optional[int] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., update_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., generation: _Optional[int] = ..., task_timeout_seconds: _Optional[int] = ...) -> None: ...
 
 class CreateModelEndpointRequest(_message.Message):
     __slots__ = ("request_id", "endpoint")
@@ -205,13 +207,17 @@ class GetModelEndpointRouteRequest(_message.Message):
     def __init__(self, name: _Optional[str] = ...) -> None: ...
 
 class GetModelEndpointRouteResponse(_message.Message):
-    __slots__ = ("replica_addresses", "route_token", "route_token_expire_time", "refresh_after_seconds")
+    __slots__ = ("replica_addresses", "route_token", "route_token_expire_time", "refresh_after_seconds", "replica_ca_pem", "replica_server_name")
     REPLICA_ADDRESSES_FIELD_NUMBER: _ClassVar[int]
     ROUTE_TOKEN_FIELD_NUMBER: _ClassVar[int]
     ROUTE_TOKEN_EXPIRE_TIME_FIELD_NUMBER: _ClassVar[int]
     REFRESH_AFTER_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    REPLICA_CA_PEM_FIELD_NUMBER: _ClassVar[int]
+    REPLICA_SERVER_NAME_FIELD_NUMBER: _ClassVar[int]
     replica_addresses: _containers.RepeatedScalarFieldContainer[str]
     route_token: str
     route_token_expire_time: _timestamp_pb2.Timestamp
     refresh_after_seconds: float
-    def __init__(self, replica_addresses: _Optional[_Iterable[str]] = ..., route_token: _Optional[str] = ..., route_token_expire_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., refresh_after_seconds: _Optional[float] = ...) -> None: ...
+    replica_ca_pem: str
+    replica_server_name: str
+    def __init__(self, replica_addresses: _Optional[_Iterable[str]] = ..., route_token: _Optional[str] = ..., route_token_expire_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., refresh_after_seconds: _Optional[float] = ..., replica_ca_pem: _Optional[str] = ..., replica_server_name: _Optional[str] = ...) -> None: ...

@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from launch.v1 import inference_pb2 as launch_dot_v1_dot_inference__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x17launch/v1/replica.proto\x12\tlaunch.v1\x1a\x19launch/v1/inference.proto\"F\n\x0fRunTasksRequest\x12\x0b\n\x03tag\x18\x01 \x01(\x04\x12&\n\x05input\x18\x02 \x01(\x0b\x32\x17.launch.v1.RequestInput\"\\\n\x10RunTasksResponse\x12\x0b\n\x03tag\x18\x01 \x01(\x04\x12*\n\x06result\x18\x02 \x01(\x0b\x32\x1a.launch.v1.InferenceResult\x12\x0f\n\x07refused\x18\x03 \x01(\t2Y\n\x0eReplicaService\x12G\n\x08RunTasks\x12\x1a.launch.v1.RunTasksRequest\x1a\x1b.launch.v1.RunTasksResponse(\x01\x30\x01\x42\x14Z\x12launch/v1;launchv1b\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x17launch/v1/replica.proto\x12\tlaunch.v1\x1a\x19launch/v1/inference.proto\"o\n\x0fRunTasksRequest\x12\x0b\n\x03tag\x18\x01 \x01(\x04\x12&\n\x05input\x18\x02 \x01(\x0b\x32\x17.launch.v1.RequestInput\x12\x17\n\x0ftimeout_seconds\x18\x03 \x01(\x01\x12\x0e\n\x06\x63\x61ncel\x18\x04 \x01(\x08\"\\\n\x10RunTasksResponse\x12\x0b\n\x03tag\x18\x01 \x01(\x04\x12*\n\x06result\x18\x02 \x01(\x0b\x32\x1a.launch.v1.InferenceResult\x12\x0f\n\x07refused\x18\x03 \x01(\t2Y\n\x0eReplicaService\x12G\n\x08RunTasks\x12\x1a.launch.v1.RunTasksRequest\x1a\x1b.launch.v1.RunTasksResponse(\x01\x30\x01\x42\x14Z\x12launch/v1;launchv1b\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -34,9 +34,9 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['DESCRIPTOR']._loaded_options = None
   _globals['DESCRIPTOR']._serialized_options = b'Z\022launch/v1;launchv1'
   _globals['_RUNTASKSREQUEST']._serialized_start=65
-  _globals['_RUNTASKSREQUEST']._serialized_end=135
-  _globals['_RUNTASKSRESPONSE']._serialized_start=137
-  _globals['_RUNTASKSRESPONSE']._serialized_end=229
-  _globals['_REPLICASERVICE']._serialized_start=231
-  _globals['_REPLICASERVICE']._serialized_end=320
+  _globals['_RUNTASKSREQUEST']._serialized_end=176
+  _globals['_RUNTASKSRESPONSE']._serialized_start=178
+  _globals['_RUNTASKSRESPONSE']._serialized_end=270
+  _globals['_REPLICASERVICE']._serialized_start=272
+  _globals['_REPLICASERVICE']._serialized_end=361
 # @@protoc_insertion_point(module_scope)

@@ -7,12 +7,16 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 DESCRIPTOR: _descriptor.FileDescriptor
 
 class RunTasksRequest(_message.Message):
-    __slots__ = ("tag", "input")
+    __slots__ = ("tag", "input", "timeout_seconds", "cancel")
     TAG_FIELD_NUMBER: _ClassVar[int]
     INPUT_FIELD_NUMBER: _ClassVar[int]
+    TIMEOUT_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    CANCEL_FIELD_NUMBER: _ClassVar[int]
     tag: int
     input: _inference_pb2.RequestInput
-    def __init__(self, tag: _Optional[int] = ..., input: _Optional[_Union[_inference_pb2.RequestInput, _Mapping]] = ...) -> None: ...
+    timeout_seconds: float
+    cancel: bool
+    def __init__(self, tag: _Optional[int] = ..., input: _Optional[_Union[_inference_pb2.RequestInput, _Mapping]] = ..., timeout_seconds: _Optional[float] = ..., cancel: _Optional[bool] = ...) -> None: ...
 
 class RunTasksResponse(_message.Message):
     __slots__ = ("tag", "result", "refused")
