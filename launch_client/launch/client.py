@@ -76,7 +76,7 @@ def _app_config_json(app_config: dict[str, Any] | str | None) -> str:
             raise ValueError(f"app_config: cannot read YAML file {app_config!r}: {exc}") from None
     if not isinstance(app_config, dict):
         raise ValueError("app_config must be a dict or the path of a YAML file holding a mapping")
-    return json.dumps(app_config)
+    return json.dumps(app_config, allow_nan=False)  # NaN and Infinity are not JSON; the server refuses them
 
 
 def _python_version() -> str:
@@ -106,8 +106,11 @@ class LaunchClient:
         offers a route (default: on unless LAUNCH_DIRECT_ROUTE=0); see launch.direct_route."""
         self.connection = Connection(api_key, endpoint, timeout=timeout)
         self._create_and_watch = True  # until the server says it lacks CreateAndWatchTask
-        enabled = is_enabled(direct_route, os.environ, secure=self.connection.secure)
-        self._direct = DirectRouter(self._get_route) if enabled else None
+        enabled = is_enabled(direct_route, os.environ)
+        # Over TLS to the server, replicas are used only when they speak TLS too, unless the caller
+        # asked for the direct route explicitly (accepting plaintext replicas).
+        require_tls = self.connection.secure and direct_route is None
+        self._direct = DirectRouter(self._get_route, require_tls=require_tls) if enabled else None
         self.self_hosted = self_hosted
         self.upload_bundle_fn: Callable[[bytes, Any], None] | None = None
         self.upload_batch_csv_fn: Callable[[str, Any], None] | None = None
@@ -315,9 +318,12 @@ class LaunchClient:
         labels: dict[str, str] | None = None,
         task_expiry_seconds: int | None = None,
         max_queue_size: int | None = None,
+        task_timeout_seconds: int | None = None,
     ) -> SyncEndpoint | AsyncEndpoint:
         """Creates an endpoint (status UPDATE_PENDING at first). With update_if_exists, an
-        existing endpoint of that name is edited instead."""
+        existing endpoint of that name is edited instead. `task_timeout_seconds` (async only):
+        how long one task may run before it is stopped and fails; None is the server's default
+        (3600)."""
         if update_if_exists and self.get_model_endpoint(endpoint_name) is not None:
             return self.edit_model_endpoint(
                 endpoint_name,
@@ -333,6 +339,7 @@ class LaunchClient:
                 post_inference_hooks=post_inference_hooks,
                 default_callback_url=default_callback_url,
                 labels=labels,
+                task_timeout_seconds=task_timeout_seconds,
             )
         payload: dict[str, Any] = dict(
             endpoint_name=endpoint_name,
@@ -351,6 +358,7 @@ class LaunchClient:
             labels=labels or {},
             task_expiry_seconds=task_expiry_seconds,
             max_queue_size=max_queue_size,
+            task_timeout_seconds=task_timeout_seconds,
         )
         payload = self.endpoint_auth_decorator_fn(payload)
         endpoint = epb.ModelEndpoint(
@@ -374,6 +382,7 @@ class LaunchClient:
             labels=payload["labels"],
             task_expiry_seconds=payload["task_expiry_seconds"] or 0,
             max_queue_size=payload["max_queue_size"] or 0,
+            task_timeout_seconds=payload.get("task_timeout_seconds"),
         )
         response = self.connection.call(
             self.connection.endpoints.CreateModelEndpoint,
@@ -397,6 +406,7 @@ class LaunchClient:
         post_inference_hooks: list[Any] | None = None,
         default_callback_url: str | None = None,
         labels: dict[str, str] | None = None,
+        task_timeout_seconds: int | None = None,
     ) -> SyncEndpoint | AsyncEndpoint:
         """Changes only the settings given (a new bundle rolls out a new version)."""
         endpoint = epb.ModelEndpoint(name=_endpoint_name(model_endpoint))
@@ -414,6 +424,7 @@ class LaunchClient:
             ("workers.max_workers", max_workers, endpoint.workers, "max_workers"),
             ("workers.per_worker", per_worker, endpoint.workers, "per_worker"),
             ("default_callback_url", default_callback_url, endpoint, "default_callback_url"),
+            ("task_timeout_seconds", task_timeout_seconds, endpoint, "task_timeout_seconds"),
         ):
             if value is not None:
                 setattr(target, attr, value)
@@ -629,7 +640,7 @@ class LaunchClient:
         if inputs is not None:
             if not all(isinstance(item, dict) for item in inputs):
                 raise ValueError("each input must be a dict of keyword arguments")
-            request.args.args_json.extend(json.dumps(item) for item in inputs)
+            request.args.args_json.extend(json.dumps(item, allow_nan=False) for item in inputs)
         elif self.self_hosted:
             request.input_location = self._upload_batch_csv(urls or [], batch_url_file_location)
         else:

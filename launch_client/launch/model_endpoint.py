@@ -40,6 +40,7 @@ class ModelEndpoint:
     default_callback_url: str | None = None
     labels: dict[str, str] = field(default_factory=dict)
     generation: int = 0
+    task_timeout_seconds: int | None = None  # async only: how long one task may run
 
     @classmethod
     def from_proto(cls, m: epb.ModelEndpoint) -> ModelEndpoint:
@@ -68,6 +69,7 @@ class ModelEndpoint:
             default_callback_url=m.default_callback_url or None,
             labels=dict(m.labels),
             generation=m.generation,
+            task_timeout_seconds=m.task_timeout_seconds if m.HasField("task_timeout_seconds") else None,
         )
 
 
@@ -87,7 +89,7 @@ class EndpointRequest:
     def to_input(self) -> ipb.RequestInput:
         if self.url is not None:
             return ipb.RequestInput(url=self.url, return_pickled=self.return_pickled)
-        return ipb.RequestInput(args_json=json.dumps(self.args), return_pickled=self.return_pickled)
+        return ipb.RequestInput(args_json=json.dumps(self.args, allow_nan=False), return_pickled=self.return_pickled)
 
 
 class EndpointResponse:

@@ -9,6 +9,7 @@ import functools
 import json
 import uuid
 from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from enum import Enum
@@ -16,7 +17,7 @@ from typing import Protocol
 
 from .endpoints import EndpointRepository, EndpointStatus, EndpointType, is_batch_endpoint
 from .errors import FailedPrecondition, InvalidArgument, NotFound
-from .validation import validate_name, validate_request_id
+from .validation import validate_http_url, validate_id, validate_name, validate_request_id
 
 MAX_BATCH = 10_000
 MAX_WATCH = 10_000
@@ -184,6 +185,9 @@ class TaskService:
         self._repo = repo
         self._endpoints = endpoints
         self.on_submit = lambda endpoint_id: None  # wakes the dispatcher
+        # Stops a cancelled task's call when this server runs it (a task run by another server
+        # sharing the database is stopped there, at its next lease renewal).
+        self.on_cancel: Callable[[str], object] = lambda task_id: None
         self.admission: Admission | None = None
         # How long a watched single task's row may wait for its replica's answer (see Admission).
         self.hold_s = 0.0
@@ -214,10 +218,9 @@ class TaskService:
         if len(items) > MAX_BATCH:
             raise InvalidArgument("tasks", f"at most {MAX_BATCH} tasks per call, got {len(items)}")
         for index, item in enumerate(items):
-            if item.callback_url and not item.callback_url.startswith(("http://", "https://")):
-                raise InvalidArgument(f"tasks[{index}].callback_url", "must be an http(s) URL")
-            if len(item.client_request_id) > 128:
-                raise InvalidArgument(f"tasks[{index}].client_request_id", "must be at most 128 characters")
+            if item.callback_url:
+                validate_http_url(f"tasks[{index}].callback_url", item.callback_url)
+            validate_request_id(f"tasks[{index}].client_request_id", item.client_request_id)
         endpoint = self.cached_endpoint(owner, endpoint_name) or await asyncio.to_thread(
             self._endpoints.get, owner, endpoint_name
         )
@@ -328,6 +331,8 @@ class TaskService:
             raise InvalidArgument(field, "must name at least one task")
         if len(task_ids) > MAX_WATCH:
             raise InvalidArgument(field, f"at most {MAX_WATCH} task ids, got {len(task_ids)}")
+        for index, task_id in enumerate(task_ids):
+            validate_id(field if field == "task_id" else f"{field}[{index}]", task_id)
         unique = list(dict.fromkeys(task_ids))
         found = {t.task_id: t for t in await asyncio.to_thread(self._repo.get_many, owner, unique)}
         for task_id in unique:
@@ -336,9 +341,10 @@ class TaskService:
         return [found[t] for t in unique]
 
     async def cancel(self, owner: str, task_id: str) -> Task:
-        if not task_id:
-            raise InvalidArgument("task_id", "is required")
+        validate_id("task_id", task_id)
         task = await asyncio.to_thread(self._repo.cancel, owner, task_id)
         if task is None:
             raise NotFound("task", task_id)
+        if task.state is TaskState.CANCELLED:
+            self.on_cancel(task_id)
         return task

@@ -20,6 +20,7 @@ from typing import Any
 
 from .autoscaling import DIRECT_ONGOING_METRIC
 from .runtime import BundleDescriptor, BundleLoadError, BundleRuntime, RuntimeConfig, current_python_version
+from .stoppable import run_stoppable
 
 # Serve routes the "ray.serve" logger of a replica into that replica's own log file, which is
 # where an operator (and read_endpoint_creation_logs) looks for start-up problems.
@@ -88,15 +89,22 @@ class LaunchReplica:
             return None
         return ingress
 
-    async def __call__(self, request: dict[str, Any]) -> dict[str, Any]:
-        """One predict request (see BundleRuntime.predict); never raises for user errors."""
-        loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._executor, self.runtime.predict, request)
+    async def __call__(self, request: dict[str, Any], timeout_s: float | None = None) -> dict[str, Any]:
+        """One predict request (see BundleRuntime.predict); never raises for user errors. An async
+        task carries its endpoint's task_timeout_seconds: past it the call is given up and answered
+        FAILURE; a cancelled call (Serve cancels it when the dispatcher does) is given up too
+        (see stoppable)."""
+        return await run_stoppable(self._executor, self.runtime.predict, request, timeout_s)
 
-    async def predict_many(self, requests: list[dict[str, Any]]) -> list[dict[str, Any]]:
-        """A group of requests in one call, answered in order, so per-call overhead is paid once."""
-        loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._executor, self.runtime.predict_many, requests)
+    async def predict_many(
+        self, requests: list[dict[str, Any]], timeout_s: float | None = None
+    ) -> list[dict[str, Any]]:
+        """A group of requests in one call, answered in order, so per-call overhead is paid once;
+        without a time limit they run in one go on the pool, with one each runs on its own clock."""
+        if not timeout_s:
+            loop = asyncio.get_running_loop()
+            return await loop.run_in_executor(self._executor, self.runtime.predict_many, requests)
+        return [await run_stoppable(self._executor, self.runtime.predict, r, timeout_s) for r in requests]
 
     def record_autoscaling_stats(self) -> dict[str, float]:
         """Serve's custom-metrics hook: requests in flight on the direct route, which Serve cannot

@@ -47,11 +47,16 @@ class TaskChannelServicer(rgrpc.ReplicaServiceServicer):
             async with writing:
                 await context.write(message)
 
-        # Reads until the caller closes its side, starting each request (or refusing it at once),
-        # then answers what is still running and ends the call.
-        running: set[asyncio.Future[None]] = set()
+        # Reads until the caller closes its side, starting each request (or refusing it at once,
+        # or stopping the one a cancel names), then answers what is still running and ends the call.
+        running: dict[int, asyncio.Future[None]] = {}
         while (request := await context.read()) is not grpc.aio.EOF:
             ingress.last_request = time.monotonic()
+            if request.cancel:
+                # The task was cancelled: its call is given up (stoppable) and nothing is answered.
+                if (job := running.get(request.tag)) is not None:
+                    job.cancel()
+                continue
             why = self._refusal(token)
             payload: dict[str, Any] | None = None
             if why is None:
@@ -65,11 +70,11 @@ class TaskChannelServicer(rgrpc.ReplicaServiceServicer):
                 await answer(rpb.RunTasksResponse(tag=request.tag, refused=why or "refused"))
                 continue
             ingress.gauge.change(1)  # counted from here, like a direct Predict, for the autoscaler
-            job = asyncio.ensure_future(self._run(request.tag, payload, answer))
-            running.add(job)
-            job.add_done_callback(running.discard)
+            job = asyncio.ensure_future(self._run(request.tag, payload, request.timeout_seconds, answer))
+            running[request.tag] = job
+            job.add_done_callback(lambda _, tag=request.tag: running.pop(tag, None))
         while running:
-            await asyncio.wait(set(running))
+            await asyncio.wait(set(running.values()))
 
     def _refusal(self, token: str) -> str | None:
         ingress = self._ingress
@@ -80,11 +85,15 @@ class TaskChannelServicer(rgrpc.ReplicaServiceServicer):
         return ingress.tokens.why_not(token)  # tokens expire: checked per request (a dict lookup)
 
     async def _run(
-        self, tag: int, payload: dict[str, Any], answer: Callable[[rpb.RunTasksResponse], Awaitable[None]]
+        self,
+        tag: int,
+        payload: dict[str, Any],
+        timeout_s: float,
+        answer: Callable[[rpb.RunTasksResponse], Awaitable[None]],
     ) -> None:
         ingress = self._ingress
         try:
-            result = await ingress.run(payload)
+            result = await ingress.run(payload, timeout_s or None)
         except Exception as exc:  # noqa: BLE001 - every request read is answered, or the caller waits on
             # The runtime's predict never raises (a failing predict function is a FAILURE answer):
             # this is the replica's own failure, answered like one.

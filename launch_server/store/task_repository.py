@@ -146,8 +146,7 @@ class SqlTaskRepository:
                         )
         except IntegrityError:
             if first.request_id:
-                with Session(self._engine) as session:
-                    return self._by_request_prefix(session, first.owner, first.request_id.rsplit(":", 1)[0])
+                return self._by_request_ids(first.owner, [t.request_id or "" for t in tasks])
             raise
         return tasks
 
@@ -167,11 +166,20 @@ class SqlTaskRepository:
     def close(self) -> None:
         self._now.close()
 
-    def _by_request_prefix(self, session: Session, owner: str, request_id: str) -> list[Task]:
-        rows = session.exec(
-            select(TaskRow).where(TaskRow.owner == owner, TaskRow.request_id.like(f"{request_id}:%"))
-        ).all()
-        return sorted((to_task(r) for r in rows), key=lambda t: int((t.request_id or "0:0").rsplit(":", 1)[1]))
+    def _by_request_ids(self, owner: str, request_ids: list[str]) -> list[Task]:
+        """The earlier tasks of a repeated request: those stored under exactly the ids this retry
+        used ("<request_id>:<index>"), in its order. Equality, never a pattern or a range: a request
+        id may hold any character (LIKE's '%' and '_', ':' itself), SQLite's LIKE ignores case and a
+        PostgreSQL range follows the column's collation, while `=` is exact and case-sensitive on
+        both and uses the (owner, request_id) unique index."""
+        order = {request_id: index for index, request_id in enumerate(request_ids)}
+        found: list[Task] = []
+        with Session(self._engine) as session:
+            for start in range(0, len(request_ids), IN_CHUNK):
+                chunk = request_ids[start : start + IN_CHUNK]
+                rows = session.exec(select(TaskRow).where(TaskRow.owner == owner, TaskRow.request_id.in_(chunk)))
+                found.extend(to_task(r) for r in rows)
+        return sorted(found, key=lambda t: order[t.request_id or ""])
 
     def get_many(self, owner: str, task_ids: list[str]) -> list[Task]:
         found: list[Task] = []
@@ -346,8 +354,11 @@ class SqlTaskRepository:
             return [finished_task(known[task_id], by_id[task_id], now) for task_id in done]
         return self.get_by_ids(done)
 
-    def release(self, task_ids: list[str], worker: str, reason: str, max_attempts: int) -> list[Task]:
-        """Puts tasks whose worker died back in the queue, or fails those out of attempts."""
+    def release(
+        self, task_ids: list[str], worker: str, reason: str, max_attempts: int, refund: bool = False
+    ) -> list[Task]:
+        """Puts tasks whose worker died back in the queue, or fails those out of attempts. With
+        `refund` (the whole Ray cluster was gone, not the task's fault) the attempt does not count."""
         now = _now()
         with Session(self._writer) as session:
             held = and_(
@@ -355,6 +366,8 @@ class SqlTaskRepository:
                 TaskRow.state == TaskState.STARTED.value,
                 TaskRow.lease_owner == worker,
             )
+            if refund:
+                session.exec(update(TaskRow).where(held, TaskRow.attempts > 0).values(attempts=TaskRow.attempts - 1))
             session.exec(
                 update(TaskRow)
                 .where(held, TaskRow.attempts >= max_attempts)
@@ -375,18 +388,28 @@ class SqlTaskRepository:
             session.commit()
         return [t for t in self.get_by_ids(task_ids) if t.terminal]
 
-    def extend_leases(self, task_ids: list[str], worker: str, lease_s: float) -> None:
+    def extend_leases(self, task_ids: list[str], worker: str, lease_s: float) -> list[str]:
+        """Renews this worker's leases; returns the ids among `task_ids` that were cancelled (the
+        cancel may have come through another server), so the worker stops their calls."""
         if not task_ids:
-            return
+            return []
         until = _now() + timedelta(seconds=lease_s)
+        cancelled: list[str] = []
         with Session(self._writer) as session:
             for start in range(0, len(task_ids), IN_CHUNK):
+                chunk = task_ids[start : start + IN_CHUNK]
                 session.exec(
                     update(TaskRow)
-                    .where(TaskRow.task_id.in_(task_ids[start : start + IN_CHUNK]), TaskRow.lease_owner == worker)
+                    .where(TaskRow.task_id.in_(chunk), TaskRow.lease_owner == worker)
                     .values(lease_expires_at=until)
                 )
+                cancelled += session.exec(
+                    select(TaskRow.task_id).where(
+                        TaskRow.task_id.in_(chunk), TaskRow.state == TaskState.CANCELLED.value
+                    )
+                ).all()
             session.commit()
+        return cancelled
 
     # ---- maintenance -------------------------------------------------------------------------------
 

@@ -29,6 +29,7 @@ import grpc
 from launch.v1 import replica_pb2_grpc as rgrpc
 
 from launch_server.api.inference_messages import answer_from_result, input_from_request
+from launch_server.serving import replica_tls
 from launch_server.serving.route_tokens import expiry_of
 from launch_server.serving.router import Router
 
@@ -75,9 +76,11 @@ class DirectCalls:
         self._next_prune = 0.0
 
     async def predict(
-        self, endpoint_id: str, endpoint_name: str, app_name: str, payload: dict
+        self, endpoint_id: str, endpoint_name: str, app_name: str, payload: dict, timeout_s: float = 0.0
     ) -> dict[str, object] | None:
-        """The replica's answer as the handle would give it, or None when no replica took the task."""
+        """The replica's answer as the handle would give it, or None when no replica took the task.
+        The replica gives the task up after `timeout_s` of running (0: never); cancelling this call
+        stops the task on the replica (replica_channel)."""
         try:
             route = await self._router.replica_route(endpoint_id, app_name)
         except Exception:  # noqa: BLE001 - the GCS lookup failed: the task has not run, use Serve
@@ -99,7 +102,7 @@ class DirectCalls:
             channel = await self._task_channel(address, token, endpoint_name)
             if channel is None:
                 return None
-            result = await channel.run(input_from_request(payload))
+            result = await channel.run(input_from_request(payload), timeout_s)
         except NotRun as exc:
             return self._skip(address, endpoint_name, str(exc))
         except ChannelBroken as exc:
@@ -165,7 +168,15 @@ class DirectCalls:
     def _channel(self, address: str) -> grpc.aio.Channel:
         channel = self._channels.get(address)
         if channel is None:
-            channel = self._channels[address] = grpc.aio.insecure_channel(address, options=CHANNEL_OPTIONS)
+            ca_pem = self._router.replica_ca_pem
+            if ca_pem:  # replica ports speak TLS (serving/replica_tls.py): verify against our authority
+                credentials = grpc.ssl_channel_credentials(root_certificates=ca_pem.encode())
+                channel = grpc.aio.secure_channel(
+                    address, credentials, options=[*CHANNEL_OPTIONS, *replica_tls.channel_options(ca_pem)]
+                )
+            else:
+                channel = grpc.aio.insecure_channel(address, options=CHANNEL_OPTIONS)
+            self._channels[address] = channel
         return channel
 
     def _prune(self, now: float, endpoint_id: str, routed: set[str]) -> None:

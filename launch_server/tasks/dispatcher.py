@@ -7,7 +7,16 @@ one by the replica and answered separately), paying the per-call overhead once p
 single task goes over the replica's own port (direct_calls), one hop.
 
 Delivery is at-least-once: a task whose replica dies is put back (bounded attempts), and a task
-whose server dies is taken over when its lease passes."""
+whose server dies is taken over when its lease passes. While the Ray cluster is lost no endpoint
+is serving, so nothing is claimed; calls it broke are put back with their attempt given back.
+
+Every call carries its endpoint's task_timeout_seconds: the replica gives a task up once it has
+run that long and answers FAILURE (serving/stoppable), so its lease stops renewing and its call
+slot is freed; should the replica not answer at all, the call is given up here a little later
+(BACKSTOP_S). A cancelled task's call is stopped: at once when this server runs it (cancel),
+else by the server that does, when its next lease renewal finds the task CANCELLED. A call that
+carries a group of tasks is stopped only for its deadline: a cancelled task in a group runs to
+its end on the replica, and its result is dropped (the stored state stays CANCELLED)."""
 
 from __future__ import annotations
 
@@ -21,7 +30,7 @@ import time
 import uuid
 from collections import defaultdict
 
-from launch_server.domain.endpoints import EndpointType, is_batch_endpoint
+from launch_server.domain.endpoints import MAX_TASK_TIMEOUT_S, EndpointType, is_batch_endpoint
 from launch_server.domain.tasks import Outcome, Task, TaskState
 from launch_server.serving.reconciler import Reconciler
 from launch_server.serving.router import Router
@@ -32,6 +41,10 @@ from .watch import WatchHub
 
 log = logging.getLogger(__name__)
 REPLICA_GONE = ("ActorDiedError", "RayActorError", "ActorUnavailableError", "WorkerCrashedError", "ReplicaDied")
+# How long after a call's own deadline (task_timeout_seconds per task in it) the server stops
+# waiting for a replica that never answered: the replica's clock starts when it starts the task.
+BACKSTOP_S = 30.0
+RAY_VERDICT_S = 3.0  # see _ray_went_down
 
 
 class Dispatcher:
@@ -59,6 +72,8 @@ class Dispatcher:
         self.worker = f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
         self.calls_in_flight: dict[str, int] = defaultdict(int)
         self.held: set[str] = set()
+        self._calls: dict[str, asyncio.Task[list[Outcome]]] = {}  # task id -> its single-task call
+        self._in_flight: set[asyncio.Future[list[Outcome]]] = set()  # every replica call (abandon_calls)
         # Per endpoint, a moving average of how long one admitted task's call took (answers_within).
         self.answer_s: dict[str, float] = {}
         self.on_finished = lambda tasks: None  # the callback sender's wake-up
@@ -110,6 +125,21 @@ class Dispatcher:
             job.add_done_callback(self._running.discard)
         return answers
 
+    def cancel(self, task_id: str) -> bool:
+        """Stops the replica call of a cancelled task this server runs alone on a call; whether it
+        had one. Its row is already CANCELLED, so nothing more is written for it."""
+        call = self._calls.get(task_id)
+        if call is None or call.done():
+            return False
+        call.cancel()
+        return True
+
+    def abandon_calls(self) -> None:
+        """The Ray cluster is gone: calls waiting on it would wait out their deadline (a Serve
+        handle holds them), so they are stopped now and their tasks put back for the next one."""
+        for call in list(self._in_flight):
+            call.cancel()
+
     def answers_within(self, endpoint_id: str, hold_s: float) -> bool:
         """Whether this endpoint's recent single-task calls took less than `hold_s` (an endpoint
         not yet timed counts as quick: the hold bounds what a wrong guess costs)."""
@@ -130,7 +160,10 @@ class Dispatcher:
                     try:
                         await asyncio.wait_for(self._wake.wait(), timeout=self.idle_poll_s)
                     except TimeoutError:
-                        await self._find_backlog()
+                        try:
+                            await self._find_backlog()
+                        except Exception:  # noqa: BLE001 - a database outage must not end the loop
+                            log.exception("backlog poll failed")
         finally:
             heartbeat.cancel()
             for task in list(self._running):
@@ -201,16 +234,12 @@ class Dispatcher:
         finished: list[Task] = []
         try:
             started = time.monotonic()
-            try:
-                outcomes = await self._call_replica(endpoint_id, app_name, group)
-                failure: Exception | None = None
-            except asyncio.CancelledError:
-                raise  # server stopping: the leases lapse and another server (or this one) retries
-            except Exception as exc:  # noqa: BLE001 - a failed call is retried, never lost
-                outcomes, failure = [], exc
+            outcomes, failure = await self._call_with_deadline(endpoint_id, app_name, group)
             if answer is not None:
                 self._timed(endpoint_id, time.monotonic() - started)
-                answer.set_result(outcomes[0] if failure is None else None)
+                answer.set_result(outcomes[0] if failure is None and outcomes else None)
+            if failure is None and not outcomes:
+                return  # cancelled: the row says so already
             if durable is not None:
                 # Shielded: cancelling this job (server stopping) must not cancel the future that
                 # the submission's other jobs share.
@@ -225,9 +254,49 @@ class Dispatcher:
         finally:
             self.calls_in_flight[endpoint_id] -= 1
             self.held.difference_update(ids)
+            for task_id in ids:
+                self._calls.pop(task_id, None)
             if endpoint_id in self.backlog:
                 self._wake.set()  # a call slot is free and tasks are waiting
             self._publish(finished)
+
+    async def _call_with_deadline(
+        self, endpoint_id: str, app_name: str, group: list[Claimed]
+    ) -> tuple[list[Outcome], Exception | None]:
+        """The group's outcomes, or the failure to retry it for; ([], None) when its task was
+        cancelled (cancel). A replica that does not answer within the group's deadline plus
+        BACKSTOP_S is given up on: its tasks fail for their timeout."""
+        timeout_s = self._timeout_s(endpoint_id)
+        call = asyncio.ensure_future(self._call_replica(endpoint_id, app_name, group, timeout_s))
+        if len(group) == 1:
+            self._calls[group[0].task_id] = call
+        self._in_flight.add(call)
+        try:
+            done, _ = await asyncio.wait({call}, timeout=timeout_s * len(group) + BACKSTOP_S)
+        except asyncio.CancelledError:
+            call.cancel()  # server stopping: the leases lapse and another server (or this one) retries
+            raise
+        finally:
+            self._in_flight.discard(call)
+        if call.cancelled() and self.reconciler.ray_down:
+            return [], ConnectionError(self.reconciler.ray_down)  # abandon_calls: put back, attempt refunded
+        if not done:
+            call.cancel()
+            log.warning("a call of %d task(s) on %s did not answer by its deadline", len(group), endpoint_id)
+            why = f"task exceeded its endpoint's task_timeout_seconds={timeout_s:g} (the replica did not answer)"
+            return [Outcome(task_id=c.task_id, state=TaskState.FAILURE, traceback=why) for c in group], None
+        if call.cancelled():
+            return [], None
+        failure = call.exception()
+        if failure is None:
+            return call.result(), None
+        if not isinstance(failure, Exception):
+            raise failure
+        return [], failure  # a failed call is retried, never lost
+
+    def _timeout_s(self, endpoint_id: str) -> float:
+        endpoint = self.reconciler.endpoints_by_id.get(endpoint_id)
+        return float(endpoint.settings.task_timeout_seconds if endpoint is not None else MAX_TASK_TIMEOUT_S)
 
     def _timed(self, endpoint_id: str, seconds: float) -> None:
         previous = self.answer_s.get(endpoint_id)
@@ -245,28 +314,49 @@ class Dispatcher:
                 return await asyncio.to_thread(self.repo.complete, outcomes, self.worker, known)
             kind = type(failure).__name__
             reason = "the worker died while running it" if kind in REPLICA_GONE else f"{kind}: {failure}"
+            refund = await self._ray_went_down()
+            if refund:
+                reason = f"{self.reconciler.ray_down} (the attempt does not count)"
             log.warning("group of %d task(s) on %s failed (%s); releasing for retry", len(ids), endpoint_id, reason)
-            return await asyncio.to_thread(self.repo.release, ids, self.worker, reason, self.max_attempts)
+            return await asyncio.to_thread(self.repo.release, ids, self.worker, reason, self.max_attempts, refund)
         except Exception:  # noqa: BLE001 - the dispatcher must outlive a database error
             log.exception("recording %d task(s) on %s failed; their leases will lapse", len(ids), endpoint_id)
             return []
 
-    async def _call_replica(self, endpoint_id: str, app_name: str, group: list[Claimed]) -> list[Outcome]:
-        """One call for the group (the replica runs its tasks one by one); one outcome each. A
-        single task goes over the replica's own port when it has one (direct_calls), else, like a
-        group, through a Serve handle."""
+    async def _ray_went_down(self) -> bool:
+        """Whether a failed call failed because the whole Ray cluster is gone: then its tasks
+        wait for the next cluster without burning an attempt. The server notices a lost cluster
+        within a second or two of the calls failing, so this waits that long for the verdict."""
+        deadline = time.monotonic() + RAY_VERDICT_S
+        while not self.reconciler.ray_down and time.monotonic() < deadline:
+            await asyncio.sleep(0.25)
+        return bool(self.reconciler.ray_down)
+
+    async def _call_replica(
+        self, endpoint_id: str, app_name: str, group: list[Claimed], timeout_s: float
+    ) -> list[Outcome]:
+        """One call for the group (the replica runs its tasks one by one, each stopped after
+        `timeout_s`); one outcome each. A single task goes over the replica's own port when it has
+        one (direct_calls), else, like a group, through a Serve handle. Cancelling it stops the
+        call on the replica."""
         answers: list[dict] | None = None
         if len(group) == 1:
             endpoint = self.reconciler.endpoints_by_id.get(endpoint_id)
             if endpoint is not None and not is_batch_endpoint(endpoint.name):
-                answer = await self.direct.predict(endpoint_id, endpoint.name, app_name, group[0].payload)
+                answer = await self.direct.predict(endpoint_id, endpoint.name, app_name, group[0].payload, timeout_s)
                 answers = None if answer is None else [answer]
         if answers is None:
             handle = await self.router.handle(app_name)
             if len(group) == 1:
-                answers = [await handle.remote(group[0].payload)]
+                response = handle.remote(group[0].payload, timeout_s)
             else:
-                answers = await handle.predict_many.remote([c.payload for c in group])
+                response = handle.predict_many.remote([c.payload for c in group], timeout_s)
+            try:
+                reply = await response
+            except asyncio.CancelledError:
+                response.cancel()  # Serve cancels the replica's method, which gives the call up
+                raise
+            answers = [reply] if len(group) == 1 else reply
         return [
             Outcome(
                 task_id=c.task_id,
@@ -288,6 +378,9 @@ class Dispatcher:
         while not stop.is_set():
             await asyncio.sleep(self.lease_s / 3)
             try:
-                await asyncio.to_thread(self.repo.extend_leases, list(self.held), self.worker, self.lease_s)
+                cancelled = await asyncio.to_thread(self.repo.extend_leases, list(self.held), self.worker, self.lease_s)
             except Exception:  # noqa: BLE001
                 log.exception("lease heartbeat failed")
+                continue
+            for task_id in cancelled:  # cancelled through another server: stop the call here
+                self.cancel(task_id)

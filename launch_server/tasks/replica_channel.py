@@ -47,6 +47,7 @@ class ReplicaChannel:
         self._writing = asyncio.Lock()  # gRPC allows one write at a time on a call
         self._reader: asyncio.Task[None] | None = None
         self._closing = False
+        self._cancelling: set[asyncio.Future[None]] = set()  # cancel messages being written
         self.broken: ChannelBroken | None = None
 
     @property
@@ -70,8 +71,10 @@ class ReplicaChannel:
             raise NotRun(await _status_text(self._call))
         self._reader = asyncio.ensure_future(self._read())
 
-    async def run(self, request: ipb.RequestInput) -> ipb.InferenceResult:
-        """The task's result; NotRun or ChannelBroken when it did not come back (see above)."""
+    async def run(self, request: ipb.RequestInput, timeout_s: float = 0.0) -> ipb.InferenceResult:
+        """The task's result; NotRun or ChannelBroken when it did not come back (see above). The
+        replica gives the task up after `timeout_s` of running (0: never). Cancelling the caller
+        once the task is sent tells the replica to stop it (a cancel message for its tag)."""
         if not self.usable:
             raise NotRun("the channel is closed")
         tag = next(self._tags)
@@ -79,7 +82,7 @@ class ReplicaChannel:
         self._waiting[tag] = answer
         try:
             async with self._writing:
-                await self._call.write(rpb.RunTasksRequest(tag=tag, input=request))
+                await self._call.write(rpb.RunTasksRequest(tag=tag, input=request, timeout_seconds=timeout_s))
         except (Exception, asyncio.CancelledError) as exc:  # a write that failed delivered nothing
             self._waiting.pop(tag, None)
             if isinstance(exc, asyncio.CancelledError) and _being_cancelled():
@@ -88,10 +91,20 @@ class ReplicaChannel:
         try:
             return await answer
         except asyncio.CancelledError:
-            # Our caller gave up (the server is stopping): the replica's answer, if it comes, is
-            # dropped, and close() does not wait for it.
-            self._waiting.pop(tag, None)
+            # Our caller gave up (the task was cancelled, or the server is stopping): the replica
+            # is told to stop it, its answer, if it comes, is dropped, and close() does not wait.
+            if self._waiting.pop(tag, None) is not None and self.broken is None:
+                sending = asyncio.ensure_future(self._send_cancel(tag))
+                self._cancelling.add(sending)
+                sending.add_done_callback(self._cancelling.discard)
             raise
+
+    async def _send_cancel(self, tag: int) -> None:
+        try:
+            async with self._writing:
+                await self._call.write(rpb.RunTasksRequest(tag=tag, cancel=True))
+        except (Exception, asyncio.CancelledError):  # noqa: BLE001 - the channel ended: the call is gone with it
+            pass
 
     async def close(self) -> None:
         """Ends the channel once its tasks are answered (the replica then ends its side)."""

@@ -280,6 +280,7 @@ class RouteTable:
     it mints); here the test says it, so the replicas can be plain gRPC servers on loopback."""
 
     routes: dict[str, tuple[tuple[str, ...], str]] = field(default_factory=dict)
+    replica_ca_pem: str = ""  # plaintext replicas
 
     async def replica_route(self, endpoint_id: str, app_name: str) -> tuple[tuple[str, ...], str] | None:
         return self.routes.get(endpoint_id)

@@ -1,0 +1,115 @@
+"""One predict call on a replica's thread pool that can be given up: at its deadline (the
+endpoint's task_timeout_seconds) or when its caller cancels it (a cancelled task, a client that
+went away).
+
+Python cannot kill a thread. Giving up a call does two things: the caller gets its answer now
+(a FAILURE naming the limit, or its cancellation), so the request's slot is freed and a late
+result is dropped; and the thread running the user's code gets a `CallStopped` exception raised
+in it (PyThreadState_SetAsyncExc), which Python delivers at the next bytecode the thread runs.
+That stops pure-Python code, loops that sleep or wait in short steps included, but not a single
+long call into C (one `time.sleep(3600)`, a blocking socket read, a CUDA kernel): such a call
+keeps its thread until it returns, and the pool's next request waits for that thread. The
+exception derives from BaseException, so user code's `except Exception` does not swallow it.
+
+The clock starts when the thread starts the call, not when it is queued, so requests waiting
+behind a busy thread are not charged for the wait."""
+
+from __future__ import annotations
+
+import asyncio
+import ctypes
+import threading
+from collections.abc import Callable
+from concurrent.futures import Executor
+from typing import Any
+
+Answer = dict[str, Any]
+
+
+class CallStopped(BaseException):  # noqa: N818 - raised inside user code, named for what happened
+    """Raised in a predict thread whose call was given up."""
+
+
+def timeout_message(timeout_s: float) -> str:
+    return f"task exceeded its endpoint's task_timeout_seconds={timeout_s:g}"
+
+
+class _Running:
+    """The thread running one call, and whether that call was given up (both under `lock`, so the
+    exception is only ever raised while the user's code runs, never in the pool's own code)."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.thread_id: int | None = None
+        self.given_up = False
+
+    def give_up(self) -> None:
+        with self.lock:
+            if self.given_up:
+                return
+            self.given_up = True
+            if self.thread_id is not None:
+                ctypes.pythonapi.PyThreadState_SetAsyncExc(
+                    ctypes.c_ulong(self.thread_id), ctypes.py_object(CallStopped)
+                )
+
+    def enter(self) -> bool:
+        with self.lock:
+            if self.given_up:
+                return False  # given up while it waited in the pool's queue: never started
+            self.thread_id = threading.get_ident()
+            return True
+
+    def leave(self) -> None:
+        with self.lock:
+            thread_id, self.thread_id = self.thread_id, None
+            if self.given_up and thread_id is not None:
+                # Clears an exception raised but not yet delivered (the call returned just then),
+                # so it cannot fire later in the pool's code or in the next request.
+                ctypes.pythonapi.PyThreadState_SetAsyncExc(ctypes.c_ulong(thread_id), None)
+
+
+async def run_stoppable(
+    executor: Executor, fn: Callable[[Any], Answer], request: Any, timeout_s: float | None = None
+) -> Answer:
+    """fn(request) on `executor`; past `timeout_s` seconds of running (None or 0: no limit) it is
+    given up and answered as a FAILURE; if the awaiting task is cancelled, it is given up and the
+    cancellation goes on."""
+    loop = asyncio.get_running_loop()
+    running = _Running()
+    started = asyncio.Event()
+
+    def call() -> Answer | None:
+        if not running.enter():
+            return None
+        try:
+            loop.call_soon_threadsafe(started.set)
+            return fn(request)
+        except CallStopped:
+            return None
+        finally:
+            running.leave()
+
+    future = loop.run_in_executor(executor, call)
+    future.add_done_callback(_consume)
+    try:
+        if not timeout_s:
+            return await asyncio.shield(future)
+        waiting = asyncio.ensure_future(started.wait())
+        try:
+            await asyncio.wait({future, waiting}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            waiting.cancel()
+        return await asyncio.wait_for(asyncio.shield(future), timeout_s)
+    except TimeoutError:
+        running.give_up()
+        return {"state": "FAILURE", "traceback": timeout_message(timeout_s or 0)}
+    except asyncio.CancelledError:
+        running.give_up()
+        raise
+
+
+def _consume(future: asyncio.Future[Any]) -> None:
+    """A given-up call's future is never awaited: read its outcome so asyncio does not log it."""
+    if not future.cancelled():
+        future.exception()
