@@ -241,3 +241,62 @@ def delete_serve_apps(ray_address: str, prefix: str) -> None:
         check=False,
         env={**os.environ, "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0"},
     )
+
+
+# ---- A private PostgreSQL server, for tests that stop and start it -----------------------------
+
+PG_BIN = Path(os.environ.get("LAUNCH_TEST_PG_BIN", "/usr/lib/postgresql/15/bin"))
+
+
+@dataclass
+class PrivatePostgres:
+    """A PostgreSQL server of the test's own (its own data directory and loopback port), so a
+    test can stop and restart it without touching the shared one on 5432."""
+
+    data_dir: Path
+    port: int
+
+    @property
+    def url(self) -> str:
+        return f"postgresql://postgres@127.0.0.1:{self.port}/postgres"
+
+    def _pg_ctl(self, *args: str) -> None:
+        command = [str(PG_BIN / "pg_ctl"), "-D", str(self.data_dir), *args]
+        subprocess.run(_as_postgres(command), check=True, capture_output=True, timeout=60)
+
+    def start(self) -> None:
+        options = f"-p {self.port} -k {self.data_dir} -c listen_addresses=127.0.0.1 -c fsync=off"
+        self._pg_ctl("-o", options, "-l", str(self.data_dir / "server.log"), "-w", "start")
+
+    def stop(self, mode: str = "fast") -> None:
+        """Stops it (mode fast: ends sessions and shuts down cleanly; immediate: like a crash)."""
+        self._pg_ctl("-m", mode, "-w", "stop")
+
+    def remove(self) -> None:
+        """Stops it if running and deletes its files."""
+        import shutil
+
+        if (self.data_dir / "postmaster.pid").exists():
+            self.stop("immediate")
+        shutil.rmtree(self.data_dir, ignore_errors=True)
+
+
+def _as_postgres(command: list[str]) -> list[str]:
+    """PostgreSQL refuses to run as root: as root, commands run as the postgres user."""
+    return ["runuser", "-u", "postgres", "--", *command] if os.geteuid() == 0 else command
+
+
+def start_private_postgres() -> PrivatePostgres:
+    """initdb into a fresh directory (outside pytest's root-only tmp tree, and owned by postgres
+    when we are root) and start the server on a free loopback port."""
+    import shutil
+    import tempfile
+
+    data_dir = Path(tempfile.mkdtemp(prefix="launch-pg-"))
+    if os.geteuid() == 0:
+        shutil.chown(data_dir, "postgres", "postgres")
+    initdb = [str(PG_BIN / "initdb"), "-D", str(data_dir), "-A", "trust", "-U", "postgres"]
+    subprocess.run(_as_postgres(initdb), check=True, capture_output=True, timeout=120)
+    server = PrivatePostgres(data_dir=data_dir, port=free_port())
+    server.start()
+    return server

@@ -1,6 +1,12 @@
 """Connection: the SDK's transport. It owns the gRPC channel and the stubs, attaches the API key
 as `authorization: Bearer` metadata, applies deadlines, retries UNAVAILABLE for idempotent calls
-only (with exponential backoff), and turns every failure into a LaunchError."""
+only, and turns every failure into a LaunchError.
+
+UNAVAILABLE means the call did not get through now (the server restarting, its database down or
+restarting) and may later. Idempotent calls (reads, and submits that carry a request_id, which
+the server answers with the first attempt's result) are retried with jittered exponential backoff
+(0.1 s doubling to 2 s) for up to `retry_window_s` (30 s by default: a database restart fits),
+never past the call's deadline; others (Predict, deletes) fail at once."""
 
 from __future__ import annotations
 
@@ -24,6 +30,8 @@ from .errors import UnauthenticatedError, from_rpc_error
 
 DEFAULT_ENDPOINT = "localhost:50051"
 DEFAULT_TIMEOUT_S = 120.0
+DEFAULT_MAX_RETRIES = 20
+DEFAULT_RETRY_WINDOW_S = 30.0
 T = TypeVar("T")
 
 _CHANNEL_OPTIONS = [
@@ -51,7 +59,8 @@ class Connection:
         endpoint: str | None = None,
         *,
         timeout: float = DEFAULT_TIMEOUT_S,
-        max_retries: int = 4,
+        max_retries: int = DEFAULT_MAX_RETRIES,
+        retry_window_s: float = DEFAULT_RETRY_WINDOW_S,
         root_certificates: bytes | None = None,
     ) -> None:
         api_key = api_key or os.environ.get("LAUNCH_API_KEY", "")
@@ -61,6 +70,7 @@ class Connection:
         self._metadata = (("authorization", f"Bearer {api_key}"),)
         self.timeout = timeout
         self.max_retries = max_retries
+        self.retry_window_s = retry_window_s
         target, secure = _target(self.endpoint)
         self.secure = secure
         if secure:
@@ -121,24 +131,57 @@ class Connection:
     def _with_retries(
         self, make_request: Callable[[], Any], method: Callable[..., T], idempotent: bool, timeout: float | None
     ) -> T:
-        attempt = 0
+        retries = self.retry_budget()
         while True:
             try:
                 return method(make_request(), metadata=self._metadata, timeout=timeout or self.timeout)
             except grpc.RpcError as exc:
-                if idempotent and exc.code() == grpc.StatusCode.UNAVAILABLE and attempt < self.max_retries:
-                    self._backoff(attempt)
-                    attempt += 1
+                if idempotent and retries.retry(exc):
                     continue
                 raise from_rpc_error(exc) from None
 
     def stream(self, method: Callable[..., Any], request: Any, *, timeout: float | None = None) -> Iterator[Any]:
-        """Server-streaming call; yields messages and raises LaunchError on failure."""
-        try:
-            yield from method(request, metadata=self._metadata, timeout=timeout)
-        except grpc.RpcError as exc:
-            raise from_rpc_error(exc) from None
+        """Server-streaming call (a read: WatchTasks, DownloadResult); yields messages and raises
+        LaunchError on failure. UNAVAILABLE before the first message is retried: nothing was
+        consumed yet, so a fresh call is the same call. After it, the caller decides."""
+        retries = self.retry_budget(timeout)
+        while True:
+            started = time.monotonic()
+            received = False
+            try:
+                left = None if timeout is None else max(0.0, timeout - (started - retries.started))
+                for message in method(request, metadata=self._metadata, timeout=left):
+                    received = True
+                    yield message
+                return
+            except grpc.RpcError as exc:
+                if not received and retries.retry(exc):
+                    continue
+                raise from_rpc_error(exc) from None
 
-    @staticmethod
-    def _backoff(attempt: int) -> None:
-        time.sleep(min(2.0, 0.1 * (2**attempt)) * (0.5 + random.random() / 2))
+    def retry_budget(self, deadline_s: float | None = None) -> RetryBudget:
+        """The retries one call may still make (deadline_s: the call's own time limit, if any)."""
+        window = self.retry_window_s if deadline_s is None else min(self.retry_window_s, deadline_s)
+        return RetryBudget(self.max_retries, window)
+
+
+class RetryBudget:
+    """One call's retries on UNAVAILABLE: at most max_retries, each after a jittered exponential
+    backoff, and none whose wait would end more than window_s after the call started."""
+
+    def __init__(self, max_retries: int, window_s: float) -> None:
+        self.max_retries = max_retries
+        self.window_s = window_s
+        self.started = time.monotonic()
+        self.attempt = 0
+
+    def retry(self, error: grpc.RpcError) -> bool:
+        """Waits and returns True when the failed attempt may be repeated; False otherwise."""
+        if error.code() != grpc.StatusCode.UNAVAILABLE or self.attempt >= self.max_retries:
+            return False
+        delay = min(2.0, 0.1 * (2**self.attempt)) * (0.5 + random.random() / 2)
+        if time.monotonic() + delay - self.started > self.window_s:
+            return False
+        time.sleep(delay)
+        self.attempt += 1
+        return True

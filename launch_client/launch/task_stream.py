@@ -78,7 +78,7 @@ def create_and_watch(connection: Connection, endpoint_name: str, spec: tpb.TaskS
     server does not offer the call. UNAVAILABLE before that message is retried with the same
     request_id, so a retry never queues the task twice (and the server does not start it again)."""
     request = tpb.CreateAndWatchTaskRequest(request_id=uuid.uuid4().hex, endpoint_name=endpoint_name, task=spec)
-    attempt = 0
+    retries = connection.retry_budget(connection.timeout)
     while True:
         # The deadline bounds the whole watch; a task still running when it passes is watched on
         # through WatchTasks by EndpointResponseFuture.get().
@@ -90,9 +90,7 @@ def create_and_watch(connection: Connection, endpoint_name: str, spec: tpb.TaskS
         except grpc.RpcError as exc:
             if _older_server(exc):
                 return None
-            if exc.code() == grpc.StatusCode.UNAVAILABLE and attempt < connection.max_retries:
-                connection._backoff(attempt)
-                attempt += 1
+            if retries.retry(exc):
                 continue
             raise from_rpc_error(exc) from None
         return TaskStream(call, first.task)

@@ -1,15 +1,21 @@
 """Engine creation and schema migration. SQLite runs in WAL mode with a busy timeout so the
-server's threads and the key-management CLI can share one file; PostgreSQL is used as given."""
+server's threads and the key-management CLI can share one file. PostgreSQL gets connect and
+statement timeouts and pre-pinged connections; on both, an outage raises StoreUnavailable."""
 
 from __future__ import annotations
 
+import math
+import os
+from dataclasses import dataclass
 from pathlib import Path
 
 from alembic import command
 from alembic.config import Config
 from sqlalchemy import event
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import Engine, make_url
 from sqlmodel import create_engine
+
+from .outage import OutagePool, raise_outages_as_unavailable
 
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
 WRITE_OPTION = "launch_write"
@@ -27,10 +33,41 @@ def normalize_url(url: str) -> str:
     return url
 
 
-def make_engine(url: str) -> Engine:
+@dataclass(frozen=True)
+class DbTimeouts:
+    """How long a database step may take before it fails as StoreUnavailable (store/outage.py),
+    so an outage answers UNAVAILABLE in bounded time instead of holding the caller's thread.
+    connect_s: opening a PostgreSQL connection (libpq connect_timeout, whole seconds);
+    statement_s: one PostgreSQL statement (statement_timeout), and SQLite's wait for the write
+    lock (busy timeout); pool_s: waiting for a free pooled connection."""
+
+    connect_s: float = 5.0
+    statement_s: float = 30.0
+    pool_s: float = 10.0
+
+
+def create_sqlite_file(url: str) -> None:
+    """Creates a SQLite database file owner-only before SQLite opens it (it holds the API key
+    hashes and the route secret). SQLite gives the -wal and -shm files the database file's
+    mode, so they are owner-only too; an existing file is left as it is."""
+    parsed = make_url(url)
+    if not parsed.drivername.startswith("sqlite") or parsed.database in (None, "", ":memory:"):
+        return
+    path = Path(parsed.database)
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    try:
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+    except FileExistsError:
+        pass
+
+
+def make_engine(url: str, timeouts: DbTimeouts | None = None) -> Engine:
     url = normalize_url(url)
+    create_sqlite_file(url)
+    timeouts = timeouts or DbTimeouts()
     if url.startswith("sqlite"):
-        engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30})
+        engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": timeouts.statement_s})
+        busy_ms = int(timeouts.statement_s * 1000)
 
         @event.listens_for(engine, "connect")
         def _sqlite_pragmas(dbapi_connection, _record) -> None:  # type: ignore[no-untyped-def]
@@ -40,7 +77,7 @@ def make_engine(url: str) -> Engine:
             cursor.execute("PRAGMA journal_mode=WAL")
             cursor.execute("PRAGMA synchronous=NORMAL")
             cursor.execute("PRAGMA foreign_keys=ON")
-            cursor.execute("PRAGMA busy_timeout=30000")
+            cursor.execute(f"PRAGMA busy_timeout={busy_ms}")
             cursor.close()
 
         @event.listens_for(engine, "begin")
@@ -52,8 +89,22 @@ def make_engine(url: str) -> Engine:
             immediate = connection.get_execution_options().get(WRITE_OPTION)
             connection.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
 
+        raise_outages_as_unavailable(engine)
         return engine
-    return create_engine(url, pool_size=10, max_overflow=20, pool_pre_ping=True)
+    engine = create_engine(
+        url,
+        poolclass=OutagePool,
+        pool_size=10,
+        max_overflow=20,
+        pool_pre_ping=True,  # a connection the database dropped (restart) is replaced, not used
+        pool_timeout=timeouts.pool_s,
+        connect_args={
+            "connect_timeout": max(1, math.ceil(timeouts.connect_s)),
+            "options": f"-c statement_timeout={int(timeouts.statement_s * 1000)}",
+        },
+    )
+    raise_outages_as_unavailable(engine)
+    return engine
 
 
 def alembic_config(url: str) -> Config:
@@ -65,4 +116,5 @@ def alembic_config(url: str) -> Config:
 
 def upgrade(url: str) -> None:
     """Brings the schema to the newest migration; a no-op when it is already there."""
+    create_sqlite_file(normalize_url(url))
     command.upgrade(alembic_config(url), "head")
