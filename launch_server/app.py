@@ -3,6 +3,7 @@ and the key-management CLI both build on this, so they see the same database and
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 
 from sqlalchemy.engine import Engine
@@ -12,7 +13,7 @@ from .domain.endpoints import EndpointService
 from .domain.keys import ApiKeyService
 from .settings import Settings
 from .storage import open_storage
-from .store.db import make_engine, upgrade
+from .store.db import DbTimeouts, make_engine, upgrade
 from .store.endpoint_repository import SqlEndpointRepository
 from .store.repositories import SqlApiKeyRepository, SqlBundleRepository
 
@@ -35,14 +36,21 @@ def build_app(settings: Settings, migrate: bool = True) -> App:
     settings = settings.resolved()
     if migrate:
         upgrade(settings.database_url)
-    engine = make_engine(settings.database_url)
+    engine = make_engine(
+        settings.database_url,
+        DbTimeouts(settings.db_connect_timeout_s, settings.db_statement_timeout_s, settings.db_pool_timeout_s),
+    )
     storage = open_storage(settings.storage_url, settings.s3_endpoint_url, settings.s3_region)
     bundle_repo = SqlBundleRepository(engine)
     endpoint_repo = SqlEndpointRepository(engine)
     return App(
         settings=settings,
         engine=engine,
-        keys=ApiKeyService(SqlApiKeyRepository(engine), cache_seconds=settings.auth_cache_seconds),
+        keys=ApiKeyService(
+            SqlApiKeyRepository(engine),
+            cache_seconds=settings.auth_cache_seconds,
+            unknown_key_cache_s=settings.auth_unknown_key_cache_s,
+        ),
         bundles=BundleService(
             bundle_repo,
             storage,
@@ -63,6 +71,10 @@ def ensure_dev_key(app: App) -> str | None:
     _, key = app.keys.create("dev", description="development key created on first start")
     path = app.settings.dev_key_file
     assert path is not None
-    path.write_text(key + "\n")
-    path.chmod(0o600)
+    # Created owner-only in one step (never readable in between, whatever the umask); a file
+    # left from an earlier database holds a key that no longer exists, so it is replaced.
+    path.unlink(missing_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write(key + "\n")
     return key

@@ -12,9 +12,10 @@ from launch_server.domain.endpoints import Endpoint, EndpointService, EndpointSt
 from launch_server.domain.errors import InvalidArgument
 from launch_server.domain.validation import validate_name
 from launch_server.serving.reconciler import Reconciler
+from launch_server.serving.replica_tls import SERVER_NAME as REPLICA_SERVER_NAME
 from launch_server.serving.router import Router
 
-from .auth import owner
+from .auth import key_id, owner
 from .convert import changes_from_mask, endpoint_to_proto, event_to_proto, settings_from_proto
 
 
@@ -91,11 +92,13 @@ class ModelEndpointServicer(egrpc.ModelEndpointServiceServicer):
         if self._router is None:
             # No serving layer here: nothing to route to, and Predict says why.
             return epb.GetModelEndpointRouteResponse(refresh_after_seconds=60.0)
-        route = await self._router.route(owner(), request.name)
+        route = await self._router.route(owner(), request.name, key_id())
         response = epb.GetModelEndpointRouteResponse(
             replica_addresses=list(route.addresses),
             route_token=route.token,
             refresh_after_seconds=route.refresh_after_s,
+            replica_ca_pem=route.ca_pem,
+            replica_server_name=REPLICA_SERVER_NAME if route.ca_pem else "",
         )
         if route.expires:
             response.route_token_expire_time.FromSeconds(route.expires)

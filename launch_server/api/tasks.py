@@ -3,7 +3,6 @@ result download."""
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import AsyncIterator
 
 import grpc
@@ -13,8 +12,8 @@ from launch.v1 import task_pb2_grpc as tgrpc
 
 from launch_server.domain.errors import InvalidArgument, NotImplementedYet
 from launch_server.domain.ports import ObjectStorage
-from launch_server.domain.tasks import Task, TaskInput, TaskService
-from launch_server.tasks.watch import WatchHub
+from launch_server.domain.tasks import MAX_WATCH, Task, TaskInput, TaskService
+from launch_server.tasks.watch import Watcher, WatchHub, supersedes
 
 from .auth import owner
 from .convert import timestamp
@@ -119,49 +118,54 @@ class TaskServicer(tgrpc.TaskServiceServicer):
         # Subscribed before the next await, so the dispatcher's result for a new task (published
         # from this event loop) cannot slip in between. A repeated request_id's earlier task may
         # change between its read and this line; the hub's poll of watched ids delivers that.
-        queue = self._watch_hub().subscribe([task.task_id])
+        watcher = self._watch_hub().subscribe([task.task_id])
         try:
-            async for change in self._follow(queue, [task]):
+            async for change in self._follow(watcher, [task]):
                 yield tpb.CreateAndWatchTaskResponse(task=task_to_proto(change))
         finally:
-            self._watch_hub().unsubscribe(queue, [task.task_id])
+            self._watch_hub().unsubscribe(watcher, [task.task_id])
 
     async def WatchTasks(
         self, request: tpb.WatchTasksRequest, context: grpc.aio.ServicerContext
     ) -> AsyncIterator[tpb.WatchTasksResponse]:
         service = self._service()
+        if len(request.task_ids) > MAX_WATCH:  # refused before anything is subscribed
+            raise InvalidArgument("task_ids", f"at most {MAX_WATCH} task ids, got {len(request.task_ids)}")
         ids = list(dict.fromkeys(request.task_ids))
         # Subscribe before reading, so a change between the read and the subscription is not lost.
-        queue = self._watch_hub().subscribe(ids)
+        watcher = self._watch_hub().subscribe(ids)
         try:
             tasks = await service.get_many(owner(), ids)
-            async for change in self._follow(queue, tasks):
+            async for change in self._follow(watcher, tasks):
                 yield tpb.WatchTasksResponse(task=task_to_proto(change))
         finally:
-            self._watch_hub().unsubscribe(queue, ids)
+            self._watch_hub().unsubscribe(watcher, ids)
 
     def _watch_hub(self) -> WatchHub:
         assert self._hub is not None  # set whenever the task service is
         return self._hub
 
-    async def _follow(self, queue: asyncio.Queue[Task], tasks: list[Task]) -> AsyncIterator[Task]:
-        """Each task as it is now, then every change of state until all are finished."""
+    async def _follow(self, watcher: Watcher, tasks: list[Task]) -> AsyncIterator[Task]:
+        """Each task as it is now, then its newest state whenever that changed, until all are
+        finished. A client that reads slowly skips intermediate states, never the final one."""
         hub = self._watch_hub()
-        sent = {}
+        sent: dict[str, Task] = {}
         for task in tasks:
-            sent[task.task_id] = task.state
+            sent[task.task_id] = task
             yield task
         waiting = {t.task_id for t in tasks if not t.terminal}
-        hub.unsubscribe(queue, [t.task_id for t in tasks if t.terminal])
+        hub.unsubscribe(watcher, [t.task_id for t in tasks if t.terminal])  # keeps the hub's polls small
         while waiting:
-            task = await queue.get()
-            if task.task_id not in waiting or sent.get(task.task_id) == task.state:
-                continue
-            sent[task.task_id] = task.state
-            yield task
-            if task.terminal:
-                waiting.discard(task.task_id)
-                hub.unsubscribe(queue, [task.task_id])  # keeps the hub's polls small
+            for task in await watcher.changes():
+                last = sent.get(task.task_id)
+                if task.task_id not in waiting or last is None or last.state == task.state:
+                    continue
+                if not supersedes(task, last):  # an older read than what was sent already
+                    continue
+                sent[task.task_id] = task
+                yield task
+                if task.terminal:
+                    waiting.discard(task.task_id)
 
     def DownloadResult(self, request, context):  # type: ignore[no-untyped-def]
         return download_result(self._storage, request, context)

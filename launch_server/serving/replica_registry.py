@@ -91,3 +91,40 @@ def drop_application(app_name: str) -> None:
     from ray.experimental.internal_kv import _internal_kv_del
 
     _internal_kv_del(f"{app_name}/".encode(), del_by_prefix=True, namespace=NAMESPACE)
+
+
+# ---- revoked API keys ---------------------------------------------------------------------------
+# The servers write the ids of lately revoked API keys under `{serve app prefix}`; replicas read
+# them on their heartbeat and refuse route tokens fetched with those keys (route_tokens.py).
+
+REVOKED_NAMESPACE = "launch_revoked_keys"
+
+
+def app_prefix(app_name: str, endpoint_id: str) -> str:
+    """The Serve application prefix of `<prefix>-<endpoint id>` (the reconciler's app names)."""
+    suffix = f"-{endpoint_id}"
+    return app_name[: -len(suffix)] if app_name.endswith(suffix) else app_name
+
+
+def publish_revoked(prefix: str, key_ids: set[str], now: float | None = None) -> None:
+    from ray.experimental.internal_kv import _internal_kv_put
+
+    value = json.dumps({"key_ids": sorted(key_ids), "written": time.time() if now is None else now})
+    _internal_kv_put(prefix.encode(), value.encode(), overwrite=True, namespace=REVOKED_NAMESPACE)
+
+
+def parse_revoked(value: bytes | None) -> set[str] | None:
+    """The key ids a stored value names; an empty set when there is none, None when malformed."""
+    if not value:
+        return set()
+    try:
+        return {str(k) for k in json.loads(value)["key_ids"]}
+    except (ValueError, KeyError, TypeError):
+        return None
+
+
+def revoked_keys(prefix: str) -> set[str] | None:
+    """The revoked key ids the servers of this prefix published (a blocking GCS call)."""
+    from ray.experimental.internal_kv import _internal_kv_get
+
+    return parse_revoked(_internal_kv_get(prefix.encode(), namespace=REVOKED_NAMESPACE))

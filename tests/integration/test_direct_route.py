@@ -82,7 +82,7 @@ def two_endpoints(server: ServerHandle) -> Iterator[tuple[launch.SyncEndpoint, l
 
 def test_route_names_the_replica_and_the_sdk_predicts_through_it(server: ServerHandle, two_endpoints) -> None:  # type: ignore[no-untyped-def]
     route = wait_route(server, "first")
-    assert route.route_token.startswith("lr1.")
+    assert route.route_token.startswith("lr2.")
     assert route.route_token_expire_time.seconds > time.time() + 60
     assert 0 < route.refresh_after_seconds <= 10
     (address,) = route.replica_addresses

@@ -7,7 +7,9 @@ import json
 from types import SimpleNamespace
 
 import pytest
-from launch.direct_route import is_enabled
+from launch.direct_route import DirectRouter, is_enabled
+from launch.v1 import inference_pb2 as ipb
+from launch.v1 import model_endpoint_pb2 as epb
 
 from launch_server.serving.autoscaling import DIRECT_ONGOING_METRIC, desired_replicas, direct_aware_policy
 from launch_server.serving.direct_ingress import InflightGauge
@@ -23,7 +25,7 @@ def check_for(endpoint_id: str) -> TokenCheck:
 
 def test_a_minted_token_is_accepted_until_it_expires() -> None:
     token, expires = mint(SECRET, "ep1", ttl_s=60, now=1_000)
-    assert expires == 1_060 and token.startswith("lr1.ep1.1060.")
+    assert expires == 1_060 and token.startswith("lr2.ep1.server.1060.")
     check = check_for("ep1")
     assert check.why_not(token, now=1_030) is None
     assert check.why_not(token, now=1_030) is None  # remembered: no second HMAC
@@ -36,8 +38,9 @@ def test_a_minted_token_is_accepted_until_it_expires() -> None:
     [
         ("", "not a route token"),
         ("lk_abc_secret", "not a route token"),
-        ("lr1.ep1.notanumber.00", "malformed"),
-        ("lr1.ep2.2000.00", "another endpoint"),
+        ("lr1.ep1.2000.00", "not a route token"),  # the old form names no key: nothing could revoke it
+        ("lr2.ep1.k1.notanumber.00", "malformed"),
+        ("lr2.ep2.k1.2000.00", "another endpoint"),
     ],
 )
 def test_malformed_and_foreign_tokens_are_refused(token: str, reason: str) -> None:
@@ -46,8 +49,11 @@ def test_malformed_and_foreign_tokens_are_refused(token: str, reason: str) -> No
 
 def test_tampering_or_another_secret_breaks_the_signature() -> None:
     token, _ = mint(SECRET, "ep1", ttl_s=60, now=1_000)
-    prefix, endpoint_id, expires, signature = token.split(".")
-    longer = f"{prefix}.{endpoint_id}.{int(expires) + 3600}.{signature}"
+    prefix, endpoint_id, key_id, expires, signature = token.split(".")
+    longer = f"{prefix}.{endpoint_id}.{key_id}.{int(expires) + 3600}.{signature}"
+    assert "signature" in (check_for("ep1").why_not(longer, now=1_000) or "")
+    other_key = f"{prefix}.{endpoint_id}.k2.{expires}.{signature}"
+    assert "signature" in (check_for("ep1").why_not(other_key, now=1_000) or "")
     assert "signature" in (check_for("ep1").why_not(longer, now=1_000) or "")
     other, _ = mint(b"x" * 32, "ep1", ttl_s=60, now=1_000)
     assert "signature" in (check_for("ep1").why_not(other, now=1_000) or "")
@@ -116,5 +122,14 @@ def test_sdk_switch() -> None:
     assert is_enabled(None, {"LAUNCH_DIRECT_ROUTE": "0"}) is False
     assert is_enabled(True, {"LAUNCH_DIRECT_ROUTE": "0"}) is True
     assert is_enabled(False, {}) is False
-    assert is_enabled(None, {}, secure=True) is False  # replicas speak plaintext: TLS clients opt in
-    assert is_enabled(True, {}, secure=True) is True
+
+
+def test_a_tls_client_skips_plaintext_replicas() -> None:
+    """Over TLS to the server, the SDK sends nothing to replicas that speak plaintext."""
+    plaintext = epb.GetModelEndpointRouteResponse(
+        replica_addresses=["127.0.0.1:1"], route_token="lr1.x.1.y", refresh_after_seconds=60
+    )
+    router = DirectRouter(lambda name, timeout: plaintext, require_tls=True)
+    request = ipb.PredictRequest(endpoint_name="any", input=ipb.RequestInput(args_json="{}"))
+    assert router.predict(request, timeout=5) is None  # "use the server"
+    assert not router._replicas  # noqa: SLF001 - no channel was even opened
