@@ -4,6 +4,8 @@ Adapters implement them for real (store/, storage/); unit tests implement them i
 from __future__ import annotations
 
 from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import datetime
 from typing import Protocol
 
 from .entities import ApiKeyRecord, Bundle, Page
@@ -22,6 +24,16 @@ class ArtifactWriter(Protocol):
     def abort(self) -> None:
         """Discards everything written; safe to call more than once and after a failed commit."""
         ...
+
+
+@dataclass(frozen=True)
+class StoredObject:
+    """One committed object: its key under the storage root, its location URL, when it was
+    last written."""
+
+    key: str
+    location: str
+    modified: datetime
 
 
 class ObjectStorage(Protocol):
@@ -47,6 +59,17 @@ class ObjectStorage(Protocol):
 
     def contains(self, location: str) -> bool:
         """True when the location lies under this storage's root (the server manages it)."""
+        ...
+
+    def iter_objects(self, prefix: str, start_after: str = "") -> Iterator[StoredObject]:
+        """Committed objects under a folder of the root, in the storage's key order, after the
+        key `start_after` when given; listed in pages, so a caller that stops early has read
+        little. Writes in progress are not listed."""
+        ...
+
+    def delete_stale_partials(self, cutoff: datetime, limit: int) -> int:
+        """Discards at most `limit` writes in progress last touched before `cutoff` (temporary
+        files, multipart uploads): what a server killed mid-upload leaves; returns how many."""
         ...
 
 

@@ -32,14 +32,18 @@ import zipfile
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 from urllib.parse import urlsplit
 
 import cloudpickle
 
+from launch_server.domain.errors import InvalidArgument, ResourceExhausted
+from launch_server.domain.json_input import MAX_APP_CONFIG_BYTES, MAX_ARGS_JSON_BYTES, parse_json_object
 from launch_server.domain.locations import LocationError
 from launch_server.domain.ownership import client_may_read
+from launch_server.domain.zip_check import DEFAULT_LIMITS, ZipLimits, limit_violation
 from launch_server.storage import open_storage
+from launch_server.storage.sweeper import sync_result_key
 
 PACKAGING_CLOUDPICKLE = "CLOUDPICKLE"
 PACKAGING_ZIP = "ZIP"
@@ -140,6 +144,9 @@ class RuntimeConfig:
     # Pickled results go under this key prefix; the server gives each owner its own prefix so
     # DownloadResult can refuse another owner's result without a database lookup.
     results_prefix: str = "results"
+    # A sync endpoint's pickled results go in their own folder, swept after
+    # LAUNCH_SYNC_RESULT_RETENTION_S (storage/sweeper.py); an async task's belong to its row.
+    sync_results: bool = False
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -172,8 +179,20 @@ def _unsafe_zip_entry(name: str) -> str | None:
     return None
 
 
-def extract_zip(data: bytes, dest: Path) -> Path:
-    """Unpacks a zip bundle into dest, refusing any entry that would escape it.
+def _copy_bounded(src: IO[bytes], out: IO[bytes], budget: int, limit: int) -> int:
+    """Copies an entry while counting what is written, so an archive whose declared sizes lie
+    still stops at the unpack limit; returns the budget left."""
+    while chunk := src.read(1 << 20):
+        budget -= len(chunk)
+        if budget < 0:
+            raise BundleLoadError(f"the bundle's zip unpacks to more than {limit} bytes, over the limit")
+        out.write(chunk)
+    return budget
+
+
+def extract_zip(data: bytes, dest: Path, limits: ZipLimits = DEFAULT_LIMITS) -> Path:
+    """Unpacks a zip bundle into dest, refusing any entry that would escape it and any archive
+    over the unpack limits (domain/zip_check.py: entry count, unpacked size, compression ratio).
 
     Extraction goes to a sibling folder that is renamed into place, so a replica never sees a
     half-unpacked bundle and replicas racing on one node end up sharing one complete copy (bundle
@@ -193,6 +212,10 @@ def extract_zip(data: bytes, dest: Path) -> Path:
                     f"zip entry {info.filename!r} {why}, so it would escape the folder the bundle is "
                     "unpacked into; rebuild the zip with create_model_bundle_from_dirs"
                 )
+        too_big = limit_violation(infos, limits)
+        if too_big:
+            raise BundleLoadError(f"the bundle's zip {too_big}, so it is not unpacked")
+        budget = limits.max_unpacked_bytes
         dest.parent.mkdir(parents=True, exist_ok=True)
         staging = dest.parent / f".{dest.name}.{uuid.uuid4().hex}.part"
         staging_root = staging.resolve()
@@ -206,7 +229,7 @@ def extract_zip(data: bytes, dest: Path) -> Path:
                     continue
                 target.parent.mkdir(parents=True, exist_ok=True)
                 with archive.open(info) as src, open(target, "wb") as out:
-                    shutil.copyfileobj(src, out)
+                    budget = _copy_bounded(src, out, budget, limits.max_unpacked_bytes)
             try:
                 os.rename(staging, dest)
             except OSError:
@@ -295,12 +318,9 @@ class BundleRuntime:
         if not text or not text.strip():
             return None
         try:
-            value = json.loads(text)
-        except json.JSONDecodeError as exc:
-            raise BundleLoadError(f"the bundle's app_config is not valid JSON: {exc}") from None
-        if not isinstance(value, dict):
-            raise BundleLoadError(f"the bundle's app_config must be a JSON object, not {type(value).__name__}")
-        return value
+            return parse_json_object("app_config", text, MAX_APP_CONFIG_BYTES)
+        except InvalidArgument as exc:
+            raise BundleLoadError(f"the bundle's {exc.message}") from None
 
     def _download(self) -> bytes:
         location = self.descriptor.location
@@ -414,11 +434,9 @@ class BundleRuntime:
         if url:
             return self.predict_fn(self.read_url(url))
         try:
-            args = json.loads(args_json)
-        except json.JSONDecodeError as exc:
-            raise _RequestFailure(f"args is not valid JSON: {exc}") from None
-        if not isinstance(args, dict):
-            raise _RequestFailure(f"args must be a JSON object of keyword arguments, not a JSON {type(args).__name__}")
+            args = parse_json_object("args", args_json, MAX_ARGS_JSON_BYTES, "a JSON object of keyword arguments")
+        except InvalidArgument as exc:
+            raise _RequestFailure(exc.message) from None
         return self.predict_fn(**args)
 
     def _check_result_size(self, size: int) -> None:
@@ -435,7 +453,15 @@ class BundleRuntime:
                     f"{type(exc).__name__}: {exc}"
                 ) from None
             self._check_result_size(len(data))
-            location = self.storage.put_bytes(f"{self.config.results_prefix}/{uuid.uuid4().hex}.pkl", data)
+            name = f"{uuid.uuid4().hex}.pkl"
+            if self.config.sync_results:
+                key = sync_result_key(self.config.results_prefix, name)
+            else:
+                key = f"{self.config.results_prefix}/{name}"
+            try:
+                location = self.storage.put_bytes(key, data)
+            except ResourceExhausted as exc:  # storage/space.py: the volume is full
+                raise _RequestFailure(f"the pickled result could not be stored: {exc}") from None
             return {"state": STATE_SUCCESS, "result": "", "result_url": location, "traceback": ""}
         try:
             text = json.dumps(value)

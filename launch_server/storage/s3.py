@@ -7,11 +7,14 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Iterator
+from datetime import datetime
 from typing import Any
 
 from launch_server.domain.locations import Location, LocationError, parse_location
+from launch_server.domain.ports import StoredObject
 
 PART_SIZE = 8 << 20
+LIST_PAGE = 1000
 
 
 def split_s3_url(location: str) -> tuple[str, str]:
@@ -157,3 +160,42 @@ class S3Storage:
             return self.canonical(location).within(self.root_location)
         except LocationError:
             return False
+
+    def iter_objects(self, prefix: str, start_after: str = "") -> Iterator[StoredObject]:
+        """Objects under the prefix folder, in key order, 1,000 per ListObjectsV2 page."""
+        full = self._key(prefix.strip("/")) + "/"
+        skip = len(self.prefix) + 1 if self.prefix else 0
+        kwargs: dict[str, Any] = {"Bucket": self.bucket, "Prefix": full, "PaginationConfig": {"PageSize": LIST_PAGE}}
+        if start_after:
+            kwargs["StartAfter"] = self._key(start_after)
+        pages = self._client.get_paginator("list_objects_v2").paginate(**kwargs)
+        for page in pages:
+            for obj in page.get("Contents", []):
+                key = obj["Key"]
+                yield StoredObject(key[skip:], f"s3://{self.bucket}/{key}", obj["LastModified"])
+
+    def delete_stale_partials(self, cutoff: datetime, limit: int) -> int:
+        """Aborts multipart uploads under the root neither begun nor added to since `cutoff`
+        (S3 keeps their parts, and bills them, until aborted); a long upload that still adds
+        parts is running and kept."""
+        removed = 0
+        kwargs: dict[str, Any] = {"Bucket": self.bucket, "MaxUploads": LIST_PAGE}
+        if self.prefix:
+            kwargs["Prefix"] = self.prefix + "/"
+        for page in self._client.get_paginator("list_multipart_uploads").paginate(**kwargs):
+            for upload in page.get("Uploads", []):
+                if removed >= limit:
+                    return removed
+                if upload["Initiated"] < cutoff and not self._written_since(upload, cutoff):
+                    self._client.abort_multipart_upload(
+                        Bucket=self.bucket, Key=upload["Key"], UploadId=upload["UploadId"]
+                    )
+                    removed += 1
+        return removed
+
+    def _written_since(self, upload: dict[str, Any], cutoff: datetime) -> bool:
+        """Whether any part of the upload was written at or after `cutoff`."""
+        pages = self._client.get_paginator("list_parts").paginate(
+            Bucket=self.bucket, Key=upload["Key"], UploadId=upload["UploadId"]
+        )
+        return any(part["LastModified"] >= cutoff for page in pages for part in page.get("Parts", []))
