@@ -56,6 +56,8 @@ class _Route:
     expires: float  # time.time() after which the token is refused
     refresh_at: float  # time.monotonic() after which the server is asked again
     refreshing: bool = False
+    ca_pem: str = ""  # replica ports speak TLS with certificates from this authority
+    server_name: str = ""  # the name those certificates carry
 
 
 @dataclass
@@ -80,8 +82,12 @@ ROUTE_TIMEOUT_S = 10.0
 class DirectRouter:
     """Thread-safe: one per LaunchClient, shared by all its threads."""
 
-    def __init__(self, get_route: Callable[[str, float], epb.GetModelEndpointRouteResponse]) -> None:
+    def __init__(
+        self, get_route: Callable[[str, float], epb.GetModelEndpointRouteResponse], require_tls: bool = False
+    ) -> None:
         self._get_route = get_route
+        # A client that talks TLS to the server sends nothing to a replica in plaintext.
+        self._require_tls = require_tls
         self._routes: dict[str, _Route] = {}
         self._replicas: dict[str, _Replica] = {}
         self._unreachable: dict[str, float] = {}  # address -> time.monotonic() to try again
@@ -96,7 +102,7 @@ class DirectRouter:
         route = self._route(name, timeout)
         if route is None or not route.addresses:
             return None
-        picked = self._pick(route.addresses)
+        picked = self._pick(route)
         if picked is None:
             return None
         address, replica = picked
@@ -173,13 +179,24 @@ class DirectRouter:
         refresh = response.refresh_after_seconds or 2.0
         metadata = (("authorization", f"Bearer {response.route_token}"),)
         expires = float(response.route_token_expire_time.seconds) if response.route_token else 0.0
-        return _Route(tuple(response.replica_addresses), metadata, expires, time.monotonic() + refresh)
+        addresses = tuple(response.replica_addresses)
+        if self._require_tls and not response.replica_ca_pem:
+            addresses = ()  # plaintext replicas: this client uses the server
+        return _Route(
+            addresses,
+            metadata,
+            expires,
+            time.monotonic() + refresh,
+            ca_pem=response.replica_ca_pem,
+            server_name=response.replica_server_name,
+        )
 
     # ---- replicas ------------------------------------------------------------------------------
 
-    def _pick(self, addresses: tuple[str, ...]) -> tuple[str, _Replica] | None:
+    def _pick(self, route: _Route) -> tuple[str, _Replica] | None:
         """Least requests in flight from this client, among reachable replicas; ties round-robin."""
         now = time.monotonic()
+        addresses = route.addresses
         with self._lock:
             start = next(self._turn)
             best: tuple[str, _Replica] | None = None
@@ -189,7 +206,7 @@ class DirectRouter:
                     continue
                 replica = self._replicas.get(address)
                 if replica is None:
-                    channel = grpc.insecure_channel(address, options=_CHANNEL_OPTIONS)
+                    channel = _channel_to(address, route)
                     replica = _Replica(igrpc.InferenceServiceStub(channel), channel)
                     self._replicas[address] = replica
                 if best is None or replica.in_flight < best[1].in_flight:
@@ -207,11 +224,18 @@ class DirectRouter:
             self._replicas.pop(address).channel.close()
 
 
-def is_enabled(explicit: bool | None, environ: dict[str, str] | Any, secure: bool = False) -> bool:
-    """direct_route=... wins; otherwise LAUNCH_DIRECT_ROUTE (default on), except over TLS: replicas
-    serve plaintext, so a client that talks TLS to the server must opt in explicitly."""
+def _channel_to(address: str, route: _Route) -> grpc.Channel:
+    """Plaintext, or TLS verified against the route's authority (and only it) and name."""
+    if not route.ca_pem:
+        return grpc.insecure_channel(address, options=_CHANNEL_OPTIONS)
+    credentials = grpc.ssl_channel_credentials(root_certificates=route.ca_pem.encode())
+    options = [*_CHANNEL_OPTIONS, ("grpc.ssl_target_name_override", route.server_name)]
+    return grpc.secure_channel(address, credentials, options=options)
+
+
+def is_enabled(explicit: bool | None, environ: dict[str, str] | Any) -> bool:
+    """direct_route=... wins; otherwise LAUNCH_DIRECT_ROUTE (default on). A client that talks TLS
+    to the server uses only replicas that speak TLS too (DirectRouter's require_tls)."""
     if explicit is not None:
         return explicit
-    if secure:
-        return False
     return environ.get("LAUNCH_DIRECT_ROUTE", "1").lower() not in ("0", "false", "no")

@@ -38,6 +38,7 @@ from launch_server.domain.errors import InvalidArgument, Unauthenticated
 
 from . import replica_registry
 from .route_tokens import TokenCheck
+from .stoppable import run_stoppable
 
 logger = logging.getLogger("ray.serve")
 MAX_MESSAGE_BYTES = 64 << 20
@@ -63,6 +64,9 @@ class DirectConfig:
     key_hex: str  # route_tokens.endpoint_key(secret, endpoint_id), hex
     host: str = ""  # "" = the node's IP address as Ray knows it
     max_concurrent_rpcs: int = 100
+    # With LAUNCH_REPLICA_TLS=1: the replica certificate and key (serving/replica_tls.py).
+    tls_cert_pem: str = ""
+    tls_key_pem: str = ""
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -187,12 +191,20 @@ class DirectIngress:
         igrpc.add_InferenceServiceServicer_to_server(_Servicer(self), server)
         rgrpc.add_ReplicaServiceServicer_to_server(TaskChannelServicer(self), server)
         host = self.config.host or _node_ip()
-        port = server.add_insecure_port(f"{_bracket(host)}:0")
+        bind = f"{_bracket(host)}:0"
+        if self.config.tls_cert_pem:
+            credentials = grpc.ssl_server_credentials(
+                [(self.config.tls_key_pem.encode(), self.config.tls_cert_pem.encode())]
+            )
+            port = server.add_secure_port(bind, credentials)
+        else:
+            port = server.add_insecure_port(bind)
         if port == 0:
             raise RuntimeError(f"cannot bind a port on {host}")
         await server.start()
         self.address = f"{_bracket(host)}:{port}"
         loop = asyncio.get_running_loop()
+        await self._refresh_revoked()  # before the address is published: no token slips through
         try:
             await loop.run_in_executor(None, replica_registry.publish, self.app_name, self.replica_id, self.address)
         except BaseException:
@@ -211,6 +223,7 @@ class DirectIngress:
                         )
                     except Exception:  # noqa: BLE001 - a missed heartbeat only ages the entry
                         logger.warning("Launch direct route: heartbeat to the GCS failed", exc_info=True)
+                    await self._refresh_revoked()
         finally:
             try:
                 await loop.run_in_executor(None, replica_registry.withdraw, self.app_name, self.replica_id)
@@ -220,6 +233,18 @@ class DirectIngress:
             await self._drain()
             self.closing = True
             await server.stop(1.0)
+
+    async def _refresh_revoked(self) -> None:
+        """Reads which API keys the servers revoked lately (replica_registry) and refuses their
+        route tokens from now on; a failed or malformed read keeps the previous list."""
+        prefix = replica_registry.app_prefix(self.app_name, self.config.endpoint_id)
+        try:
+            revoked = await asyncio.get_running_loop().run_in_executor(None, replica_registry.revoked_keys, prefix)
+        except Exception:  # noqa: BLE001 - the next heartbeat reads again
+            logger.warning("Launch direct route: reading revoked API keys from the GCS failed", exc_info=True)
+            return
+        if revoked is not None:
+            self.tokens.set_revoked(revoked)
 
     async def _drain(self) -> None:
         deadline = time.monotonic() + DRAIN_MAX_S
@@ -238,10 +263,10 @@ class DirectIngress:
             token = ""  # why_not says what a route token looks like
         return token, self.tokens.why_not(token)
 
-    async def run(self, payload: dict[str, Any]) -> ipb.InferenceResult:
-        """One request on the replica's predict thread pool, the one Serve-routed calls use."""
-        loop = asyncio.get_running_loop()
-        return result_to_proto(await loop.run_in_executor(self._executor, self._predict, payload))
+    async def run(self, payload: dict[str, Any], timeout_s: float | None = None) -> ipb.InferenceResult:
+        """One request on the replica's predict thread pool, the one Serve-routed calls use; given
+        up past `timeout_s` (a FAILURE answer) or when the awaiting task is cancelled (stoppable)."""
+        return result_to_proto(await run_stoppable(self._executor, self._predict, payload, timeout_s))
 
     async def predict(self, request: Any, context: Any) -> Any:
         self.last_request = time.monotonic()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import secrets
+from collections.abc import Callable
 from datetime import UTC, datetime
 
 from sqlalchemy.engine import Engine
@@ -13,9 +14,9 @@ from .db import writer
 from .tables import ServerSecretRow
 
 
-def shared_secret(engine: Engine, name: str) -> str:
-    """The secret called name, created (32 random bytes, hex) when no server has made it yet.
-    Two servers starting at once both try the insert; the loser reads the winner's."""
+def shared_secret(engine: Engine, name: str, make: Callable[[], str] = lambda: secrets.token_hex(32)) -> str:
+    """The secret called name, created by `make` (32 random bytes, hex, by default) when no server
+    has made it yet. Two servers starting at once both try the insert; the loser reads the winner's."""
     with Session(engine) as session:
         row = session.get(ServerSecretRow, name)
         if row is not None:
@@ -24,7 +25,7 @@ def shared_secret(engine: Engine, name: str) -> str:
         with Session(writer(engine)) as session:
             row = session.get(ServerSecretRow, name)
             if row is None:
-                row = ServerSecretRow(name=name, value=secrets.token_hex(32), created_at=datetime.now(UTC))
+                row = ServerSecretRow(name=name, value=make(), created_at=datetime.now(UTC))
                 session.add(row)
                 session.commit()
             return row.value
