@@ -17,6 +17,12 @@ class Settings:
     data_dir: Path = field(default_factory=lambda: Path(_env("DATA_DIR", ".launch")).resolve())
     bind: str = field(default_factory=lambda: _env("BIND", "127.0.0.1:50051"))
     database_url: str = field(default_factory=lambda: _env("DATABASE_URL", ""))
+    # Bounds on one database step, so an outage answers UNAVAILABLE in bounded time (store/db.py
+    # DbTimeouts): connecting (PostgreSQL), one statement (PostgreSQL statement_timeout; SQLite's
+    # busy timeout) and the wait for a free pooled connection.
+    db_connect_timeout_s: float = field(default_factory=lambda: float(_env("DB_CONNECT_TIMEOUT_S", "5")))
+    db_statement_timeout_s: float = field(default_factory=lambda: float(_env("DB_STATEMENT_TIMEOUT_S", "30")))
+    db_pool_timeout_s: float = field(default_factory=lambda: float(_env("DB_POOL_TIMEOUT_S", "10")))
     storage_url: str = field(default_factory=lambda: _env("STORAGE_URL", ""))
     s3_endpoint_url: str | None = field(default_factory=lambda: _env("S3_ENDPOINT_URL", "") or None)
     s3_region: str | None = field(default_factory=lambda: _env("S3_REGION", "") or None)
@@ -25,12 +31,16 @@ class Settings:
     )
     max_upload_bytes: int = field(default_factory=lambda: int(_env("MAX_UPLOAD_BYTES", str(4 << 30))))
     auth_cache_seconds: float = field(default_factory=lambda: float(_env("AUTH_CACHE_SECONDS", "2")))
+    # An unknown key id (or a revoked key) is remembered this long, so repeating it costs no query.
+    auth_unknown_key_cache_s: float = field(default_factory=lambda: float(_env("AUTH_UNKNOWN_KEY_CACHE_S", "30")))
     ray_address: str = field(default_factory=lambda: _env("RAY_ADDRESS", ""))
     serving: bool = field(default_factory=lambda: _env("SERVING", "1") not in ("0", "false", "no"))
     # Ray Serve application names are "<prefix>-<endpoint id>"; a reconciler only ever touches
     # applications with its own prefix, so servers with different databases can share a cluster.
     serve_app_prefix: str = field(default_factory=lambda: _env("SERVE_APP_PREFIX", "launch"))
     ray_num_cpus: int = field(default_factory=lambda: int(_env("RAY_NUM_CPUS", "16")))
+    # How long the local Ray head (serving/ray_head.py) may take to come up before a retry.
+    ray_start_timeout_s: float = field(default_factory=lambda: float(_env("RAY_START_TIMEOUT_S", "120")))
     throughput_optimized: bool = field(
         default_factory=lambda: _env("SERVE_THROUGHPUT_OPTIMIZED", "1") not in ("0", "false", "no")
     )
@@ -54,8 +64,25 @@ class Settings:
     task_max_attempts: int = field(default_factory=lambda: int(_env("TASK_MAX_ATTEMPTS", "3")))
     task_group_max: int = field(default_factory=lambda: int(_env("TASK_GROUP_MAX", "64")))
     result_retention_s: float = field(default_factory=lambda: float(_env("RESULT_RETENTION_S", str(7 * 86400))))
+    # Storage no row owns (storage/sweeper.py): sync pickled results, batch chunk files and batch
+    # results, and writes a killed server left half-done, removed after these lifetimes by a
+    # bounded sweep every storage_sweep_interval_s.
+    sync_result_retention_s: float = field(default_factory=lambda: float(_env("SYNC_RESULT_RETENTION_S", "86400")))
+    batch_artifact_retention_s: float = field(
+        default_factory=lambda: float(_env("BATCH_ARTIFACT_RETENTION_S", str(7 * 86400)))
+    )
+    partial_upload_retention_s: float = field(
+        default_factory=lambda: float(_env("PARTIAL_UPLOAD_RETENTION_S", "86400"))
+    )
+    storage_sweep_interval_s: float = field(default_factory=lambda: float(_env("STORAGE_SWEEP_INTERVAL_S", "60")))
+    storage_sweep_max_deletes: int = field(default_factory=lambda: int(_env("STORAGE_SWEEP_MAX_DELETES", "1000")))
     callback_max_attempts: int = field(default_factory=lambda: int(_env("CALLBACK_MAX_ATTEMPTS", "6")))
     callback_base_delay_s: float = field(default_factory=lambda: float(_env("CALLBACK_BASE_DELAY_S", "1")))
+    # Where callbacks may go (tasks/callback_targets.py): CIDRs, `public`, `loopback`; empty is
+    # `public`, plus `loopback` when the server is bound to a loopback address.
+    callback_networks: str = field(default_factory=lambda: _env("CALLBACK_NETWORKS", ""))
+    callback_deadline_s: float = field(default_factory=lambda: float(_env("CALLBACK_DEADLINE_S", "10")))
+    callback_concurrency: int = field(default_factory=lambda: int(_env("CALLBACK_CONCURRENCY", "32")))
     allow_local_file_urls: bool = field(
         default_factory=lambda: _env("ALLOW_LOCAL_FILE_URLS", "0") in ("1", "true", "yes")
     )
@@ -67,11 +94,21 @@ class Settings:
     route_secret: str = field(default_factory=lambda: _env("ROUTE_SECRET", ""))
     route_token_ttl_s: float = field(default_factory=lambda: float(_env("ROUTE_TOKEN_TTL_S", "300")))
     route_refresh_s: float = field(default_factory=lambda: float(_env("ROUTE_REFRESH_S", "2")))
+    # How often the servers publish lately revoked keys to the replicas (their route tokens stop).
+    revoked_keys_poll_s: float = field(default_factory=lambda: float(_env("REVOKED_KEYS_POLL_S", "1")))
+    # TLS on replica ports (serving/replica_tls.py): off by default, where replicas listen on
+    # loopback; turn it on when replicas run on other nodes. The material is made once per
+    # database and filled in by the serving layer.
+    replica_tls: bool = field(default_factory=lambda: _env("REPLICA_TLS", "0") in ("1", "true", "yes"))
+    replica_tls_ca_pem: str = ""
+    replica_tls_cert_pem: str = ""
+    replica_tls_key_pem: str = ""
     dev_key_file: Path | None = None
 
     def resolved(self) -> Settings:
-        """Fills the defaults that depend on data_dir and creates the directory."""
-        self.data_dir.mkdir(parents=True, exist_ok=True)
+        """Fills the defaults that depend on data_dir and creates the directory, owner-only: it
+        holds the database (with the route secret), the dev key and the storage."""
+        self.data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
         if not self.database_url:
             self.database_url = f"sqlite:///{self.data_dir / 'launch.db'}"
         if not self.storage_url:
