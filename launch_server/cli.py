@@ -70,7 +70,7 @@ def serve(
 
 
 async def _serve(settings: Settings, port_file: str | None) -> ServingLayer | None:
-    from .api.server import build_server, follow_serving_layer, mark_serving
+    from .api.server import SERVICES, SERVING_LAYER_SERVICES, build_server, follow_serving_layer, mark_serving
 
     app = build_app(settings)
     key = ensure_dev_key(app)
@@ -80,7 +80,9 @@ async def _serve(settings: Settings, port_file: str | None) -> ServingLayer | No
     serving = ServingLayer(app) if settings.serving else None
     server, port, health_servicer = build_server(app, settings.bind, serving)
     await server.start()
-    await mark_serving(health_servicer, True)
+    # The serving layer's services report SERVING only once it has joined Ray (follow_serving_layer).
+    control_plane = [name for name in ("", *SERVICES) if serving is None or name not in SERVING_LAYER_SERVICES]
+    await mark_serving(health_servicer, True, tuple(control_plane))
     if serving is not None:
         health_follower = asyncio.create_task(follow_serving_layer(health_servicer, serving.reconciler.first_pass))
     host = settings.bind.rsplit(":", 1)[0]

@@ -16,7 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from launch_server.domain.endpoints import Endpoint, EndpointStatus, is_batch_endpoint
+from launch_server.domain.endpoints import Endpoint, EndpointStatus, EndpointType, is_batch_endpoint
 from launch_server.domain.ownership import results_prefix
 from launch_server.settings import Settings
 from launch_server.store.endpoint_repository import SqlEndpointRepository
@@ -25,12 +25,17 @@ from launch_server.store.repositories import SqlBundleRepository
 from . import replica_registry
 from .autoscaling import POLICY_IMPORT_PATH
 from .direct_ingress import DirectConfig
+from .logs import pip_log_name
 from .placement import cluster_nodes, describe, missing_on_best_node, replica_demand
+from .ray_gate import RayUnavailable, gate
 from .route_tokens import endpoint_key
 from .runtime import BundleDescriptor, RuntimeConfig
 
 log = logging.getLogger(__name__)
 DEPLOYMENT_NAME = "replica"
+# A pass's wait for Serve's status; the server waits a little longer than this for the pass under
+# way before it disconnects from a lost cluster (layer.DRAIN_S).
+STATUS_TIMEOUT_S = 10.0
 CONVERGING_FOR_S = 30.0  # fast passes last this long after the last change seen
 _CHANGING = (
     EndpointStatus.UPDATE_PENDING,
@@ -73,6 +78,9 @@ class Reconciler:
     _kick: asyncio.Event = field(default_factory=asyncio.Event)
     ready: bool = False
     error: str = ""
+    # Set while the Ray cluster is known to be gone (the reason says why): passes then make no
+    # Ray call, and every endpoint is reported as not serving with this reason.
+    ray_down: str = ""
     first_pass: asyncio.Event = field(default_factory=asyncio.Event)
     _last_change: float = field(default_factory=time.monotonic)
 
@@ -83,15 +91,38 @@ class Reconciler:
         """Asks for a pass now (thread-safe enough: set() from the loop thread only)."""
         self._kick.set()
 
+    def ray_lost(self, reason: str) -> None:
+        """The cluster is gone: nothing is served (the dispatcher stops claiming) until ray_back."""
+        self.ray_down = reason
+        for state in self.live.values():
+            if state.status is not EndpointStatus.DELETE_IN_PROGRESS:
+                state.status, state.reason, state.serving = EndpointStatus.UPDATE_IN_PROGRESS, reason, False
+                state.available_workers = state.unavailable_workers = 0
+        self.kick()
+
+    def ray_back(self) -> None:
+        """A new cluster is up: the next passes redeploy every endpoint from the database."""
+        self._deployed.clear()
+        self._last_change = time.monotonic()
+        self.ray_down = ""
+        self.kick()
+
     async def run(self, stop: asyncio.Event) -> None:
         while not stop.is_set():
             try:
-                await asyncio.to_thread(self.reconcile_once)
+                await asyncio.to_thread(self.report_outage if self.ray_down else self._gated_pass)
                 self.error = ""
                 self.first_pass.set()
             except Exception as exc:  # noqa: BLE001 - the loop must outlive any one failure
                 self.error = f"{type(exc).__name__}: {exc}"
                 log.exception("reconcile pass failed")
+            except (asyncio.CancelledError, SystemExit) as exc:
+                task = asyncio.current_task()
+                if isinstance(exc, asyncio.CancelledError) and (task is None or task.cancelling()):
+                    raise  # this loop is being stopped
+                # Raised by a Ray call in the pass's thread (its cluster went away).
+                self.error = f"a Ray call of the reconcile pass was cut off: {exc!r}"
+                log.warning(self.error)
             self._kick.clear()
             interval = self.settings.reconcile_interval_s
             if self.converging():
@@ -112,10 +143,38 @@ class Reconciler:
 
     # ---- one pass ------------------------------------------------------------------------------
 
+    def report_outage(self) -> None:
+        """A pass while Ray is gone: records the reason on every endpoint (an event once per
+        change), with no Ray call; the router's view stays, so requests get the reason."""
+        reason = self.ray_down
+        for endpoint in self.endpoints.list_all():
+            if endpoint.status is EndpointStatus.DELETE_IN_PROGRESS:
+                continue
+            self.endpoints.set_status(
+                endpoint.endpoint_id, EndpointStatus.UPDATE_IN_PROGRESS, reason, endpoint.generation
+            )
+            self.live[endpoint.endpoint_id] = LiveState(
+                self.app_name(endpoint), EndpointStatus.UPDATE_IN_PROGRESS, reason
+            )
+
+    def _gated_pass(self) -> None:
+        """A pass through the Ray gate: while the cluster is lost or being joined it makes no
+        Ray call (Serve would reconnect on its own, see ray_gate) and reports the outage."""
+        try:
+            with gate.held():
+                self.reconcile_once()
+        except RayUnavailable as exc:
+            if self.ray_down:
+                self.report_outage()
+            else:
+                log.warning("reconcile pass made no Ray call: %s", exc)
+
     def reconcile_once(self) -> None:
         from ray import serve
 
-        status = serve.status()
+        from .cluster import serve_status
+
+        status = serve_status(STATUS_TIMEOUT_S)
         apps = status.applications
         endpoints = self.endpoints.list_all()
         known = set()
@@ -184,7 +243,12 @@ class Reconciler:
             options["num_gpus"] = s.gpus
             options["accelerator_type"] = endpoint.accelerator_type
         if requirements:
-            options["runtime_env"] = {"pip": {"packages": list(requirements), "pip_check": False}}
+            # The pip output also goes to a log of this endpoint's own (serving/logs.py), so its
+            # creation logs never show another endpoint's requirements.
+            options["runtime_env"] = {
+                "pip": {"packages": list(requirements), "pip_check": False},
+                "config": {"log_files": [pip_log_name(self.app_name(endpoint))]},
+            }
         return options
 
     def direct_config(self, endpoint: Endpoint, max_ongoing_requests: int) -> dict[str, Any] | None:
@@ -201,6 +265,8 @@ class Reconciler:
             key_hex=key.hex(),
             host=cfg.direct_host,
             max_concurrent_rpcs=max_ongoing_requests,
+            tls_cert_pem=cfg.replica_tls_cert_pem,
+            tls_key_pem=cfg.replica_tls_key_pem,
         ).to_dict()
 
     def _deploy(self, endpoint: Endpoint, app: str, was_running: bool) -> None:
@@ -231,6 +297,7 @@ class Reconciler:
             s3_region=cfg.s3_region,
             allow_local_file_urls=cfg.allow_local_file_urls,
             results_prefix=results_prefix(endpoint.owner),
+            sync_results=s.endpoint_type == EndpointType.SYNC,
         )
         # Serve's per-replica limit, and the same limit on the replica's own (direct) port.
         max_ongoing = max(cfg.max_ongoing_requests, s.per_worker)

@@ -6,9 +6,11 @@ passes."""
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 from launch_server.domain.endpoints import EndpointRepository, EndpointType
 from launch_server.domain.errors import (
@@ -20,9 +22,11 @@ from launch_server.domain.errors import (
 )
 
 from . import replica_registry
+from .ray_gate import gate
 from .reconciler import Reconciler
-from .route_tokens import mint
+from .route_tokens import SERVER_KEY_ID, mint
 
+T = TypeVar("T")
 ASYNC_HINT = "submit tasks to it instead (TaskService.CreateTask; AsyncEndpoint.predict in the SDK)"
 
 
@@ -35,10 +39,13 @@ class DirectRoute:
     token: str
     expires: int  # unix seconds; 0 with no token
     refresh_after_s: float
+    ca_pem: str = ""  # set when replica ports speak TLS: the authority their certificates chain to
 
 
 # Registry reads are one GCS round trip; many clients refreshing at once share one per interval.
 ADDRESS_CACHE_S = 0.5
+HANDLE_SHUTDOWN_S = 2.0
+log = logging.getLogger(__name__)
 
 
 class Router:
@@ -50,11 +57,12 @@ class Router:
         self._tokens: dict[str, tuple[str, int]] = {}  # endpoint id -> (token, expiry), server's own calls
         self._lookups: dict[str, asyncio.Future[tuple[str, ...]]] = {}  # registry reads in flight
 
-    async def route(self, owner: str, name: str) -> DirectRoute:
+    async def route(self, owner: str, name: str, key_id: str) -> DirectRoute:
         """The direct route for a sync endpoint of this owner: its running replicas' addresses
-        and a token for them. NOT_FOUND and FAILED_PRECONDITION (async) as for Predict; an endpoint
-        that cannot take a direct request now (not serving, zero workers, route off) gets no
-        addresses, so the client sends Predict here and gets the full answer or error."""
+        and a token for them, naming the API key `key_id` that asked (so revoking it stops it).
+        NOT_FOUND and FAILED_PRECONDITION (async) as for Predict; an endpoint that cannot take a
+        direct request now (not serving, zero workers, route off) gets no addresses, so the
+        client sends Predict here and gets the full answer or error."""
         settings = self._reconciler.settings
         empty = DirectRoute((), "", 0, settings.route_refresh_s)
         route = self._reconciler.routes.get((owner, name))
@@ -72,8 +80,13 @@ class Router:
         addresses = await self._replica_addresses(state.app_name)
         if not addresses:
             return empty
-        token, expires = mint(settings.route_secret.encode(), endpoint_id, settings.route_token_ttl_s)
-        return DirectRoute(addresses, token, expires, settings.route_refresh_s)
+        token, expires = mint(settings.route_secret.encode(), endpoint_id, settings.route_token_ttl_s, key_id=key_id)
+        return DirectRoute(addresses, token, expires, settings.route_refresh_s, settings.replica_tls_ca_pem)
+
+    @property
+    def replica_ca_pem(self) -> str:
+        """The authority replica ports' certificates chain to; empty when they speak plaintext."""
+        return self._reconciler.settings.replica_tls_ca_pem
 
     async def replica_route(self, endpoint_id: str, app_name: str) -> tuple[tuple[str, ...], str] | None:
         """For the server's own calls (the dispatcher's, to async endpoints): the running replicas'
@@ -87,7 +100,9 @@ class Router:
             return None
         token, expires = self._tokens.get(endpoint_id, ("", 0))
         if expires - time.time() < settings.route_token_ttl_s / 2:
-            token, expires = mint(settings.route_secret.encode(), endpoint_id, settings.route_token_ttl_s)
+            token, expires = mint(
+                settings.route_secret.encode(), endpoint_id, settings.route_token_ttl_s, key_id=SERVER_KEY_ID
+            )
             self._tokens[endpoint_id] = (token, expires)
         return addresses, token
 
@@ -104,22 +119,38 @@ class Router:
         return await asyncio.shield(lookup)
 
     async def _lookup(self, app_name: str) -> tuple[str, ...]:
-        routes = await asyncio.to_thread(replica_registry.lookup, app_name)
+        routes = await asyncio.to_thread(_gated, replica_registry.lookup, app_name)
         addresses = tuple(r.address for r in routes)
         self._addresses[app_name] = (time.monotonic() + ADDRESS_CACHE_S, addresses)
         return addresses
 
     async def handle(self, app_name: str) -> Any:
+        """The application's Serve handle; RayUnavailable while the cluster is lost (ray_gate)."""
+        gate.check()
         handle = self._handles.get(app_name)
         if handle is None:
             from ray import serve
 
-            handle = await asyncio.to_thread(serve.get_app_handle, app_name)
+            handle = await asyncio.to_thread(_gated, serve.get_app_handle, app_name)
             self._handles[app_name] = handle
         return handle
 
     def forget(self, app_name: str) -> None:
         self._handles.pop(app_name, None)
+
+    async def forget_all(self) -> None:
+        """The cluster is gone: its handles and replica addresses mean nothing on the next one.
+        Each handle's Serve router runs on this loop and keeps pushing metrics to the dead
+        controller until it is shut down (no Ray call; bounded regardless)."""
+        handles = list(self._handles.values())
+        self._handles.clear()
+        self._addresses.clear()
+        self._tokens.clear()
+        for handle in handles:
+            try:
+                await asyncio.wait_for(handle.shutdown_async(), HANDLE_SHUTDOWN_S)
+            except Exception:  # noqa: BLE001 - a handle of a dead cluster is dropped regardless
+                log.debug("shutting down a Serve handle of the lost cluster failed", exc_info=True)
 
     async def _unavailable_reason(self, owner: str, name: str) -> EndpointUnavailable | NotFound | FailedPrecondition:
         """Slow path for names the in-memory view does not know (yet): one database read."""
@@ -166,6 +197,12 @@ class Router:
             raise
         except Exception as exc:  # noqa: BLE001 - Ray's errors are translated, never leaked
             raise _translate(name, exc) from None
+
+
+def _gated(fn: Callable[..., T], *args: Any) -> T:
+    """Runs a blocking Ray call through the gate (in a worker thread)."""
+    with gate.held():
+        return fn(*args)
 
 
 def _translate(name: str, exc: Exception) -> Exception:
