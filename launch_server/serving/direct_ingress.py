@@ -6,7 +6,7 @@ says why and what it costs.
 
 Why our own grpc.aio server rather than Serve's direct-ingress mode: Serve's listens on every
 interface without interceptors, needs the client to learn ports from the controller, and its
-autoscaler counted only requests inside the method (../shared/RAY.md). Here the server binds the
+autoscaler counted only requests inside the method (docs/serving.md). Here the server binds the
 node's address, checks a route token on each call, publishes its address in the GCS
 (replica_registry) and measures its own requests in flight, which the replica reports to Serve's
 autoscaler as a custom metric (autoscaling.direct_aware_policy adds it to Serve's own count).
