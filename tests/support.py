@@ -300,3 +300,17 @@ def start_private_postgres() -> PrivatePostgres:
     server = PrivatePostgres(data_dir=data_dir, port=free_port())
     server.start()
     return server
+
+
+def fresh_database_url(backend: str, tmp_path: Path, add_finalizer) -> str:  # type: ignore[no-untyped-def]
+    """A migrated, empty database for repository tests: a SQLite file under tmp_path, or a
+    throwaway PostgreSQL database dropped by the finalizer."""
+    from launch_server.store.db import upgrade
+
+    if backend == "sqlite":
+        url = f"sqlite:///{tmp_path / 'launch.db'}"
+    else:
+        url = create_pg_database()
+        add_finalizer(lambda: drop_pg_database(url))
+    upgrade(url)
+    return url

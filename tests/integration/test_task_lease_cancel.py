@@ -13,21 +13,15 @@ from sqlalchemy.engine import Engine
 from sqlmodel import Session, select
 
 from launch_server.domain.tasks import Outcome, TaskInput, TaskState, new_task
-from launch_server.store.db import make_engine, upgrade
+from launch_server.store.db import make_engine
 from launch_server.store.tables import TaskRow
 from launch_server.store.task_repository import SqlTaskRepository
-from tests.support import create_pg_database, drop_pg_database
+from tests.support import fresh_database_url
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
 def repo(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[tuple[SqlTaskRepository, Engine]]:
-    if request.param == "sqlite":
-        url = f"sqlite:///{tmp_path / 'launch.db'}"
-    else:
-        url = create_pg_database()
-        request.addfinalizer(lambda: drop_pg_database(url))
-    upgrade(url)
-    engine = make_engine(url)
+    engine = make_engine(fresh_database_url(request.param, tmp_path, request.addfinalizer))
     repository = SqlTaskRepository(engine)
     yield repository, engine
     repository.close()

@@ -11,23 +11,17 @@ from pathlib import Path
 import pytest
 
 from launch_server.domain.tasks import Task, TaskInput, new_task
-from launch_server.store.db import make_engine, upgrade
+from launch_server.store.db import make_engine
 from launch_server.store.task_repository import SqlTaskRepository
-from tests.support import create_pg_database, drop_pg_database
+from tests.support import fresh_database_url
 
 # Each pair would match the other under the old `LIKE '<id>:%'` lookup (wildcards, case, prefixes).
 REQUEST_IDS = ["a%", "a_b", "acb", "AB", "ab", "a", "a:1", "a:", "a%:0"]
 
 
-@pytest.fixture(params=["sqlite", "postgres"])
+@pytest.fixture(params=["sqlite", "postgresql"])
 def repo(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[SqlTaskRepository]:
-    if request.param == "sqlite":
-        url = f"sqlite:///{tmp_path / 'launch.db'}"
-    else:
-        url = create_pg_database()
-        request.addfinalizer(lambda: drop_pg_database(url))
-    upgrade(url)
-    engine = make_engine(url)
+    engine = make_engine(fresh_database_url(request.param, tmp_path, request.addfinalizer))
     repository = SqlTaskRepository(engine)
     yield repository
     repository.close()
