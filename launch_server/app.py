@@ -8,14 +8,14 @@ from dataclasses import dataclass
 
 from sqlalchemy.engine import Engine
 
-from .domain.bundles import BundleService
-from .domain.endpoints import EndpointService
-from .domain.keys import ApiKeyService
-from .settings import Settings
-from .storage import open_storage
-from .store.db import DbTimeouts, make_engine, upgrade
-from .store.endpoint_repository import SqlEndpointRepository
-from .store.repositories import SqlApiKeyRepository, SqlBundleRepository
+from launch_server.domain.bundles import BundleService
+from launch_server.domain.endpoints import EndpointService
+from launch_server.domain.keys import ApiKeyService
+from launch_server.settings import Settings
+from launch_server.storage import open_storage
+from launch_server.store.db import DbTimeouts, make_engine, upgrade
+from launch_server.store.endpoint_repository import SqlEndpointRepository
+from launch_server.store.repositories import SqlApiKeyRepository, SqlBundleRepository
 
 
 @dataclass

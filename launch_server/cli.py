@@ -10,9 +10,9 @@ from pathlib import Path
 
 import click
 
-from .app import App, build_app, ensure_dev_key
-from .serving.layer import ServingLayer
-from .settings import Settings
+from launch_server.app import App, build_app, ensure_dev_key
+from launch_server.serving.layer import ServingLayer
+from launch_server.settings import Settings
 
 log = logging.getLogger("launch_server")
 
@@ -70,7 +70,13 @@ def serve(
 
 
 async def _serve(settings: Settings, port_file: str | None) -> ServingLayer | None:
-    from .api.server import SERVICES, SERVING_LAYER_SERVICES, build_server, follow_serving_layer, mark_serving
+    from launch_server.api.server import (
+        SERVICES,
+        SERVING_LAYER_SERVICES,
+        build_server,
+        follow_serving_layer,
+        mark_serving,
+    )
 
     app = build_app(settings)
     key = ensure_dev_key(app)
@@ -125,7 +131,7 @@ def _app(ctx: click.Context) -> App:
 @click.pass_context
 def keys_create(ctx: click.Context, owner: str, description: str) -> None:
     """Create a key and print it once; only its hash is stored."""
-    from .domain.errors import DomainError
+    from launch_server.domain.errors import DomainError
 
     app = _app(ctx)
     try:

@@ -78,7 +78,7 @@ class Settings:
     storage_sweep_max_deletes: int = field(default_factory=lambda: int(_env("STORAGE_SWEEP_MAX_DELETES", "1000")))
     callback_max_attempts: int = field(default_factory=lambda: int(_env("CALLBACK_MAX_ATTEMPTS", "6")))
     callback_base_delay_s: float = field(default_factory=lambda: float(_env("CALLBACK_BASE_DELAY_S", "1")))
-    # Where callbacks may go (tasks/callback_targets.py): CIDRs, `public`, `loopback`; empty is
+    # Where callbacks may go (task_queue/callback_targets.py): CIDRs, `public`, `loopback`; empty is
     # `public`, plus `loopback` when the server is bound to a loopback address.
     callback_networks: str = field(default_factory=lambda: _env("CALLBACK_NETWORKS", ""))
     callback_deadline_s: float = field(default_factory=lambda: float(_env("CALLBACK_DEADLINE_S", "10")))
@@ -96,7 +96,7 @@ class Settings:
     route_refresh_s: float = field(default_factory=lambda: float(_env("ROUTE_REFRESH_S", "2")))
     # How often the servers publish lately revoked keys to the replicas (their route tokens stop).
     revoked_keys_poll_s: float = field(default_factory=lambda: float(_env("REVOKED_KEYS_POLL_S", "1")))
-    # TLS on replica ports (serving/replica_tls.py): off by default, where replicas listen on
+    # TLS on replica ports (wire/replica_tls.py): off by default, where replicas listen on
     # loopback; turn it on when replicas run on other nodes. The material is made once per
     # database and filled in by the serving layer.
     replica_tls: bool = field(default_factory=lambda: _env("REPLICA_TLS", "0") in ("1", "true", "yes"))

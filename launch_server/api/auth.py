@@ -23,10 +23,10 @@ from typing import Any
 
 import grpc
 
-from launch_server.domain.errors import DomainError, ResourceExhausted, Unauthenticated
+from launch_server.domain.errors import DomainError, ResourceExhausted
 from launch_server.domain.keys import ApiKeyService
-
-from .errors import internal_status, to_status
+from launch_server.wire.headers import bearer_token
+from launch_server.wire.status import internal_status, to_status
 
 current_owner: contextvars.ContextVar[str] = contextvars.ContextVar("current_owner")
 current_key_id: contextvars.ContextVar[str] = contextvars.ContextVar("current_key_id")
@@ -42,17 +42,6 @@ def owner() -> str:
 def key_id() -> str:
     """The id of the API key the call was authenticated with."""
     return current_key_id.get()
-
-
-def bearer_token(metadata: tuple[tuple[str, Any], ...] | None) -> str:
-    for key, value in metadata or ():
-        if key == "authorization":
-            text = value.decode() if isinstance(value, bytes) else value
-            scheme, _, token = text.partition(" ")
-            if scheme.lower() != "bearer" or not token.strip():
-                raise Unauthenticated("authorization metadata must be 'Bearer <api key>'")
-            return token.strip()
-    raise Unauthenticated("missing 'authorization: Bearer <api key>' metadata")
 
 
 async def _abort(context: grpc.aio.ServicerContext, exc: BaseException) -> None:

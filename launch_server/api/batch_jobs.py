@@ -6,14 +6,13 @@ import grpc
 from launch.v1 import batch_job_pb2 as bjpb
 from launch.v1 import batch_job_pb2_grpc as bjgrpc
 
+from launch_server.api.auth import owner
+from launch_server.api.convert import timestamp
 from launch_server.domain.batch_inputs import BatchInputs
 from launch_server.domain.batch_jobs import BatchJob, BatchJobService, BatchOptions, validate_options
 from launch_server.domain.bundles import BundleService
 from launch_server.domain.errors import InvalidArgument, NotImplementedYet
 from launch_server.domain.validation import validate_labels
-
-from .auth import owner
-from .convert import timestamp
 
 FORMATS = {bjpb.SERIALIZATION_FORMAT_JSON: "json", bjpb.SERIALIZATION_FORMAT_PICKLE: "pickle"}
 

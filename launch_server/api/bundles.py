@@ -8,11 +8,10 @@ import grpc
 from launch.v1 import model_bundle_pb2 as bpb
 from launch.v1 import model_bundle_pb2_grpc as bgrpc
 
+from launch_server.api.auth import owner
+from launch_server.api.convert import bundle_spec_from_proto, bundle_to_proto
 from launch_server.domain.bundles import BundleService, UploadHeader
 from launch_server.domain.errors import InvalidArgument
-
-from .auth import owner
-from .convert import bundle_spec_from_proto, bundle_to_proto
 
 
 async def _chunks(requests: AsyncIterator[bpb.UploadModelBundleRequest]) -> AsyncIterator[bytes]:

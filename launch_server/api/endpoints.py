@@ -8,15 +8,14 @@ import grpc
 from launch.v1 import model_endpoint_pb2 as epb
 from launch.v1 import model_endpoint_pb2_grpc as egrpc
 
+from launch_server.api.auth import key_id, owner
+from launch_server.api.convert import changes_from_mask, endpoint_to_proto, event_to_proto, settings_from_proto
 from launch_server.domain.endpoints import Endpoint, EndpointService, EndpointStatus
 from launch_server.domain.errors import InvalidArgument
 from launch_server.domain.validation import validate_name
 from launch_server.serving.reconciler import Reconciler
-from launch_server.serving.replica_tls import SERVER_NAME as REPLICA_SERVER_NAME
 from launch_server.serving.router import Router
-
-from .auth import key_id, owner
-from .convert import changes_from_mask, endpoint_to_proto, event_to_proto, settings_from_proto
+from launch_server.wire.replica_tls import SERVER_NAME as REPLICA_SERVER_NAME
 
 
 class ModelEndpointServicer(egrpc.ModelEndpointServiceServicer):

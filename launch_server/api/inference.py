@@ -7,12 +7,11 @@ import grpc
 from launch.v1 import inference_pb2 as ipb
 from launch.v1 import inference_pb2_grpc as igrpc
 
+from launch_server.api.auth import owner
 from launch_server.domain.errors import EndpointUnavailable, InvalidArgument, NotImplementedYet
 from launch_server.domain.validation import validate_name
 from launch_server.serving.router import Router
-
-from .auth import owner
-from .inference_messages import request_from_input, result_to_proto
+from launch_server.wire.messages import request_from_input, result_to_proto
 
 
 class InferenceServicer(igrpc.InferenceServiceServicer):

@@ -10,12 +10,11 @@ from collections.abc import AsyncIterator
 import grpc
 from launch.v1 import task_pb2 as tpb
 
+from launch_server.api.auth import owner
 from launch_server.domain.errors import InvalidArgument, NotFound
 from launch_server.domain.locations import LocationError
 from launch_server.domain.ownership import results_prefix
 from launch_server.domain.ports import ObjectStorage
-
-from .auth import owner
 
 CHUNK = 1 << 20
 

@@ -21,17 +21,15 @@ from launch.v1 import (
     task_pb2_grpc,
 )
 
+from launch_server.api.auth import AuthErrorsInterceptor
+from launch_server.api.batch_jobs import BatchJobServicer
+from launch_server.api.bundles import ModelBundleServicer
+from launch_server.api.endpoints import ModelEndpointServicer
+from launch_server.api.inference import InferenceServicer
+from launch_server.api.tasks import TaskServicer
 from launch_server.app import App
 from launch_server.serving.layer import ServingLayer
-
-from .auth import AuthErrorsInterceptor
-from .batch_jobs import BatchJobServicer
-from .bundles import ModelBundleServicer
-from .endpoints import ModelEndpointServicer
-from .inference import InferenceServicer
-from .tasks import TaskServicer
-
-MAX_MESSAGE_BYTES = 64 << 20
+from launch_server.wire.limits import MESSAGE_SIZE_OPTIONS
 
 SERVICES = {
     "launch.v1.ModelBundleService": model_bundle_pb2,
@@ -50,8 +48,7 @@ def build_server(
     server = grpc.aio.server(
         interceptors=[AuthErrorsInterceptor(app.keys)],
         options=[
-            ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
-            ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
+            *MESSAGE_SIZE_OPTIONS,
             ("grpc.so_reuseport", 0),
         ],
     )

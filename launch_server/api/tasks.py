@@ -10,15 +10,14 @@ from launch.v1 import inference_pb2 as ipb
 from launch.v1 import task_pb2 as tpb
 from launch.v1 import task_pb2_grpc as tgrpc
 
+from launch_server.api.auth import owner
+from launch_server.api.convert import timestamp
+from launch_server.api.results import download_result
 from launch_server.domain.errors import InvalidArgument, NotImplementedYet
 from launch_server.domain.ports import ObjectStorage
 from launch_server.domain.tasks import MAX_WATCH, Task, TaskInput, TaskService
-from launch_server.tasks.watch import Watcher, WatchHub, supersedes
-
-from .auth import owner
-from .convert import timestamp
-from .inference_messages import request_from_input
-from .results import download_result
+from launch_server.task_queue.watch import Watcher, WatchHub, supersedes
+from launch_server.wire.messages import request_from_input
 
 STATES = {
     "PENDING": ipb.RESULT_STATE_PENDING,

@@ -12,11 +12,11 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Sequence
 
-from .errors import InvalidArgument
-from .json_input import MAX_ARGS_JSON_BYTES, parse_json_object
-from .ports import ObjectStorage
-from .url_csv import FIELD as FILE_FIELD
-from .url_csv import MAX_FILE_BYTES, MAX_URL_CHARS, read_url_csv
+from launch_server.domain.errors import InvalidArgument
+from launch_server.domain.json_input import MAX_ARGS_JSON_BYTES, parse_json_object
+from launch_server.domain.ports import ObjectStorage
+from launch_server.domain.url_csv import FIELD as FILE_FIELD
+from launch_server.domain.url_csv import MAX_FILE_BYTES, MAX_URL_CHARS, read_url_csv
 
 MAX_INPUTS = 1_000_000
 FILES_AT_ONCE = 2

@@ -1,7 +1,7 @@
 """Batch jobs: a bundle run over many inputs. A job's inputs are cut into chunks (the grain of
 durability, retry and progress); each chunk is one task on a temporary async endpoint that the
 job owns, so chunks inherit the task queue's leases, retries and restart behaviour. This module
-validates and records jobs; tasks/batches.py drives them to completion."""
+validates and records jobs; task_queue/batch_runner.py drives them to completion."""
 
 from __future__ import annotations
 
@@ -14,8 +14,8 @@ from datetime import UTC, datetime
 from enum import Enum
 from typing import Protocol
 
-from .batch_inputs import MAX_INPUTS
-from .endpoints import (
+from launch_server.domain.batch_inputs import MAX_INPUTS
+from launch_server.domain.endpoints import (
     BATCH_ENDPOINT_PREFIX,
     MAX_CALLS_IN_FLIGHT,
     MAX_CPUS,
@@ -25,13 +25,19 @@ from .endpoints import (
     EndpointSettings,
     EndpointType,
 )
-from .entities import Page
-from .errors import InvalidArgument, NotFound
-from .ownership import results_prefix
-from .ports import BundleRepository
-from .resources import accelerator_for, parse_memory
-from .tasks import TaskInput, TaskService
-from .validation import validate_id, validate_labels, validate_name, validate_page_size, validate_request_id
+from launch_server.domain.entities import Page
+from launch_server.domain.errors import InvalidArgument, NotFound
+from launch_server.domain.ownership import results_prefix
+from launch_server.domain.ports import BundleRepository
+from launch_server.domain.resources import accelerator_for, parse_memory
+from launch_server.domain.tasks import TaskInput, TaskService
+from launch_server.domain.validation import (
+    validate_id,
+    validate_labels,
+    validate_name,
+    validate_page_size,
+    validate_request_id,
+)
 
 MAX_PARTITION_SIZE = 10_000
 MAX_EXECUTORS = 100

@@ -15,19 +15,19 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from .entities import Bundle, BundleSpec, PackagingType, Page
-from .errors import AlreadyExists, ChecksumMismatch, InvalidArgument, NotFound, ResourceExhausted
-from .locations import LocationError
-from .ownership import client_may_read, results_prefix
-from .ports import BundleRepository, ObjectStorage
-from .validation import (
+from launch_server.domain.entities import Bundle, BundleSpec, PackagingType, Page
+from launch_server.domain.errors import AlreadyExists, ChecksumMismatch, InvalidArgument, NotFound, ResourceExhausted
+from launch_server.domain.locations import LocationError
+from launch_server.domain.ownership import client_may_read, results_prefix
+from launch_server.domain.ports import BundleRepository, ObjectStorage
+from launch_server.domain.validation import (
     validate_bundle_spec,
     validate_name,
     validate_page_size,
     validate_request_id,
     validate_sha256,
 )
-from .zip_check import check_zip
+from launch_server.domain.zip_check import check_zip
 
 
 @dataclass(frozen=True)

@@ -14,11 +14,11 @@ from datetime import UTC, datetime
 from enum import Enum
 from typing import Protocol
 
-from .entities import Bundle, Page
-from .errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound
-from .ports import BundleRepository
-from .resources import accelerator_for, parse_memory
-from .validation import (
+from launch_server.domain.entities import Bundle, Page
+from launch_server.domain.errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound
+from launch_server.domain.ports import BundleRepository
+from launch_server.domain.resources import accelerator_for, parse_memory
+from launch_server.domain.validation import (
     validate_http_url,
     validate_labels,
     validate_name,

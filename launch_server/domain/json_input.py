@@ -10,7 +10,7 @@ import json
 import math
 from typing import Any
 
-from .errors import InvalidArgument
+from launch_server.domain.errors import InvalidArgument
 
 MAX_ARGS_JSON_BYTES = 16 << 20
 MAX_APP_CONFIG_BYTES = 1 << 20

@@ -18,11 +18,11 @@ import re
 import secrets
 from datetime import UTC, datetime
 
-from .entities import ApiKeyRecord
-from .errors import InvalidArgument, Unauthenticated
-from .key_cache import MISSING, ExpiringMap
-from .ports import ApiKeyRepository
-from .validation import validate_name
+from launch_server.domain.entities import ApiKeyRecord
+from launch_server.domain.errors import InvalidArgument, Unauthenticated
+from launch_server.domain.key_cache import MISSING, ExpiringMap
+from launch_server.domain.ports import ApiKeyRepository
+from launch_server.domain.validation import validate_name
 
 PREFIX = "lk"
 KEY_PATTERN = re.compile(rf"{PREFIX}_([0-9a-f]{{12}})_([A-Za-z0-9]{{43}})")

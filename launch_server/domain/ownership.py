@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import hashlib
 
-from .locations import Location
+from launch_server.domain.locations import Location
 
 
 def owner_tag(owner: str) -> str:

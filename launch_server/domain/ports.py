@@ -8,8 +8,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Protocol
 
-from .entities import ApiKeyRecord, Bundle, Page
-from .locations import Location
+from launch_server.domain.entities import ApiKeyRecord, Bundle, Page
+from launch_server.domain.locations import Location
 
 
 class ArtifactWriter(Protocol):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from decimal import Decimal
 
-from .errors import InvalidArgument
+from launch_server.domain.errors import InvalidArgument
 
 # Kubernetes quantity suffixes (resource.Quantity): binary, decimal, and the exponent form.
 _BINARY = {"Ki": 2**10, "Mi": 2**20, "Gi": 2**30, "Ti": 2**40, "Pi": 2**50, "Ei": 2**60}

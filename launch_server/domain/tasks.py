@@ -15,9 +15,9 @@ from datetime import UTC, datetime, timedelta
 from enum import Enum
 from typing import Protocol
 
-from .endpoints import EndpointRepository, EndpointStatus, EndpointType, is_batch_endpoint
-from .errors import FailedPrecondition, InvalidArgument, NotFound
-from .validation import validate_http_url, validate_id, validate_name, validate_request_id
+from launch_server.domain.endpoints import EndpointRepository, EndpointStatus, EndpointType, is_batch_endpoint
+from launch_server.domain.errors import FailedPrecondition, InvalidArgument, NotFound
+from launch_server.domain.validation import validate_http_url, validate_id, validate_name, validate_request_id
 
 MAX_BATCH = 10_000
 MAX_WATCH = 10_000

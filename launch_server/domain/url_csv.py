@@ -14,7 +14,7 @@ import csv
 import io
 from collections.abc import Iterable, Iterator
 
-from .errors import InvalidArgument
+from launch_server.domain.errors import InvalidArgument
 
 FIELD = "input_location"
 MAX_FILE_BYTES = 256 << 20

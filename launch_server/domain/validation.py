@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import re
 
-from .entities import BundleForm, BundleSpec, PackagingType
-from .errors import InvalidArgument
-from .json_input import MAX_APP_CONFIG_BYTES, parse_json_object
+from launch_server.domain.entities import BundleForm, BundleSpec, PackagingType
+from launch_server.domain.errors import InvalidArgument
+from launch_server.domain.json_input import MAX_APP_CONFIG_BYTES, parse_json_object
 
 # Patterns are applied with fullmatch: `$` would also match before a trailing newline.
 NAME_RE = re.compile(r"[a-z0-9][a-z0-9._-]{0,62}")

@@ -2,7 +2,7 @@
 into (absolute paths, '..' segments, drive letters), the archive must stay within the unpack
 limits (entry count, total unpacked size, per-entry compression ratio) so a small upload cannot
 fill a replica's disk, and the module paths the bundle names must point into folders the zip
-has. Replicas check again when they unpack (serving/runtime.py), because self-hosted zips never
+has. Replicas check again when they unpack (replica/bundle_runtime.py), because self-hosted zips never
 pass through the upload."""
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ import zipfile
 from dataclasses import dataclass
 from typing import IO
 
-from .errors import InvalidArgument
+from launch_server.domain.errors import InvalidArgument
 
 
 @dataclass(frozen=True)

@@ -114,7 +114,7 @@ class LocalHead:
             "--disable-usage-stats",
             "--log-style=record",
         ]
-        from .ray_head import PARENT_ENV
+        from launch_server.serving.ray_head import PARENT_ENV
 
         env = {**os.environ, PARENT_ENV: str(os.getpid())}
         env.pop(DRIVER_GCS_TIMEOUT_ENV, None)

@@ -12,20 +12,19 @@ from datetime import UTC, datetime, timedelta
 from launch_server.app import App
 from launch_server.domain.batch_jobs import BatchJobService
 from launch_server.domain.tasks import TaskService
+from launch_server.serving import cluster, ray_gate
+from launch_server.serving.reconciler import STATUS_TIMEOUT_S, Reconciler
+from launch_server.serving.revocations import RevocationPublisher
+from launch_server.serving.router import Router
 from launch_server.storage.sweeper import StorageSweeper, SweepPolicy
 from launch_server.store.batch_repository import SqlBatchJobRepository
 from launch_server.store.secrets import shared_secret
 from launch_server.store.task_repository import SqlTaskRepository
-from launch_server.tasks.batches import BatchRunner
-from launch_server.tasks.callbacks import CallbackSender
-from launch_server.tasks.dispatcher import Dispatcher
-from launch_server.tasks.watch import WatchHub
-
-from . import cluster, ray_gate
-from .reconciler import STATUS_TIMEOUT_S, Reconciler
-from .replica_tls import ReplicaTls, make_replica_tls
-from .revocations import RevocationPublisher
-from .router import Router
+from launch_server.task_queue.batch_runner import BatchRunner
+from launch_server.task_queue.callbacks import CallbackSender
+from launch_server.task_queue.dispatcher import Dispatcher
+from launch_server.task_queue.watch import WatchHub
+from launch_server.wire.replica_tls import ReplicaTls, make_replica_tls
 
 log = logging.getLogger(__name__)
 

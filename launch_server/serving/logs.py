@@ -15,7 +15,7 @@ from __future__ import annotations
 import glob
 import os
 
-from .cluster import session_log_dir
+from launch_server.serving.cluster import session_log_dir
 
 MAX_BYTES = 1 << 20
 

@@ -18,18 +18,17 @@ from typing import Any
 
 from launch_server.domain.endpoints import Endpoint, EndpointStatus, EndpointType, is_batch_endpoint
 from launch_server.domain.ownership import results_prefix
+from launch_server.replica import registry as replica_registry
+from launch_server.replica.autoscaling import POLICY_IMPORT_PATH
+from launch_server.replica.bundle_runtime import BundleDescriptor, RuntimeConfig
+from launch_server.replica.listener import DirectConfig
+from launch_server.serving.logs import pip_log_name
+from launch_server.serving.placement import cluster_nodes, describe, missing_on_best_node, replica_demand
+from launch_server.serving.ray_gate import RayUnavailable, gate
 from launch_server.settings import Settings
 from launch_server.store.endpoint_repository import SqlEndpointRepository
 from launch_server.store.repositories import SqlBundleRepository
-
-from . import replica_registry
-from .autoscaling import POLICY_IMPORT_PATH
-from .direct_ingress import DirectConfig
-from .logs import pip_log_name
-from .placement import cluster_nodes, describe, missing_on_best_node, replica_demand
-from .ray_gate import RayUnavailable, gate
-from .route_tokens import endpoint_key
-from .runtime import BundleDescriptor, RuntimeConfig
+from launch_server.wire.route_tokens import endpoint_key
 
 log = logging.getLogger(__name__)
 DEPLOYMENT_NAME = "replica"
@@ -172,7 +171,7 @@ class Reconciler:
     def reconcile_once(self) -> None:
         from ray import serve
 
-        from .cluster import serve_status
+        from launch_server.serving.cluster import serve_status
 
         status = serve_status(STATUS_TIMEOUT_S)
         apps = status.applications
@@ -254,7 +253,7 @@ class Reconciler:
     def direct_config(self, endpoint: Endpoint, max_ongoing_requests: int) -> dict[str, Any] | None:
         """The replica's direct-route settings, or None when the route is off or the endpoint runs
         a batch job (its chunks go through Serve). Async endpoints listen too: the dispatcher sends
-        single tasks there (tasks/direct_calls.py), with tokens only the server mints for them."""
+        single tasks there (task_queue/direct_calls.py), with tokens only the server mints for them."""
         cfg = self.settings
         if not cfg.direct_route or is_batch_endpoint(endpoint.name):
             return None
@@ -272,7 +271,7 @@ class Reconciler:
     def _deploy(self, endpoint: Endpoint, app: str, was_running: bool) -> None:
         from ray import serve
 
-        from .replica import LaunchReplica
+        from launch_server.replica.deployment import LaunchReplica
 
         bundle = self.bundles.get_by_id(endpoint.bundle_id)
         if bundle is None:

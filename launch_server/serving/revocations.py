@@ -15,9 +15,8 @@ import time
 from datetime import UTC, datetime, timedelta
 
 from launch_server.domain.keys import ApiKeyService
-
-from . import replica_registry
-from .ray_gate import RayUnavailable, gate
+from launch_server.replica import registry as replica_registry
+from launch_server.serving.ray_gate import RayUnavailable, gate
 
 log = logging.getLogger(__name__)
 

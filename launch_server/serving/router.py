@@ -20,11 +20,10 @@ from launch_server.domain.errors import (
     NotFound,
     ResourceExhausted,
 )
-
-from . import replica_registry
-from .ray_gate import gate
-from .reconciler import Reconciler
-from .route_tokens import SERVER_KEY_ID, mint
+from launch_server.replica import registry as replica_registry
+from launch_server.serving.ray_gate import gate
+from launch_server.serving.reconciler import Reconciler
+from launch_server.wire.route_tokens import SERVER_KEY_ID, mint
 
 T = TypeVar("T")
 ASYNC_HINT = "submit tasks to it instead (TaskService.CreateTask; AsyncEndpoint.predict in the SDK)"

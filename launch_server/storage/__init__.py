@@ -2,6 +2,6 @@
 
 from __future__ import annotations
 
-from .factory import open_storage
+from launch_server.storage.factory import open_storage
 
 __all__ = ["open_storage"]

@@ -13,8 +13,7 @@ from pathlib import Path
 
 from launch_server.domain.locations import Location, LocationError, parse_location
 from launch_server.domain.ports import StoredObject
-
-from .space import full_is_exhausted
+from launch_server.storage.space import full_is_exhausted
 
 
 def path_of(location: str) -> Path:

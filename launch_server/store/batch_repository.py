@@ -12,11 +12,10 @@ from sqlmodel import Session, select
 
 from launch_server.domain.batch_jobs import FINISHED, BatchJob, BatchOptions, BatchStatus
 from launch_server.domain.entities import Page
-
-from .db import writer
-from .paging import newest_first, page
-from .repositories import as_utc
-from .tables import BatchJobRow
+from launch_server.store.db import writer
+from launch_server.store.paging import newest_first, page
+from launch_server.store.repositories import as_utc
+from launch_server.store.tables import BatchJobRow
 
 
 def _to_job(row: BatchJobRow) -> BatchJob:

@@ -15,7 +15,7 @@ from sqlalchemy import event
 from sqlalchemy.engine import Engine, make_url
 from sqlmodel import create_engine
 
-from .outage import OutagePool, raise_outages_as_unavailable
+from launch_server.store.outage import OutagePool, raise_outages_as_unavailable
 
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
 WRITE_OPTION = "launch_write"

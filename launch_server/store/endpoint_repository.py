@@ -18,11 +18,10 @@ from launch_server.domain.endpoints import (
 )
 from launch_server.domain.entities import Page
 from launch_server.domain.errors import AlreadyExists
-
-from .db import writer
-from .paging import newest_first, page
-from .repositories import as_utc
-from .tables import BundleRow, EndpointEventRow, EndpointRow
+from launch_server.store.db import writer
+from launch_server.store.paging import newest_first, page
+from launch_server.store.repositories import as_utc
+from launch_server.store.tables import BundleRow, EndpointEventRow, EndpointRow
 
 
 def _to_entity(row: EndpointRow, bundle_name: str) -> Endpoint:

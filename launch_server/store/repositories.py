@@ -10,10 +10,9 @@ from sqlmodel import Session, select
 
 from launch_server.domain.entities import ApiKeyRecord, Bundle, BundleForm, PackagingType, Page
 from launch_server.domain.errors import AlreadyExists, FailedPrecondition, NotFound
-
-from .db import writer
-from .paging import newest_first, page
-from .tables import ApiKeyRow, BundleRow, EndpointRow
+from launch_server.store.db import writer
+from launch_server.store.paging import newest_first, page
+from launch_server.store.tables import ApiKeyRow, BundleRow, EndpointRow
 
 
 def as_utc(value: datetime) -> datetime:

@@ -10,8 +10,8 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session
 
-from .db import writer
-from .tables import ServerSecretRow
+from launch_server.store.db import writer
+from launch_server.store.tables import ServerSecretRow
 
 
 def shared_secret(engine: Engine, name: str, make: Callable[[], str] = lambda: secrets.token_hex(32)) -> str:

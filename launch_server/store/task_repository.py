@@ -16,11 +16,10 @@ from sqlmodel import Session, delete, select
 
 from launch_server.domain.errors import ResourceExhausted
 from launch_server.domain.tasks import TERMINAL, Outcome, Task, TaskState, finished_task
-
-from .db import writer
-from .repositories import as_utc
-from .sqlite_now import SqliteNow
-from .tables import TaskRow
+from launch_server.store.db import writer
+from launch_server.store.repositories import as_utc
+from launch_server.store.sqlite_now import SqliteNow
+from launch_server.store.tables import TaskRow
 
 IN_CHUNK = 500
 TASKS = TaskRow.__table__

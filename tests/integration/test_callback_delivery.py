@@ -1,4 +1,4 @@
-"""The callback sender (tasks/callbacks.py) against real receivers on loopback and a real task
+"""The callback sender (task_queue/callbacks.py) against real receivers on loopback and a real task
 store (SQLite and PostgreSQL), without Ray: a receiver that trickles its answer costs one attempt its deadline and
 nobody else anything; redirects are not followed; destinations outside LAUNCH_CALLBACK_NETWORKS
 are refused whatever name leads to them."""
@@ -20,8 +20,8 @@ from sqlalchemy import text
 from launch_server.domain.tasks import Outcome, TaskInput, TaskState, finished_task, new_task
 from launch_server.store.db import make_engine, upgrade
 from launch_server.store.task_repository import SqlTaskRepository
-from launch_server.tasks.callback_targets import CallbackNetworks
-from launch_server.tasks.callbacks import CallbackSender
+from launch_server.task_queue.callback_targets import CallbackNetworks
+from launch_server.task_queue.callbacks import CallbackSender
 from tests.callback_receivers import Recorder, Trickler
 from tests.support import create_pg_database, drop_pg_database
 

@@ -11,7 +11,7 @@ import pytest
 from launch.v1 import inference_pb2 as ipb
 from launch.v1 import inference_pb2_grpc as igrpc
 
-from launch_server.serving.replica_tls import SERVER_NAME
+from launch_server.wire.replica_tls import SERVER_NAME
 from tests.conftest import serving_env
 from tests.integration.test_direct_route import get_route
 from tests.integration.test_endpoints import ENV, SMALL, args, client_for, make_echo, wait_for, wait_status

@@ -153,7 +153,7 @@ def test_replica_reports_a_full_volume_in_its_answer(small_volume: Path, tmp_pat
     the full storage, with no traceback of ours and no .part left."""
     from launch.packaging import FORM_PREDICT_FN_OR_CLS, pickle_bundle
 
-    from launch_server.serving.runtime import BundleDescriptor, BundleRuntime, RuntimeConfig
+    from launch_server.replica.bundle_runtime import BundleDescriptor, BundleRuntime, RuntimeConfig
     from launch_server.storage.local import LocalStorage
 
     storage = LocalStorage(small_volume / "storage")

@@ -1,6 +1,6 @@
 """The task channel (ReplicaService.RunTasks) end to end over real gRPC on loopback: the replica's
-end (serving/task_channel.py, as the direct-route listener hosts it), the dispatcher's end
-(tasks/replica_channel.py) and the dispatcher's choice of replica and channel (tasks/direct_calls.py),
+end (replica/task_channel.py, as the direct-route listener hosts it), the dispatcher's end
+(task_queue/task_channel_client.py) and the dispatcher's choice of replica and channel (task_queue/direct_calls.py),
 with a predict function of the test's own in the replica's place and the router's answer (replica
 addresses and a token) given by the test.
 What matters is what the dispatcher learns about a task that did not come back: never ran
@@ -23,12 +23,12 @@ import pytest
 from launch.v1 import inference_pb2 as ipb
 from launch.v1 import replica_pb2_grpc as rgrpc
 
-from launch_server.serving import task_channel
-from launch_server.serving.direct_ingress import DirectConfig, DirectIngress
-from launch_server.serving.route_tokens import endpoint_key, mint
-from launch_server.serving.task_channel import TaskChannelServicer
-from launch_server.tasks.direct_calls import DirectCalls, ReplicaDied
-from launch_server.tasks.replica_channel import ChannelBroken, NotRun, ReplicaChannel
+from launch_server.replica import task_channel
+from launch_server.replica.listener import DirectConfig, DirectIngress
+from launch_server.replica.task_channel import TaskChannelServicer
+from launch_server.task_queue.direct_calls import DirectCalls, ReplicaDied
+from launch_server.task_queue.task_channel_client import ChannelBroken, NotRun, ReplicaChannel
+from launch_server.wire.route_tokens import endpoint_key, mint
 
 SECRET = b"test-secret"
 KEY = endpoint_key(SECRET, "e1")

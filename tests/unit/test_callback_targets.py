@@ -1,4 +1,4 @@
-"""The callback allow-list (tasks/callback_targets.py): what `public`, `loopback` and CIDRs let
+"""The callback allow-list (task_queue/callback_targets.py): what `public`, `loopback` and CIDRs let
 through, the default in and out of local mode, and the once-per-attempt lookup."""
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from launch_server.tasks.callback_targets import (
+from launch_server.task_queue.callback_targets import (
     CallbackNetworks,
     CallbackRefused,
     is_loopback_bind,

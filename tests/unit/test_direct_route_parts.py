@@ -11,10 +11,10 @@ from launch.direct_route import DirectRouter, is_enabled
 from launch.v1 import inference_pb2 as ipb
 from launch.v1 import model_endpoint_pb2 as epb
 
-from launch_server.serving.autoscaling import DIRECT_ONGOING_METRIC, desired_replicas, direct_aware_policy
-from launch_server.serving.direct_ingress import InflightGauge
-from launch_server.serving.replica_registry import FORGET_AFTER_S, STALE_AFTER_S, expired_keys, parse_entries
-from launch_server.serving.route_tokens import TokenCheck, endpoint_key, mint
+from launch_server.replica.autoscaling import DIRECT_ONGOING_METRIC, desired_replicas, direct_aware_policy
+from launch_server.replica.listener import InflightGauge
+from launch_server.replica.registry import FORGET_AFTER_S, STALE_AFTER_S, expired_keys, parse_entries
+from launch_server.wire.route_tokens import TokenCheck, endpoint_key, mint
 
 SECRET = b"s" * 32
 

@@ -14,7 +14,6 @@ import grpc
 import pytest
 from launch.v1 import inference_pb2 as ipb
 
-from launch_server.api.errors import to_status
 from launch_server.domain.batch_inputs import BatchInputs
 from launch_server.domain.batch_jobs import BatchOptions, validate_options
 from launch_server.domain.endpoints import EndpointSettings, EndpointType, validate_settings
@@ -27,9 +26,10 @@ from launch_server.domain.validation import (
     validate_name,
     validate_requirements,
 )
-from launch_server.serving.direct_ingress import payload_of
-from launch_server.serving.runtime import BundleDescriptor, BundleRuntime, RuntimeConfig
+from launch_server.replica.bundle_runtime import BundleDescriptor, BundleRuntime, RuntimeConfig
 from launch_server.storage.local import LocalStorage
+from launch_server.wire.messages import payload_of
+from launch_server.wire.status import to_status
 
 BAD_JSON = [
     ('{"a": NaN}', "NaN"),

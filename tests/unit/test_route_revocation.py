@@ -10,9 +10,10 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from launch_server.domain.keys import ApiKeyService
-from launch_server.serving import replica_registry, revocations
+from launch_server.replica import registry as replica_registry
+from launch_server.serving import revocations
 from launch_server.serving.revocations import RevocationPublisher
-from launch_server.serving.route_tokens import SERVER_KEY_ID, TokenCheck, endpoint_key, expiry_of, mint
+from launch_server.wire.route_tokens import SERVER_KEY_ID, TokenCheck, endpoint_key, expiry_of, mint
 from tests.unit.test_key_checks import CountingRepo
 
 SECRET = b"s" * 32

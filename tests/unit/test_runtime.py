@@ -26,14 +26,14 @@ from launch.packaging import (
     zip_directories,
 )
 
-from launch_server.serving.replica import LaunchReplica
-from launch_server.serving.runtime import (
+from launch_server.replica.bundle_runtime import (
     BundleDescriptor,
     BundleLoadError,
     BundleRuntime,
     RuntimeConfig,
     current_python_version,
 )
+from launch_server.replica.deployment import LaunchReplica
 from launch_server.storage.local import LocalStorage
 
 PY = current_python_version()

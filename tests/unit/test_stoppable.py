@@ -1,4 +1,4 @@
-"""serving/stoppable: a predict call on a thread pool that is given up at its deadline or when
+"""replica/stoppable: a predict call on a thread pool that is given up at its deadline or when
 its caller is cancelled; the thread's Python code is stopped, and the pool serves the next call."""
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from launch_server.serving.stoppable import CallStopped, run_stoppable
+from launch_server.replica.stoppable import CallStopped, run_stoppable
 
 
 class Spinner:

@@ -24,8 +24,8 @@ from launch_server.domain.tasks import MAX_WATCH, Outcome, Task, TaskInput, Task
 from launch_server.store.db import make_engine, upgrade, writer
 from launch_server.store.tables import TaskRow
 from launch_server.store.task_repository import SqlTaskRepository
-from launch_server.tasks import watch
-from launch_server.tasks.watch import Watcher, WatchHub, supersedes
+from launch_server.task_queue import watch
+from launch_server.task_queue.watch import Watcher, WatchHub, supersedes
 
 
 @pytest.fixture()

@@ -1,6 +1,6 @@
 """Zip bombs made in the test: too many entries, one highly compressible big entry, too much in
 total. The upload check (domain/zip_check.py) answers INVALID_ARGUMENT; the replica's unpack
-(serving/runtime.py extract_zip) refuses the same archives with a load error and leaves nothing."""
+(replica/bundle_runtime.py extract_zip) refuses the same archives with a load error and leaves nothing."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ import pytest
 
 from launch_server.domain.errors import InvalidArgument
 from launch_server.domain.zip_check import DEFAULT_LIMITS, ZipLimits, check_zip
-from launch_server.serving.runtime import BundleLoadError, extract_zip
+from launch_server.replica.bundle_runtime import BundleLoadError, extract_zip
 
 MODULES = ["pkg.mod.f", "pkg.mod.g"]
 

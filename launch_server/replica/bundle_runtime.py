@@ -409,7 +409,7 @@ class BundleRuntime:
         """Answers one request; never raises. The failure reason or traceback goes in "traceback"."""
         try:
             if isinstance(request, dict) and ("chunk" in request or "assemble" in request):
-                from . import batch_runtime
+                from launch_server.replica import batch_chunks as batch_runtime
 
                 return (batch_runtime.run_chunk if "chunk" in request else batch_runtime.assemble)(self, request)
             value = self._call(request)

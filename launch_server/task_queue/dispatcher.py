@@ -11,7 +11,7 @@ whose server dies is taken over when its lease passes. While the Ray cluster is 
 is serving, so nothing is claimed; calls it broke are put back with their attempt given back.
 
 Every call carries its endpoint's task_timeout_seconds: the replica gives a task up once it has
-run that long and answers FAILURE (serving/stoppable), so its lease stops renewing and its call
+run that long and answers FAILURE (replica/stoppable), so its lease stops renewing and its call
 slot is freed; should the replica not answer at all, the call is given up here a little later
 (BACKSTOP_S). A cancelled task's call is stopped: at once when this server runs it (cancel),
 else by the server that does, when its next lease renewal finds the task CANCELLED. A call that
@@ -35,9 +35,8 @@ from launch_server.domain.tasks import Outcome, Task, TaskState
 from launch_server.serving.reconciler import Reconciler
 from launch_server.serving.router import Router
 from launch_server.store.task_repository import Claimed, SqlTaskRepository
-
-from .direct_calls import DirectCalls
-from .watch import WatchHub
+from launch_server.task_queue.direct_calls import DirectCalls
+from launch_server.task_queue.watch import WatchHub
 
 log = logging.getLogger(__name__)
 REPLICA_GONE = ("ActorDiedError", "RayActorError", "ActorUnavailableError", "WorkerCrashedError", "ReplicaDied")

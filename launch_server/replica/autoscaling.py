@@ -15,7 +15,7 @@ import math
 from typing import Any
 
 DIRECT_ONGOING_METRIC = "launch_direct_ongoing"
-POLICY_IMPORT_PATH = "launch_server.serving.autoscaling:direct_aware_policy"
+POLICY_IMPORT_PATH = "launch_server.replica.autoscaling:direct_aware_policy"
 
 
 def desired_replicas(

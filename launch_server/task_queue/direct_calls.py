@@ -1,6 +1,6 @@
 """The dispatcher's direct route: a single async task goes to one of its endpoint's replicas over
 the replica's own port (the listener sync endpoints use for the SDK's direct route, see
-serving/direct_ingress.py), on a task channel (ReplicaService.RunTasks, replica_channel.py) that
+replica/listener.py), on a task channel (ReplicaService.RunTasks, replica_channel.py) that
 stays open and carries one message per task each way, instead of a Serve handle call.
 
 Why: on the latency of one async request, the Serve handle call was the largest part the server
@@ -28,12 +28,12 @@ from typing import Any
 import grpc
 from launch.v1 import replica_pb2_grpc as rgrpc
 
-from launch_server.api.inference_messages import answer_from_result, input_from_request
-from launch_server.serving import replica_tls
-from launch_server.serving.route_tokens import expiry_of
 from launch_server.serving.router import Router
-
-from .replica_channel import ChannelBroken, NotRun, ReplicaChannel
+from launch_server.task_queue.task_channel_client import ChannelBroken, NotRun, ReplicaChannel
+from launch_server.wire import replica_tls
+from launch_server.wire.limits import MESSAGE_SIZE_OPTIONS
+from launch_server.wire.messages import answer_from_result, input_from_request
+from launch_server.wire.route_tokens import expiry_of
 
 log = logging.getLogger(__name__)
 CONNECT_S = 1.0  # a replica port that does not connect within this is skipped for SKIP_S
@@ -42,7 +42,7 @@ IDLE_CLOSE_S = 60.0  # connections to replicas unused this long (scaled away, sa
 
 
 CHANNEL_OPTIONS = [
-    ("grpc.max_receive_message_length", 64 << 20),
+    *MESSAGE_SIZE_OPTIONS,
     ("grpc.keepalive_time_ms", 20_000),  # the replica's server accepts these (direct_ingress)
     ("grpc.keepalive_timeout_ms", 10_000),
 ]
@@ -169,7 +169,7 @@ class DirectCalls:
         channel = self._channels.get(address)
         if channel is None:
             ca_pem = self._router.replica_ca_pem
-            if ca_pem:  # replica ports speak TLS (serving/replica_tls.py): verify against our authority
+            if ca_pem:  # replica ports speak TLS (wire/replica_tls.py): verify against our authority
                 credentials = grpc.ssl_channel_credentials(root_certificates=ca_pem.encode())
                 channel = grpc.aio.secure_channel(
                     address, credentials, options=[*CHANNEL_OPTIONS, *replica_tls.channel_options(ca_pem)]

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 import cloudpickle
 
 if TYPE_CHECKING:
-    from .runtime import BundleRuntime
+    from launch_server.replica.bundle_runtime import BundleRuntime
 
 
 def _encode(entries: list[dict[str, Any]], fmt: str) -> bytes:

@@ -31,27 +31,22 @@ from launch.v1 import inference_pb2 as ipb
 from launch.v1 import inference_pb2_grpc as igrpc
 from launch.v1 import replica_pb2_grpc as rgrpc
 
-from launch_server.api.auth import bearer_token
-from launch_server.api.errors import to_status
-from launch_server.api.inference_messages import request_from_input, result_to_proto
 from launch_server.domain.errors import InvalidArgument, Unauthenticated
-
-from . import replica_registry
-from .route_tokens import TokenCheck
-from .stoppable import run_stoppable
+from launch_server.replica import registry as replica_registry
+from launch_server.replica.stoppable import run_stoppable
+from launch_server.wire.headers import ACCEPTED_HEADER, bearer_token
+from launch_server.wire.limits import MESSAGE_SIZE_OPTIONS
+from launch_server.wire.messages import payload_of, result_to_proto
+from launch_server.wire.route_tokens import TokenCheck
+from launch_server.wire.status import to_status
 
 logger = logging.getLogger("ray.serve")
-MAX_MESSAGE_BYTES = 64 << 20
 # Stopping: after the address is withdrawn, callers that still hold it (the server caches
 # addresses for 0.5 s, the SDK refreshes routes every couple of seconds) may send a few more
 # requests; serve them until DRAIN_QUIET_S passes without one, at most DRAIN_MAX_S (below the
 # replica's graceful_shutdown_timeout_s, after which Serve kills the process).
 DRAIN_QUIET_S = 1.5
 DRAIN_MAX_S = 6.0
-# Sent as initial metadata once a request passed every check and is about to run (on a task
-# channel: once the channel passed its checks): a caller that loses the call after seeing it
-# knows the predict function may have run (see tasks/direct_calls).
-ACCEPTED_HEADER = "launch-accepted"
 
 
 @dataclass(frozen=True)
@@ -64,7 +59,7 @@ class DirectConfig:
     key_hex: str  # route_tokens.endpoint_key(secret, endpoint_id), hex
     host: str = ""  # "" = the node's IP address as Ray knows it
     max_concurrent_rpcs: int = 100
-    # With LAUNCH_REPLICA_TLS=1: the replica certificate and key (serving/replica_tls.py).
+    # With LAUNCH_REPLICA_TLS=1: the replica certificate and key (wire/replica_tls.py).
     tls_cert_pem: str = ""
     tls_key_pem: str = ""
 
@@ -176,8 +171,7 @@ class DirectIngress:
         self._stop = asyncio.Event()
         server = grpc.aio.server(
             options=[
-                ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
-                ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
+                *MESSAGE_SIZE_OPTIONS,
                 ("grpc.so_reuseport", 0),
                 # The dispatcher's channels ping every 20 s during long tasks (keepalive), so a
                 # lost node is noticed; accept those pings instead of answering GOAWAY.
@@ -186,7 +180,7 @@ class DirectIngress:
             ],
             maximum_concurrent_rpcs=self.config.max_concurrent_rpcs,
         )
-        from .task_channel import TaskChannelServicer  # it imports this module
+        from launch_server.replica.task_channel import TaskChannelServicer  # it imports this module
 
         igrpc.add_InferenceServiceServicer_to_server(_Servicer(self), server)
         rgrpc.add_ReplicaServiceServicer_to_server(TaskChannelServicer(self), server)
@@ -288,13 +282,6 @@ class DirectIngress:
             return ipb.PredictResponse(result=await self.run(payload))
         finally:
             self.gauge.change(-1)
-
-
-def payload_of(request: Any) -> dict[str, Any]:
-    """A Predict or RunTasks request's input as the runtime takes it; InvalidArgument when malformed."""
-    if not request.HasField("input"):
-        raise InvalidArgument("input", "is required")
-    return request_from_input(request.input, "input")
 
 
 def _node_ip() -> str:

@@ -1,5 +1,5 @@
 """The dispatcher's end of one ReplicaService.RunTasks call: a channel of tasks to one replica,
-open for as long as it is used (serving/task_channel.py is the replica's end).
+open for as long as it is used (replica/task_channel.py is the replica's end).
 
 Many tasks share the call: each is written as one tagged message and its answer is matched by
 tag, so a task costs one message each way instead of a call's set-up (proto/launch/v1/replica.proto
@@ -21,7 +21,7 @@ from launch.v1 import inference_pb2 as ipb
 from launch.v1 import replica_pb2 as rpb
 from launch.v1 import replica_pb2_grpc as rgrpc
 
-from launch_server.serving.direct_ingress import ACCEPTED_HEADER
+from launch_server.wire.headers import ACCEPTED_HEADER
 
 log = logging.getLogger(__name__)
 

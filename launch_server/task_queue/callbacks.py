@@ -23,8 +23,13 @@ from aiohttp.abc import AbstractResolver, ResolveResult
 from launch_server.domain.tasks import Task
 from launch_server.settings import Settings
 from launch_server.store.task_repository import CallbackJob, SqlTaskRepository
-
-from .callback_targets import CallbackNetworks, CallbackRefused, Target, is_loopback_bind, resolve
+from launch_server.task_queue.callback_targets import (
+    CallbackNetworks,
+    CallbackRefused,
+    Target,
+    is_loopback_bind,
+    resolve,
+)
 
 log = logging.getLogger(__name__)
 

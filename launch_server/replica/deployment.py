@@ -18,9 +18,15 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-from .autoscaling import DIRECT_ONGOING_METRIC
-from .runtime import BundleDescriptor, BundleLoadError, BundleRuntime, RuntimeConfig, current_python_version
-from .stoppable import run_stoppable
+from launch_server.replica.autoscaling import DIRECT_ONGOING_METRIC
+from launch_server.replica.bundle_runtime import (
+    BundleDescriptor,
+    BundleLoadError,
+    BundleRuntime,
+    RuntimeConfig,
+    current_python_version,
+)
+from launch_server.replica.stoppable import run_stoppable
 
 # Serve routes the "ray.serve" logger of a replica into that replica's own log file, which is
 # where an operator (and read_endpoint_creation_logs) looks for start-up problems.
@@ -76,7 +82,7 @@ class LaunchReplica:
         here only costs the one-hop route: requests still arrive through Serve."""
         from ray import serve
 
-        from .direct_ingress import DirectConfig, DirectIngress
+        from launch_server.replica.listener import DirectConfig, DirectIngress
 
         context = serve.get_replica_context()
         ingress = DirectIngress(

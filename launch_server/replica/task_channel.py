@@ -21,13 +21,12 @@ from launch.v1 import replica_pb2 as rpb
 from launch.v1 import replica_pb2_grpc as rgrpc
 
 from launch_server.domain.errors import InvalidArgument
-
-from .direct_ingress import ACCEPTED_HEADER, MAX_MESSAGE_BYTES, payload_of
-
-MAX_ANSWER_BYTES = MAX_MESSAGE_BYTES - 1024  # room for the message's own framing
+from launch_server.wire.headers import ACCEPTED_HEADER
+from launch_server.wire.limits import MAX_ANSWER_BYTES
+from launch_server.wire.messages import payload_of
 
 if TYPE_CHECKING:
-    from .direct_ingress import DirectIngress
+    from launch_server.replica.listener import DirectIngress
 
 
 class TaskChannelServicer(rgrpc.ReplicaServiceServicer):
