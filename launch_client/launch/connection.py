@@ -2,11 +2,16 @@
 as `authorization: Bearer` metadata, applies deadlines, retries UNAVAILABLE for idempotent calls
 only, and turns every failure into a LaunchError.
 
+Every RPC of the SDK goes through this class: unary and client-streaming calls through `call`
+/ `call_stream_unary`, server-streaming ones through `open_stream` (and `stream`, built on it),
+all under one retry policy, `RetryBudget`.
+
 UNAVAILABLE means the call did not get through now (the server restarting, its database down or
 restarting) and may later. Idempotent calls (reads, and submits that carry a request_id, which
 the server answers with the first attempt's result) are retried with jittered exponential backoff
-(0.1 s doubling to 2 s) for up to `retry_window_s` (30 s by default: a database restart fits),
-never past the call's deadline; others (Predict, deletes) fail at once."""
+for up to `retry_window_s` (long enough for a database restart), never past the call's deadline;
+others (Predict, deletes) fail at once. A server stream is retried only until its first message:
+before it nothing was consumed, so a fresh call is the same call."""
 
 from __future__ import annotations
 
@@ -14,6 +19,7 @@ import os
 import random
 import time
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import grpc
@@ -32,12 +38,19 @@ DEFAULT_ENDPOINT = "localhost:50051"
 DEFAULT_TIMEOUT_S = 120.0
 DEFAULT_MAX_RETRIES = 20
 DEFAULT_RETRY_WINDOW_S = 30.0
+# The largest message either side sends: a bundle chunk, a result, a batch of tasks. The server
+# and the direct route's replicas accept the same size.
+MAX_MESSAGE_BYTES = 64 << 20
 T = TypeVar("T")
 
-_CHANNEL_OPTIONS = [
-    ("grpc.max_receive_message_length", 64 << 20),
-    ("grpc.max_send_message_length", 64 << 20),
+# What every channel the SDK opens (to the server, to a replica) shares.
+BASE_CHANNEL_OPTIONS = [
+    ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
+    ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
     ("grpc.keepalive_time_ms", 30_000),
+]
+_CHANNEL_OPTIONS = [
+    *BASE_CHANNEL_OPTIONS,
     # Server-streaming calls (WatchTasks, CreateAndWatchTask, DownloadResult) read their messages
     # on the calling thread instead of through the channel's polling thread: one thread hand-off
     # less per message, which an async request's latency feels.
@@ -53,6 +66,8 @@ def _target(endpoint: str) -> tuple[str, bool]:
 
 
 class Connection:
+    """The channel to one server with one API key; thread-safe, shared by a client's threads."""
+
     def __init__(
         self,
         api_key: str | None = None,
@@ -140,29 +155,56 @@ class Connection:
                     continue
                 raise from_rpc_error(exc) from None
 
-    def stream(self, method: Callable[..., Any], request: Any, *, timeout: float | None = None) -> Iterator[Any]:
-        """Server-streaming call (a read: WatchTasks, DownloadResult); yields messages and raises
-        LaunchError on failure. UNAVAILABLE before the first message is retried: nothing was
-        consumed yet, so a fresh call is the same call. After it, the caller decides."""
+    def open_stream(self, method: Callable[..., Any], request: Any, *, timeout: float | None = None) -> ServerStream:
+        """Starts a server-streaming call and waits for its first message. UNAVAILABLE before it
+        is retried (nothing was consumed yet, so a fresh call is the same call), never past
+        `timeout`, which bounds the whole call; after it, the caller decides. Raises LaunchError."""
         retries = self.retry_budget(timeout)
         while True:
-            started = time.monotonic()
-            received = False
+            left = None if timeout is None else max(0.0, timeout - (time.monotonic() - retries.started))
+            call = method(request, metadata=self._metadata, timeout=left)
             try:
-                left = None if timeout is None else max(0.0, timeout - (started - retries.started))
-                for message in method(request, metadata=self._metadata, timeout=left):
-                    received = True
-                    yield message
-                return
+                first = next(call)
+            except StopIteration:
+                return ServerStream(call, None)
             except grpc.RpcError as exc:
-                if not received and retries.retry(exc):
+                if retries.retry(exc):
                     continue
                 raise from_rpc_error(exc) from None
+            return ServerStream(call, first)
+
+    def stream(self, method: Callable[..., Any], request: Any, *, timeout: float | None = None) -> Iterator[Any]:
+        """Server-streaming call (a read: WatchTasks, DownloadResult); yields messages and raises
+        LaunchError on failure, retrying as `open_stream` does."""
+        opened = self.open_stream(method, request, timeout=timeout)
+        if opened.first is None:
+            return
+        yield opened.first
+        yield from opened.rest()
 
     def retry_budget(self, deadline_s: float | None = None) -> RetryBudget:
         """The retries one call may still make (deadline_s: the call's own time limit, if any)."""
         window = self.retry_window_s if deadline_s is None else min(self.retry_window_s, deadline_s)
         return RetryBudget(self.max_retries, window)
+
+
+@dataclass
+class ServerStream:
+    """An open server-streaming call past its first message (None: it ended without one)."""
+
+    call: Any
+    first: Any
+
+    def rest(self) -> Iterator[Any]:
+        """The messages after the first; a failure (the call cancelled included) raises LaunchError."""
+        try:
+            yield from self.call
+        except grpc.RpcError as exc:
+            raise from_rpc_error(exc) from None
+
+    def cancel(self) -> None:
+        """Ends the call from any thread; a reader in rest() then gets a LaunchError."""
+        self.call.cancel()
 
 
 class RetryBudget:

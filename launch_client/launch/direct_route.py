@@ -33,7 +33,8 @@ from launch.v1 import inference_pb2 as ipb
 from launch.v1 import inference_pb2_grpc as igrpc
 from launch.v1 import model_endpoint_pb2 as epb
 
-from .errors import from_rpc_error
+from .connection import BASE_CHANNEL_OPTIONS
+from .errors import LaunchError, UnimplementedError, from_rpc_error
 
 # Errors after which the server is asked instead (see module doc).
 _FALL_BACK = {
@@ -42,11 +43,6 @@ _FALL_BACK = {
     grpc.StatusCode.RESOURCE_EXHAUSTED,
     grpc.StatusCode.UNIMPLEMENTED,
 }
-_CHANNEL_OPTIONS = [
-    ("grpc.max_receive_message_length", 64 << 20),
-    ("grpc.max_send_message_length", 64 << 20),
-    ("grpc.keepalive_time_ms", 30_000),
-]
 
 
 @dataclass
@@ -80,7 +76,9 @@ ROUTE_TIMEOUT_S = 10.0
 
 
 class DirectRouter:
-    """Thread-safe: one per LaunchClient, shared by all its threads."""
+    """Thread-safe: one per LaunchClient, shared by all its threads. `get_route(name, timeout)`
+    asks the server for the endpoint's route (through the client's Connection) and raises
+    LaunchError when it cannot say."""
 
     def __init__(
         self, get_route: Callable[[str, float], epb.GetModelEndpointRouteResponse], require_tls: bool = False
@@ -172,9 +170,10 @@ class DirectRouter:
     def _fetch(self, name: str, timeout: float) -> _Route | None:
         try:
             response = self._get_route(name, timeout)
-        except grpc.RpcError as exc:
-            if exc.code() == grpc.StatusCode.UNIMPLEMENTED:
-                self.supported = False
+        except UnimplementedError:
+            self.supported = False
+            return None
+        except LaunchError:
             return None  # NOT_FOUND, async endpoint, server down: Predict on the server says it
         refresh = response.refresh_after_seconds or 2.0
         metadata = (("authorization", f"Bearer {response.route_token}"),)
@@ -227,9 +226,9 @@ class DirectRouter:
 def _channel_to(address: str, route: _Route) -> grpc.Channel:
     """Plaintext, or TLS verified against the route's authority (and only it) and name."""
     if not route.ca_pem:
-        return grpc.insecure_channel(address, options=_CHANNEL_OPTIONS)
+        return grpc.insecure_channel(address, options=BASE_CHANNEL_OPTIONS)
     credentials = grpc.ssl_channel_credentials(root_certificates=route.ca_pem.encode())
-    options = [*_CHANNEL_OPTIONS, ("grpc.ssl_target_name_override", route.server_name)]
+    options = [*BASE_CHANNEL_OPTIONS, ("grpc.ssl_target_name_override", route.server_name)]
     return grpc.secure_channel(address, credentials, options=options)
 
 

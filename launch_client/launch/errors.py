@@ -20,6 +20,7 @@ class LaunchError(Exception):
         reason: str = "",
         field: str = "",
         metadata: dict[str, str] | None = None,
+        has_details: bool = False,
     ) -> None:
         super().__init__(message)
         self.message = message
@@ -28,6 +29,9 @@ class LaunchError(Exception):
         self.reason = reason
         self.field = field
         self.metadata = metadata or {}
+        # launch-server attaches rich status details to every error it sends; an error without
+        # them came from gRPC itself (say, UNIMPLEMENTED for a method an older server lacks).
+        self.has_details = has_details
 
     def __str__(self) -> str:
         code = self.code.name if self.code else "ERROR"
@@ -127,5 +131,7 @@ def from_rpc_error(error: grpc.RpcError) -> LaunchError:
                 detail.Unpack(bad)
                 if bad.field_violations:
                     field = bad.field_violations[0].field
+    trailers = error.trailing_metadata() if hasattr(error, "trailing_metadata") else None
+    has_details = any(key == "grpc-status-details-bin" for key, _ in trailers or ())
     kind = _BY_CODE.get(code, LaunchError)
-    return kind(message or "", code=code, reason=reason, field=field, metadata=metadata)
+    return kind(message or "", code=code, reason=reason, field=field, metadata=metadata, has_details=has_details)

@@ -45,3 +45,12 @@ class ModelBundle:
 
     def __str__(self) -> str:
         return f"ModelBundle(bundle_name={self.name})"
+
+
+def bundle_name_of(model_bundle: ModelBundle | str) -> str:
+    """The name the server knows a bundle by, from either form the SDK's methods accept."""
+    if isinstance(model_bundle, ModelBundle):
+        return model_bundle.name
+    if isinstance(model_bundle, str):
+        return model_bundle
+    raise TypeError("model_bundle should be type ModelBundle or str")

@@ -1,12 +1,17 @@
 """Endpoints and requests: SyncEndpoint, AsyncEndpoint, EndpointRequest, EndpointResponse,
-EndpointResponseFuture and AsyncEndpointBatchResponse, as the Launch SDK documents them."""
+EndpointResponseFuture and AsyncEndpointBatchResponse, as the Launch SDK documents them.
+
+These objects reach the server only through `EndpointBackend`, the few calls they need, which the
+client they were made with offers as `client.endpoint_calls`; so this module knows nothing of
+LaunchClient itself."""
 
 from __future__ import annotations
 
 import json
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from launch.v1 import inference_pb2 as ipb
 from launch.v1 import model_endpoint_pb2 as epb
@@ -14,7 +19,8 @@ from launch.v1 import model_endpoint_pb2 as epb
 from .request_validation import validate_task_request
 
 if TYPE_CHECKING:
-    from .client import LaunchClient
+    from launch.v1 import task_pb2 as tpb
+
     from .task_stream import TaskStream
 
 TERMINAL_STATES = ("SUCCESS", "FAILURE", "CANCELLED")
@@ -22,6 +28,44 @@ TERMINAL_STATES = ("SUCCESS", "FAILURE", "CANCELLED")
 
 def state_name(value: int) -> str:
     return ipb.ResultState.Name(value).removeprefix("RESULT_STATE_")
+
+
+class ResultLoader(Protocol):
+    """Where a pickled result is downloaded from (a LaunchClient)."""
+
+    def load_pickled_result(self, result_url: str) -> Any: ...
+
+
+class EndpointBackend(ResultLoader, Protocol):
+    """The server calls endpoint objects make; launch.endpoint_calls.EndpointCalls is the one
+    implementation. Errors are LaunchErrors."""
+
+    def get_endpoint(self, name: str) -> epb.ModelEndpoint:
+        """The endpoint as stored now."""
+        ...
+
+    def predict(self, endpoint_name: str, request: EndpointRequest, timeout: float | None) -> ipb.InferenceResult:
+        """Runs one request on a sync endpoint."""
+        ...
+
+    def submit(self, endpoint_name: str, request: EndpointRequest) -> tuple[str, TaskStream | None]:
+        """Queues one task; its id, and the stream its result will come on, if the server offers one."""
+        ...
+
+    def submit_many(self, endpoint_name: str, requests: list[EndpointRequest]) -> dict[str, str]:
+        """Queues many tasks; client request id (or index) -> task id."""
+        ...
+
+    def watch(self, task_ids: list[str], timeout: float | None) -> Iterator[tpb.Task]:
+        """The tasks' states as they change; TimeoutError once `timeout` passes."""
+        ...
+
+
+class EndpointClient(ResultLoader, Protocol):
+    """What an endpoint object is made with: a LaunchClient, or anything offering its calls."""
+
+    @property
+    def endpoint_calls(self) -> EndpointBackend: ...
 
 
 @dataclass
@@ -98,7 +142,7 @@ class EndpointResponse:
 
     def __init__(
         self,
-        client: LaunchClient | None,
+        client: ResultLoader | None,
         status: str,
         result_url: str | None = None,
         result: str | None = None,
@@ -111,7 +155,7 @@ class EndpointResponse:
         self.traceback = traceback
 
     @classmethod
-    def from_proto(cls, client: LaunchClient | None, result: ipb.InferenceResult) -> EndpointResponse:
+    def from_proto(cls, client: ResultLoader | None, result: ipb.InferenceResult) -> EndpointResponse:
         return cls(
             client=client,
             status=state_name(result.state),
@@ -138,7 +182,7 @@ class EndpointResponse:
 class Endpoint:
     """Base of SyncEndpoint and AsyncEndpoint."""
 
-    def __init__(self, model_endpoint: ModelEndpoint, client: LaunchClient) -> None:
+    def __init__(self, model_endpoint: ModelEndpoint, client: EndpointClient) -> None:
         self.model_endpoint = model_endpoint
         self.client = client
 
@@ -147,7 +191,7 @@ class Endpoint:
         return self.model_endpoint.name
 
     def refresh(self) -> ModelEndpoint:
-        fresh = self.client._get_endpoint_proto(self.model_endpoint.name)
+        fresh = self.client.endpoint_calls.get_endpoint(self.model_endpoint.name)
         self.model_endpoint = ModelEndpoint.from_proto(fresh)
         return self.model_endpoint
 
@@ -170,7 +214,8 @@ class Endpoint:
 class SyncEndpoint(Endpoint):
     def predict(self, request: EndpointRequest, timeout: float | None = None) -> EndpointResponse:
         """Runs the request and returns its outcome; waits while a scaled-to-zero endpoint starts."""
-        return self.client._predict(self.model_endpoint.name, request, timeout=timeout)
+        result = self.client.endpoint_calls.predict(self.model_endpoint.name, request, timeout)
+        return EndpointResponse.from_proto(self.client, result)
 
 
 class EndpointResponseFuture:
@@ -178,7 +223,7 @@ class EndpointResponseFuture:
     submit call's own, else WatchTasks), never by fixed-interval polling, and honours a timeout."""
 
     def __init__(
-        self, client: LaunchClient, endpoint_name: str, async_task_id: str, stream: TaskStream | None = None
+        self, client: EndpointClient, endpoint_name: str, async_task_id: str, stream: TaskStream | None = None
     ) -> None:
         self.client = client
         self.endpoint_name = endpoint_name
@@ -198,7 +243,7 @@ class EndpointResponseFuture:
         remaining = None if deadline is None else max(0.0, deadline - time.monotonic())
         if remaining == 0.0:
             raise TimeoutError(f"task {self.async_task_id} did not finish in {timeout} s")
-        for task in self.client._watch_tasks([self.async_task_id], timeout=remaining):
+        for task in self.client.endpoint_calls.watch([self.async_task_id], remaining):
             if state_name(task.state) in TERMINAL_STATES:
                 return EndpointResponse.from_proto(self.client, task.result)
         raise TimeoutError(f"task {self.async_task_id} did not finish in {timeout} s")
@@ -210,7 +255,7 @@ class EndpointResponseFuture:
 class AsyncEndpointBatchResponse:
     """Many async requests watched together over one stream."""
 
-    def __init__(self, client: LaunchClient, endpoint_name: str, request_ids: dict[str, str]) -> None:
+    def __init__(self, client: EndpointClient, endpoint_name: str, request_ids: dict[str, str]) -> None:
         self.client = client
         self.endpoint_name = endpoint_name
         self.request_ids = request_ids  # client request id -> task id
@@ -223,7 +268,7 @@ class AsyncEndpointBatchResponse:
         if not pending:
             return
         try:
-            for task in self.client._watch_tasks(pending, timeout=timeout if timeout else 0.5):
+            for task in self.client.endpoint_calls.watch(pending, timeout if timeout else 0.5):
                 if state_name(task.state) in TERMINAL_STATES:
                     self.responses[task_to_request[task.task_id]] = EndpointResponse.from_proto(
                         self.client, task.result
@@ -244,9 +289,20 @@ class AsyncEndpoint(Endpoint):
     def predict(self, request: EndpointRequest) -> EndpointResponseFuture:
         """Queues the request; returns once the task is stored (durable), with its result to come
         on the same call."""
-        task_id, stream = self.client._create_and_watch_task(self.model_endpoint.name, request)
+        task_id, stream = self.client.endpoint_calls.submit(self.model_endpoint.name, request)
         return EndpointResponseFuture(self.client, self.model_endpoint.name, task_id, stream)
 
     def predict_batch(self, requests: list[EndpointRequest]) -> AsyncEndpointBatchResponse:
-        request_ids = self.client._create_tasks(self.model_endpoint.name, requests)
+        request_ids = self.client.endpoint_calls.submit_many(self.model_endpoint.name, requests)
         return AsyncEndpointBatchResponse(self.client, self.model_endpoint.name, request_ids)
+
+
+def endpoint_name_of(model_endpoint: Endpoint | ModelEndpoint | str) -> str:
+    """The name the server knows an endpoint by, from any form the SDK's methods accept."""
+    if isinstance(model_endpoint, Endpoint):
+        return model_endpoint.model_endpoint.name
+    if isinstance(model_endpoint, ModelEndpoint):
+        return model_endpoint.name
+    if isinstance(model_endpoint, str):
+        return model_endpoint
+    raise TypeError("model_endpoint should be an Endpoint, a ModelEndpoint or a str")
