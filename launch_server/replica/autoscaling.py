@@ -3,7 +3,7 @@ requests on the direct route too.
 
 Serve counts the requests its routers send (handle calls from the server: sync predicts that
 came through the server, async tasks, batch chunks). Requests a client sends straight to a
-replica's own InferenceService (direct_ingress) never pass a router, so each replica reports them
+replica's own InferenceService (listener.py) never pass a router, so each replica reports them
 as the custom metric below and this policy adds them: desired replicas = all requests in flight /
 per_worker, exactly Serve's formula. Serve's wrapper applies the rest (scale from zero, up/down
 delays, bounds). The controller imports this module by name, so it must stay importable without

@@ -1,15 +1,16 @@
 """The replica runtime: loads one model bundle and answers predict requests with it.
 
 This module runs inside Ray workers on any node, so it imports only the standard library,
-cloudpickle and the storage adapters (boto3 only when the storage is S3) -- never grpc, ray,
-sqlmodel or the server's api/store layers. Everything it is given travels as plain dicts
-(`BundleDescriptor.to_dict()`, `RuntimeConfig.to_dict()`), so the server and the workers share no
+cloudpickle, the domain's plain values and the storage adapters (boto3 only when the storage is
+S3) -- never grpc, ray, sqlmodel or the server's api/store layers. What configures it travels as
+plain dicts (`BundleDescriptor.to_dict()`, `RuntimeConfig.to_dict()`), and requests and answers
+are the domain's plain dataclasses (domain/requests.py), so the server and the workers share no
 objects beyond JSON-like values.
 
 Errors are split on purpose: a bundle that cannot be loaded raises `BundleLoadError` (the replica
 must not come up, and the reconciler shows the message to the user), while anything that goes
-wrong while answering a request becomes a FAILURE result -- a bad request or a raising predict
-function must never take the replica down.
+wrong while answering a request becomes a FAILURE answer (replica/failures.py) -- a bad request
+or a raising predict function must never take the replica down.
 """
 
 from __future__ import annotations
@@ -41,7 +42,9 @@ from launch_server.domain.errors import InvalidArgument, ResourceExhausted
 from launch_server.domain.json_input import MAX_APP_CONFIG_BYTES, MAX_ARGS_JSON_BYTES, parse_json_object
 from launch_server.domain.locations import LocationError
 from launch_server.domain.ownership import client_may_read
+from launch_server.domain.requests import InferenceAnswer, InferenceRequest
 from launch_server.domain.zip_check import DEFAULT_LIMITS, ZipLimits, limit_violation
+from launch_server.replica.failures import RequestFailure, answer_or_failure
 from launch_server.storage import open_storage
 from launch_server.storage.sweeper import sync_result_key
 
@@ -50,8 +53,6 @@ PACKAGING_ZIP = "ZIP"
 FORM_PREDICT_FN_OR_CLS = "PREDICT_FN_OR_CLS"
 FORM_WITH_MODEL = "LOAD_PREDICT_FN_WITH_MODEL"
 FORM_WITH_LOAD_MODEL_FN = "LOAD_PREDICT_FN_WITH_LOAD_MODEL_FN"
-STATE_SUCCESS = "SUCCESS"
-STATE_FAILURE = "FAILURE"
 MODULE_PATH_EXAMPLE = "my_module1.my_inference_file.f"
 _DRIVE = re.compile(r"^[A-Za-z]:")
 _URL_CHUNK = 1 << 20
@@ -65,11 +66,6 @@ def current_python_version() -> str:
 
 class BundleLoadError(Exception):
     """The bundle cannot be loaded; the message says what to change."""
-
-
-class _RequestFailure(Exception):
-    """A request that cannot be answered for a reason the caller can act on: the reason is the
-    whole answer, a traceback of our own code would only hide it."""
 
 
 def _from_known_fields(cls: type, data: dict[str, Any]) -> dict[str, Any]:
@@ -106,7 +102,7 @@ class BundleDescriptor:
 
     @classmethod
     def from_bundle(cls, bundle: Any) -> BundleDescriptor:
-        """From the domain's `Bundle` (duck-typed, so this module need not import the domain);
+        """From the domain's `Bundle` (duck-typed, so this module need not import the domain's entities);
         enum fields are reduced to their string values."""
 
         def text(value: Any) -> str:
@@ -161,7 +157,7 @@ class _HttpOnlyRedirects(urllib.request.HTTPRedirectHandler):
 
     def redirect_request(self, req, fp, code, msg, headers, newurl):  # type: ignore[no-untyped-def]
         if urlsplit(newurl).scheme.lower() not in ("http", "https"):
-            raise _RequestFailure(f"url redirected to {newurl!r}; only http(s) redirects are followed")
+            raise RequestFailure(f"url redirected to {newurl!r}; only http(s) redirects are followed")
         return super().redirect_request(req, fp, code, msg, headers, newurl)
 
 
@@ -405,50 +401,47 @@ class BundleRuntime:
 
     # ----- answering -----
 
-    def predict(self, request: dict[str, Any]) -> dict[str, Any]:
-        """Answers one request; never raises. The failure reason or traceback goes in "traceback"."""
-        try:
-            if isinstance(request, dict) and ("chunk" in request or "assemble" in request):
-                from launch_server.replica import batch_chunks as batch_runtime
+    def predict(self, request: InferenceRequest) -> InferenceAnswer:
+        """Answers one request; never raises. The failure reason or traceback is the answer's
+        traceback."""
+        return answer_or_failure(self._predict, request)
 
-                return (batch_runtime.run_chunk if "chunk" in request else batch_runtime.assemble)(self, request)
-            value = self._call(request)
-            return self._answer(value, bool(request.get("return_pickled", False)))
-        except _RequestFailure as exc:
-            return _failure(str(exc))
-        except (Exception, SystemExit):
-            return _failure(traceback.format_exc())
-
-    def predict_many(self, requests: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    def predict_many(self, requests: list[InferenceRequest]) -> list[InferenceAnswer]:
         """Answers requests one by one, in order: one call carries many, so per-call overhead is
-        paid once for a group (async tasks, batch jobs)."""
+        paid once for a group (async tasks)."""
         return [self.predict(request) for request in requests]
 
-    def _call(self, request: dict[str, Any]) -> Any:
-        if not isinstance(request, dict):
-            raise _RequestFailure(f"a request must be a dict, not {type(request).__name__}")
-        url = request.get("url") or ""
-        args_json = request.get("args_json") or ""
-        if bool(url) == bool(args_json):
-            raise _RequestFailure("a request needs exactly one of url or args")
-        if url:
-            return self.predict_fn(self.read_url(url))
+    def call(self, request: InferenceRequest) -> Any:
+        """The predict function's value for one request. Raises RequestFailure for a request it
+        cannot run (the reason is the answer), anything else when the user's code fails; batch
+        chunk work (batch_chunks.py) turns each into its input's outcome."""
+        if not isinstance(request, InferenceRequest):
+            raise RequestFailure(f"a request must be an InferenceRequest, not {type(request).__name__}")
+        if bool(request.url) == bool(request.args_json):
+            raise RequestFailure("a request needs exactly one of url or args")
+        if request.url:
+            return self.predict_fn(self.read_url(request.url))
         try:
-            args = parse_json_object("args", args_json, MAX_ARGS_JSON_BYTES, "a JSON object of keyword arguments")
+            args = parse_json_object(
+                "args", request.args_json, MAX_ARGS_JSON_BYTES, "a JSON object of keyword arguments"
+            )
         except InvalidArgument as exc:
-            raise _RequestFailure(exc.message) from None
+            raise RequestFailure(exc.message) from None
         return self.predict_fn(**args)
+
+    def _predict(self, request: InferenceRequest) -> InferenceAnswer:
+        return self._answer(self.call(request), request.return_pickled)
 
     def _check_result_size(self, size: int) -> None:
         if size > self.config.max_result_bytes:
-            raise _RequestFailure(f"result is {size} bytes, over the limit of {self.config.max_result_bytes}")
+            raise RequestFailure(f"result is {size} bytes, over the limit of {self.config.max_result_bytes}")
 
-    def _answer(self, value: Any, return_pickled: bool) -> dict[str, Any]:
+    def _answer(self, value: Any, return_pickled: bool) -> InferenceAnswer:
         if return_pickled:
             try:
                 data = cloudpickle.dumps(value)
             except Exception as exc:
-                raise _RequestFailure(
+                raise RequestFailure(
                     f"the predict function returned a {type(value).__name__} that cannot be pickled: "
                     f"{type(exc).__name__}: {exc}"
                 ) from None
@@ -461,18 +454,18 @@ class BundleRuntime:
             try:
                 location = self.storage.put_bytes(key, data)
             except ResourceExhausted as exc:  # storage/space.py: the volume is full
-                raise _RequestFailure(f"the pickled result could not be stored: {exc}") from None
-            return {"state": STATE_SUCCESS, "result": "", "result_url": location, "traceback": ""}
+                raise RequestFailure(f"the pickled result could not be stored: {exc}") from None
+            return InferenceAnswer(result_url=location)
         try:
             text = json.dumps(value)
         except (TypeError, ValueError) as exc:
-            raise _RequestFailure(
+            raise RequestFailure(
                 f"the predict function returned a {type(value).__name__}, which is not JSON-serializable "
                 f"({exc}); return JSON values (dict, list, str, int, float, bool, None) or send the "
                 "request with return_pickled=True"
             ) from None
         self._check_result_size(len(text.encode("utf-8")))
-        return {"state": STATE_SUCCESS, "result": text, "result_url": "", "traceback": ""}
+        return InferenceAnswer(result=text)
 
     # ----- url inputs -----
 
@@ -488,28 +481,28 @@ class BundleRuntime:
             try:
                 location = self.storage.canonical(url)
             except LocationError as exc:
-                raise _RequestFailure(f"url {url!r}: {exc}") from None
+                raise RequestFailure(f"url {url!r}: {exc}") from None
             root = self.storage.root_location
             if location.within(root):
                 if not client_may_read(location, root, self.config.results_prefix, ()):
-                    raise _RequestFailure(f"url {url!r}: no such object")
+                    raise RequestFailure(f"url {url!r}: no such object")
                 return self._read_storage(location.url)
             if location.scheme == "file" and self.config.allow_local_file_urls:
                 return self._read_local_file(location.url)
-            raise _RequestFailure(
+            raise RequestFailure(
                 f"url {url!r} is outside this server's storage ({self.storage.root_url}); "
                 "use an http(s) url or a location under the storage"
             )
-        raise _RequestFailure(f"url {url!r} has an unsupported scheme; use http(s), s3:// or file://")
+        raise RequestFailure(f"url {url!r} has an unsupported scheme; use http(s), s3:// or file://")
 
-    def _too_big(self, url: str, size: int | str) -> _RequestFailure:
-        return _RequestFailure(f"url {url!r} is {size} bytes, over the limit of {self.config.max_url_bytes}")
+    def _too_big(self, url: str, size: int | str) -> RequestFailure:
+        return RequestFailure(f"url {url!r} is {size} bytes, over the limit of {self.config.max_url_bytes}")
 
     def _read_storage(self, url: str) -> bytes:
         try:
             size = self.storage.size_of(url)
         except FileNotFoundError:
-            raise _RequestFailure(f"url {url!r}: no such object") from None
+            raise RequestFailure(f"url {url!r}: no such object") from None
         if size > self.config.max_url_bytes:
             raise self._too_big(url, size)
         return self.storage.read_bytes(url)
@@ -522,7 +515,7 @@ class BundleRuntime:
                 raise self._too_big(url, size)
             return path.read_bytes()
         except OSError as exc:
-            raise _RequestFailure(f"url {url!r}: {exc.strerror or exc}") from None
+            raise RequestFailure(f"url {url!r}: {exc.strerror or exc}") from None
 
     def _read_http(self, url: str) -> bytes:
         limit = self.config.max_url_bytes
@@ -541,17 +534,13 @@ class BundleRuntime:
                     if len(buffer) > limit:
                         raise self._too_big(url, f"more than {limit}")
                     if time.monotonic() > deadline:
-                        raise _RequestFailure(f"url {url!r}: download took longer than {timeout:g} s")
+                        raise RequestFailure(f"url {url!r}: download took longer than {timeout:g} s")
                 return bytes(buffer)
         except urllib.error.HTTPError as exc:
-            raise _RequestFailure(f"url {url!r} answered HTTP {exc.code} {exc.reason}") from None
+            raise RequestFailure(f"url {url!r} answered HTTP {exc.code} {exc.reason}") from None
         except urllib.error.URLError as exc:
-            raise _RequestFailure(f"url {url!r}: cannot fetch: {exc.reason}") from None
+            raise RequestFailure(f"url {url!r}: cannot fetch: {exc.reason}") from None
         except TimeoutError:
-            raise _RequestFailure(f"url {url!r}: no answer within {timeout:g} s") from None
+            raise RequestFailure(f"url {url!r}: no answer within {timeout:g} s") from None
         except OSError as exc:
-            raise _RequestFailure(f"url {url!r}: cannot fetch: {exc}") from None
-
-
-def _failure(reason: str) -> dict[str, Any]:
-    return {"state": STATE_FAILURE, "result": "", "result_url": "", "traceback": reason}
+            raise RequestFailure(f"url {url!r}: cannot fetch: {exc}") from None

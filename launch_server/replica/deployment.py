@@ -13,12 +13,21 @@ from more replicas, which is what the autoscaler is for."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
+from launch_server.domain.requests import (
+    AssemblePart,
+    AssembleRequest,
+    ChunkRequest,
+    InferenceAnswer,
+    InferenceRequest,
+)
 from launch_server.replica.autoscaling import DIRECT_ONGOING_METRIC
+from launch_server.replica.batch_chunks import BatchChunkWork
 from launch_server.replica.bundle_runtime import (
     BundleDescriptor,
     BundleLoadError,
@@ -42,7 +51,9 @@ def _flush_log() -> None:
 
 
 class LaunchReplica:
-    """Loads one bundle at start-up and answers predict requests with it."""
+    """Loads one bundle at start-up and answers requests with it. The server calls these methods
+    through Serve handles: `__call__` (one request), `predict_many` (a group of async tasks),
+    `run_chunk` (a batch job's chunk) and `assemble` (a batch job's results object)."""
 
     def __init__(
         self,
@@ -73,19 +84,20 @@ class LaunchReplica:
             bundle.bundle_id,
             time.monotonic() - started,
         )
+        self._batch = BatchChunkWork(self.runtime.call, self.runtime.storage)
         self._executor = ThreadPoolExecutor(max_workers=max(1, max_threads), thread_name_prefix="launch-predict")
         self._direct = self._start_direct(direct) if direct else None
         _flush_log()
 
     def _start_direct(self, direct: dict[str, Any]) -> Any:
-        """Serves InferenceService on this replica's own port (see direct_ingress). A failure
-        here only costs the one-hop route: requests still arrive through Serve."""
+        """Serves InferenceService on this replica's own port (see listener). A failure here only
+        costs the one-hop route: requests still arrive through Serve."""
         from ray import serve
 
-        from launch_server.replica.listener import DirectConfig, DirectIngress
+        from launch_server.replica.listener import DirectConfig, ReplicaListener
 
         context = serve.get_replica_context()
-        ingress = DirectIngress(
+        ingress = ReplicaListener(
             DirectConfig.from_dict(direct), context.app_name, context.replica_tag, self.runtime.predict, self._executor
         )
         try:
@@ -95,22 +107,69 @@ class LaunchReplica:
             return None
         return ingress
 
-    async def __call__(self, request: dict[str, Any], timeout_s: float | None = None) -> dict[str, Any]:
+    async def __call__(
+        self, request: InferenceRequest | dict[str, Any], timeout_s: float | None = None
+    ) -> InferenceAnswer | dict[str, Any]:
         """One predict request (see BundleRuntime.predict); never raises for user errors. An async
         task carries its endpoint's task_timeout_seconds: past it the call is given up and answered
         FAILURE; a cancelled call (Serve cancels it when the dispatcher does) is given up too
         (see stoppable)."""
+        if isinstance(request, dict):
+            return await self._legacy(request, timeout_s)
         return await run_stoppable(self._executor, self.runtime.predict, request, timeout_s)
 
     async def predict_many(
-        self, requests: list[dict[str, Any]], timeout_s: float | None = None
-    ) -> list[dict[str, Any]]:
+        self, requests: list[InferenceRequest] | list[dict[str, Any]], timeout_s: float | None = None
+    ) -> list[InferenceAnswer] | list[dict[str, Any]]:
         """A group of requests in one call, answered in order, so per-call overhead is paid once;
         without a time limit they run in one go on the pool, with one each runs on its own clock."""
+        if any(isinstance(r, dict) for r in requests):
+            return [await self._legacy(r, timeout_s) for r in requests]  # type: ignore[arg-type]
         if not timeout_s:
             loop = asyncio.get_running_loop()
             return await loop.run_in_executor(self._executor, self.runtime.predict_many, requests)
         return [await run_stoppable(self._executor, self.runtime.predict, r, timeout_s) for r in requests]
+
+    async def run_chunk(self, chunk: ChunkRequest, timeout_s: float | None = None) -> InferenceAnswer:
+        """A batch job's chunk: its outcomes go to storage and the answer's result summarizes
+        them (batch_chunks). The chunk is one task of the job's endpoint, so the whole chunk runs
+        on one clock of task_timeout_seconds and is given up like any task."""
+        return await run_stoppable(self._executor, self._batch.run_chunk, chunk, timeout_s)
+
+    async def assemble(self, request: AssembleRequest) -> InferenceAnswer:
+        """Writes a batch job's results object from its chunks' outcomes (batch_chunks); the
+        answer's result_url is where it went."""
+        return await run_stoppable(self._executor, self._batch.assemble, request)
+
+    async def _legacy(self, body: dict[str, Any], timeout_s: float | None) -> dict[str, Any]:
+        """TRANSITIONAL, to be removed once every server caller uses the typed methods: the
+        plain-dict request forms ({"url"|"args_json", "return_pickled"}, {"chunk", ...},
+        {"assemble", ...}) routed to those methods, answered as a plain dict."""
+        answer: InferenceAnswer
+        if "chunk" in body:
+            chunk = ChunkRequest(
+                items=tuple(InferenceRequest.from_dict(i) for i in body["chunk"]),
+                format=str(body.get("format", "json")),
+                output_key=str(body["output_key"]),
+            )
+            answer = await self.run_chunk(chunk, timeout_s)
+        elif "assemble" in body:
+            parts = tuple(
+                AssemblePart(
+                    location=str(p.get("location") or ""),
+                    error=str(p.get("error") or ""),
+                    count=int(p.get("count") or 0),
+                )
+                for p in body["assemble"]
+            )
+            answer = await self.assemble(
+                AssembleRequest(parts=parts, format=str(body.get("format", "json")), output_key=str(body["output_key"]))
+            )
+        else:
+            answer = await run_stoppable(
+                self._executor, self.runtime.predict, InferenceRequest.from_dict(body), timeout_s
+            )
+        return dataclasses.asdict(answer)
 
     def record_autoscaling_stats(self) -> dict[str, float]:
         """Serve's custom-metrics hook: requests in flight on the direct route, which Serve cannot
@@ -125,7 +184,7 @@ class LaunchReplica:
     def __del__(self) -> None:
         direct = getattr(self, "_direct", None)
         if direct is not None:
-            direct.stop()  # drains direct requests first (see DirectIngress.stop)
+            direct.stop()  # drains direct requests first (see ReplicaListener.stop)
         executor = getattr(self, "_executor", None)
         if executor is not None:
             executor.shutdown(wait=False, cancel_futures=True)

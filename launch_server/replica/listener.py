@@ -6,7 +6,7 @@ says why and what it costs.
 
 Why our own grpc.aio server rather than Serve's direct-ingress mode: Serve's listens on every
 interface without interceptors, needs the client to learn ports from the controller, and its
-autoscaler counted only requests inside the method (docs/serving.md). Here the server binds the
+autoscaler counts only requests inside the method (docs/serving.md). Here the server binds the
 node's address, checks a route token on each call, publishes its address in the GCS
 (replica_registry) and measures its own requests in flight, which the replica reports to Serve's
 autoscaler as a custom metric (autoscaling.direct_aware_policy adds it to Serve's own count).
@@ -32,11 +32,14 @@ from launch.v1 import inference_pb2_grpc as igrpc
 from launch.v1 import replica_pb2_grpc as rgrpc
 
 from launch_server.domain.errors import InvalidArgument, Unauthenticated
+from launch_server.domain.requests import InferenceAnswer, InferenceRequest
 from launch_server.replica import registry as replica_registry
+from launch_server.replica.inflight import InflightGauge
 from launch_server.replica.stoppable import run_stoppable
+from launch_server.replica.task_channel import TaskChannelServicer
 from launch_server.wire.headers import ACCEPTED_HEADER, bearer_token
 from launch_server.wire.limits import MESSAGE_SIZE_OPTIONS
-from launch_server.wire.messages import payload_of, result_to_proto
+from launch_server.wire.messages import answer_to_proto, request_of
 from launch_server.wire.route_tokens import TokenCheck
 from launch_server.wire.status import to_status
 
@@ -71,37 +74,7 @@ class DirectConfig:
         return cls(**data)
 
 
-class InflightGauge:
-    """Requests in flight, as a time-weighted average between two reads. An instantaneous
-    sample misses short requests (a trivial echo is in flight for microseconds even when the
-    replica is saturated); the average over the interval is what Little's law calls the load."""
-
-    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
-        self._clock = clock
-        self._lock = threading.Lock()
-        self.current = 0
-        self._area = 0.0
-        self._since = self._last = clock()
-
-    def change(self, delta: int) -> None:
-        with self._lock:
-            now = self._clock()
-            self._area += self.current * (now - self._last)
-            self._last = now
-            self.current += delta
-
-    def read_average(self) -> float:
-        """The average since the previous read (then starts a new interval)."""
-        with self._lock:
-            now = self._clock()
-            self._area += self.current * (now - self._last)
-            elapsed = now - self._since
-            average = self._area / elapsed if elapsed > 0 else float(self.current)
-            self._area, self._since, self._last = 0.0, now, now
-            return average
-
-
-class DirectIngress:
+class ReplicaListener:
     """One replica's InferenceService and ReplicaService: start() binds and publishes, stop()
     withdraws and drains (requests on either count in `gauge` and delay the drain alike)."""
 
@@ -110,7 +83,7 @@ class DirectIngress:
         config: DirectConfig,
         app_name: str,
         replica_id: str,
-        predict: Callable[[dict[str, Any]], dict[str, Any]],
+        predict: Callable[[InferenceRequest], InferenceAnswer],
         executor: Executor,
     ) -> None:
         self.config = config
@@ -180,8 +153,6 @@ class DirectIngress:
             ],
             maximum_concurrent_rpcs=self.config.max_concurrent_rpcs,
         )
-        from launch_server.replica.task_channel import TaskChannelServicer  # it imports this module
-
         igrpc.add_InferenceServiceServicer_to_server(_Servicer(self), server)
         rgrpc.add_ReplicaServiceServicer_to_server(TaskChannelServicer(self), server)
         host = self.config.host or _node_ip()
@@ -257,10 +228,20 @@ class DirectIngress:
             token = ""  # why_not says what a route token looks like
         return token, self.tokens.why_not(token)
 
-    async def run(self, payload: dict[str, Any], timeout_s: float | None = None) -> ipb.InferenceResult:
+    def refusal(self, token: str) -> str | None:
+        """Why a request read on a task channel is not taken now, or None: the replica is
+        stopping, is at its concurrency limit, or the channel's token has expired since it opened
+        (tokens expire, so it is checked per request: a dict lookup)."""
+        if self.closing:
+            return "the replica is stopping"
+        if self.gauge.current >= self.config.max_concurrent_rpcs:
+            return f"the replica is at its concurrency limit ({self.config.max_concurrent_rpcs})"
+        return self.tokens.why_not(token)
+
+    async def run(self, request: InferenceRequest, timeout_s: float | None = None) -> ipb.InferenceResult:
         """One request on the replica's predict thread pool, the one Serve-routed calls use; given
         up past `timeout_s` (a FAILURE answer) or when the awaiting task is cancelled (stoppable)."""
-        return result_to_proto(await run_stoppable(self._executor, self._predict, payload, timeout_s))
+        return answer_to_proto(await run_stoppable(self._executor, self._predict, request, timeout_s))
 
     async def predict(self, request: Any, context: Any) -> Any:
         self.last_request = time.monotonic()
@@ -275,11 +256,11 @@ class DirectIngress:
                         "endpoint_name",
                         f"this replica serves {self.config.endpoint_name!r}, not {request.endpoint_name!r}",
                     )
-                payload = payload_of(request)
+                inference = request_of(request)
             except InvalidArgument as exc:
                 await context.abort_with_status(to_status(exc))
             await context.send_initial_metadata(((ACCEPTED_HEADER, "1"),))
-            return ipb.PredictResponse(result=await self.run(payload))
+            return ipb.PredictResponse(result=await self.run(inference))
         finally:
             self.gauge.change(-1)
 
@@ -295,7 +276,7 @@ def _bracket(host: str) -> str:
 
 
 class _Servicer(igrpc.InferenceServiceServicer):
-    def __init__(self, ingress: DirectIngress) -> None:
+    def __init__(self, ingress: ReplicaListener) -> None:
         self._ingress = ingress
 
     async def Predict(self, request: Any, context: Any) -> Any:

@@ -21,9 +21,11 @@ import ctypes
 import threading
 from collections.abc import Callable
 from concurrent.futures import Executor
-from typing import Any
+from typing import Any, TypeVar
 
-Answer = dict[str, Any]
+from launch_server.domain.requests import InferenceAnswer
+
+W = TypeVar("W")
 
 
 class CallStopped(BaseException):  # noqa: N818 - raised inside user code, named for what happened
@@ -70,8 +72,8 @@ class _Running:
 
 
 async def run_stoppable(
-    executor: Executor, fn: Callable[[Any], Answer], request: Any, timeout_s: float | None = None
-) -> Answer:
+    executor: Executor, fn: Callable[[W], InferenceAnswer], request: W, timeout_s: float | None = None
+) -> InferenceAnswer:
     """fn(request) on `executor`; past `timeout_s` seconds of running (None or 0: no limit) it is
     given up and answered as a FAILURE; if the awaiting task is cancelled, it is given up and the
     cancellation goes on."""
@@ -79,7 +81,7 @@ async def run_stoppable(
     running = _Running()
     started = asyncio.Event()
 
-    def call() -> Answer | None:
+    def call() -> InferenceAnswer | None:
         if not running.enter():
             return None
         try:
@@ -103,7 +105,7 @@ async def run_stoppable(
         return await asyncio.wait_for(asyncio.shield(future), timeout_s)
     except TimeoutError:
         running.give_up()
-        return {"state": "FAILURE", "traceback": timeout_message(timeout_s or 0)}
+        return InferenceAnswer.failure(timeout_message(timeout_s or 0))
     except asyncio.CancelledError:
         running.give_up()
         raise

@@ -2,18 +2,19 @@
 dispatcher that carries many requests, each run on the replica's predict thread pool and
 answered on the same call as it finishes (proto/launch/v1/replica.proto says the contract).
 
-Why: a Predict call per async task cost the server as much as the replica's whole answer (call
-set-up, metadata, a token check, a header frame, on both ends); on an open channel a request is
-one message each way. The channel is served by the direct-route listener (direct_ingress), with
-its token check, load gauge and drain: a request on it counts in the load the autoscaler sees
-exactly like a direct Predict, and a stopping replica keeps answering until it has drained."""
+Why: a Predict call per async task pays call set-up, metadata, a token check and a header frame
+on both ends for every task; on an open channel a request is one message each way. The channel is
+served by the replica's listener (listener.py), with its token check, load gauge and drain: a
+request on it counts in the load the autoscaler sees exactly like a direct Predict, and a
+stopping replica keeps answering until it has drained. What the channel needs from its listener
+is the ChannelHost protocol below, so neither module imports the other's class."""
 
 from __future__ import annotations
 
 import asyncio
 import time
 from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import grpc
 from launch.v1 import inference_pb2 as ipb
@@ -21,16 +22,32 @@ from launch.v1 import replica_pb2 as rpb
 from launch.v1 import replica_pb2_grpc as rgrpc
 
 from launch_server.domain.errors import InvalidArgument
+from launch_server.domain.requests import InferenceRequest
 from launch_server.wire.headers import ACCEPTED_HEADER
 from launch_server.wire.limits import MAX_ANSWER_BYTES
-from launch_server.wire.messages import payload_of
+from launch_server.wire.messages import request_of
 
 if TYPE_CHECKING:
-    from launch_server.replica.listener import DirectIngress
+    from launch_server.replica.inflight import InflightGauge
+
+
+class ChannelHost(Protocol):
+    """The listener a channel runs on (listener.ReplicaListener): its token check, its admission
+    rule, the gauge a request is counted in while it runs, and the run itself on the replica's
+    predict thread pool."""
+
+    gauge: InflightGauge
+    last_request: float  # when a request last arrived: the listener drains until it is quiet
+
+    def token_of(self, context: Any) -> tuple[str, str | None]: ...
+
+    def refusal(self, token: str) -> str | None: ...
+
+    async def run(self, request: InferenceRequest, timeout_s: float | None = None) -> ipb.InferenceResult: ...
 
 
 class TaskChannelServicer(rgrpc.ReplicaServiceServicer):
-    def __init__(self, ingress: DirectIngress) -> None:
+    def __init__(self, ingress: ChannelHost) -> None:
         self._ingress = ingress
 
     async def RunTasks(self, request_iterator: Any, context: grpc.aio.ServicerContext) -> None:
@@ -56,43 +73,35 @@ class TaskChannelServicer(rgrpc.ReplicaServiceServicer):
                 if (job := running.get(request.tag)) is not None:
                     job.cancel()
                 continue
-            why = self._refusal(token)
-            payload: dict[str, Any] | None = None
+            why = ingress.refusal(token)
+            inference: InferenceRequest | None = None
             if why is None:
                 try:
-                    payload = payload_of(request)
+                    inference = request_of(request)
                 except InvalidArgument as exc:
                     why = str(exc)
                 except Exception as exc:  # noqa: BLE001 - one bad request must not end the others' channel
                     why = f"cannot read the request: {type(exc).__name__}: {exc}"
-            if payload is None:
+            if inference is None:
                 await answer(rpb.RunTasksResponse(tag=request.tag, refused=why or "refused"))
                 continue
             ingress.gauge.change(1)  # counted from here, like a direct Predict, for the autoscaler
-            job = asyncio.ensure_future(self._run(request.tag, payload, request.timeout_seconds, answer))
+            job = asyncio.ensure_future(self._run(request.tag, inference, request.timeout_seconds, answer))
             running[request.tag] = job
             job.add_done_callback(lambda _, tag=request.tag: running.pop(tag, None))
         while running:
             await asyncio.wait(set(running.values()))
 
-    def _refusal(self, token: str) -> str | None:
-        ingress = self._ingress
-        if ingress.closing:
-            return "the replica is stopping"
-        if ingress.gauge.current >= ingress.config.max_concurrent_rpcs:
-            return f"the replica is at its concurrency limit ({ingress.config.max_concurrent_rpcs})"
-        return ingress.tokens.why_not(token)  # tokens expire: checked per request (a dict lookup)
-
     async def _run(
         self,
         tag: int,
-        payload: dict[str, Any],
+        request: InferenceRequest,
         timeout_s: float,
         answer: Callable[[rpb.RunTasksResponse], Awaitable[None]],
     ) -> None:
         ingress = self._ingress
         try:
-            result = await ingress.run(payload, timeout_s or None)
+            result = await ingress.run(request, timeout_s or None)
         except Exception as exc:  # noqa: BLE001 - every request read is answered, or the caller waits on
             # The runtime's predict never raises (a failing predict function is a FAILURE answer):
             # this is the replica's own failure, answered like one.

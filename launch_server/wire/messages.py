@@ -63,39 +63,3 @@ def answer_from_proto(result: ipb.InferenceResult) -> InferenceAnswer:
         result_url=result.result_url,
         traceback=result.traceback,
     )
-
-
-# ---- transitional: the plain-dict forms, until every caller takes the types above -------------
-
-
-def request_from_input(message: ipb.RequestInput, field: str) -> dict[str, object]:
-    return request_from_proto(message, field).to_dict()
-
-
-def payload_of(request: ipb.PredictRequest) -> dict[str, object]:
-    return request_of(request).to_dict()
-
-
-def input_from_request(payload: dict[str, object]) -> ipb.RequestInput:
-    return request_to_proto(InferenceRequest.from_dict(payload))
-
-
-def result_to_proto(answer: dict[str, object]) -> ipb.InferenceResult:
-    return answer_to_proto(
-        InferenceAnswer(
-            state=SUCCESS if answer.get("state") == SUCCESS else FAILURE,
-            result=str(answer.get("result") or ""),
-            result_url=str(answer.get("result_url") or ""),
-            traceback=str(answer.get("traceback") or ""),
-        )
-    )
-
-
-def answer_from_result(result: ipb.InferenceResult) -> dict[str, object]:
-    answer = answer_from_proto(result)
-    return {
-        "state": answer.state,
-        "result": answer.result,
-        "result_url": answer.result_url,
-        "traceback": answer.traceback,
-    }

@@ -1,5 +1,5 @@
 """The task channel's deadline and cancel (replica.proto's RunTasksRequest.timeout_seconds and
-cancel), between a real ReplicaChannel and a real (unstarted) DirectIngress on loopback gRPC:
+cancel), between a real ReplicaChannel and a real (unstarted) ReplicaListener on loopback gRPC:
 the replica stops the task's code, frees its slot, and the channel goes on."""
 
 from __future__ import annotations
@@ -8,11 +8,11 @@ import asyncio
 import json
 import threading
 import time
-from typing import Any
 
 import pytest
 from launch.v1 import inference_pb2 as ipb
 
+from launch_server.domain.requests import InferenceAnswer, InferenceRequest
 from tests.integration.test_task_channel import Replica, eventually, opened, serving, task, until_set, work
 
 
@@ -23,16 +23,16 @@ class Looper:
         self.count = 0
         self.started = threading.Event()
 
-    def __call__(self, payload: dict[str, Any]) -> dict[str, Any]:
-        args = json.loads(str(payload["args_json"]))
+    def __call__(self, request: InferenceRequest) -> InferenceAnswer:
+        args = json.loads(request.args_json)
         if not args.get("seconds"):
-            return work(payload)
+            return work(request)
         self.started.set()
         end = time.monotonic() + args["seconds"]
         while time.monotonic() < end:
             self.count += 1
             time.sleep(0.01)
-        return {"state": "SUCCESS", "result": "finished"}
+        return InferenceAnswer(result="finished")
 
     async def stopped(self) -> bool:
         async def still() -> bool:

@@ -1,6 +1,6 @@
 """The domain's value checks on their own: the shared JSON reader, Kubernetes quantities, names,
 requirements, endpoint settings and batch options. Also the replica's side: its own port's input
-check (direct_ingress.payload_of) and the runtime's reading of args and app_config use the same
+check (wire.messages.request_of) and the runtime's reading of args and app_config use the same
 JSON reader, so a replica answers INVALID_ARGUMENT (or a FAILURE result), never UNKNOWN."""
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ from launch_server.domain.batch_jobs import BatchOptions, validate_options
 from launch_server.domain.endpoints import EndpointSettings, EndpointType, validate_settings
 from launch_server.domain.errors import InvalidArgument
 from launch_server.domain.json_input import MAX_DEPTH, MAX_INT_DIGITS, parse_json, parse_json_object
+from launch_server.domain.requests import InferenceRequest
 from launch_server.domain.resources import MAX_QUANTITY_BYTES, parse_memory
 from launch_server.domain.validation import (
     validate_http_url,
@@ -28,7 +29,7 @@ from launch_server.domain.validation import (
 )
 from launch_server.replica.bundle_runtime import BundleDescriptor, BundleRuntime, RuntimeConfig
 from launch_server.storage.local import LocalStorage
-from launch_server.wire.messages import payload_of
+from launch_server.wire.messages import request_of
 from launch_server.wire.status import to_status
 
 BAD_JSON = [
@@ -207,17 +208,17 @@ def test_batch_args_inputs_use_the_same_reader(tmp_path: Path, text: str, why: s
 
 @pytest.mark.parametrize(("text", "why"), BAD_JSON)
 def test_replica_port_answers_invalid_argument(text: str, why: str) -> None:
-    """What DirectIngress.predict and the task channel run on each request before the runtime."""
+    """What ReplicaListener.predict and the task channel run on each request before the runtime."""
     request = ipb.PredictRequest(endpoint_name="ep", input=ipb.RequestInput(args_json=text))
     with pytest.raises(InvalidArgument) as err:
-        payload_of(request)
+        request_of(request)
     assert err.value.field == "input.args_json"
     assert to_status(err.value).code == grpc.StatusCode.INVALID_ARGUMENT
 
 
 def test_replica_port_refuses_control_characters_in_urls() -> None:
     with pytest.raises(InvalidArgument) as err:
-        payload_of(ipb.PredictRequest(input=ipb.RequestInput(url="http://127.0.0.1/x\r\nHost: y")))
+        request_of(ipb.PredictRequest(input=ipb.RequestInput(url="http://127.0.0.1/x\r\nHost: y")))
     assert err.value.field == "input.url"
 
 
@@ -250,6 +251,6 @@ def runtime(tmp_path: Path) -> BundleRuntime:
 
 @pytest.mark.parametrize(("text", "why"), BAD_JSON[:8])
 def test_runtime_answers_failure_for_unreadable_args(runtime: BundleRuntime, text: str, why: str) -> None:
-    answer = runtime.predict({"args_json": text, "return_pickled": False})
-    assert answer["state"] == "FAILURE" and why in answer["traceback"]
-    assert runtime.predict({"args_json": '{"b": 1, "a": 2}', "return_pickled": False})["result"] == '["a", "b"]'
+    answer = runtime.predict(InferenceRequest(args_json=text, return_pickled=False))
+    assert answer.state == "FAILURE" and why in answer.traceback
+    assert runtime.predict(InferenceRequest(args_json='{"b": 1, "a": 2}', return_pickled=False)).result == '["a", "b"]'

@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 
+from launch_server.domain.requests import InferenceAnswer
 from launch_server.replica.stoppable import CallStopped, run_stoppable
 
 
@@ -22,7 +23,7 @@ class Spinner:
         self.started = threading.Event()
         self.stopped_by: BaseException | None = None
 
-    def __call__(self, request: dict[str, Any]) -> dict[str, Any]:
+    def __call__(self, request: dict[str, Any]) -> InferenceAnswer:
         self.started.set()
         try:
             end = time.monotonic() + request.get("seconds", 3600)
@@ -32,7 +33,7 @@ class Spinner:
         except BaseException as exc:
             self.stopped_by = exc
             raise
-        return {"state": "SUCCESS", "result": str(self.count)}
+        return InferenceAnswer(state="SUCCESS", result=str(self.count))
 
 
 def wait_until_still(spinner: Spinner) -> int:
@@ -55,12 +56,12 @@ def pool() -> ThreadPoolExecutor:
 def test_a_call_past_its_timeout_is_answered_failure_and_its_code_stops(pool: ThreadPoolExecutor) -> None:
     spinner = Spinner()
     answer = asyncio.run(run_stoppable(pool, spinner, {}, timeout_s=0.3))
-    assert answer == {"state": "FAILURE", "traceback": "task exceeded its endpoint's task_timeout_seconds=0.3"}
+    assert answer == InferenceAnswer(state="FAILURE", traceback="task exceeded its endpoint's task_timeout_seconds=0.3")
     wait_until_still(spinner)
     assert isinstance(spinner.stopped_by, CallStopped)
     # The pool's one thread is free, and no stray exception reaches the next call.
     quick = Spinner()
-    assert asyncio.run(run_stoppable(pool, quick, {"seconds": 0.05}, timeout_s=5))["state"] == "SUCCESS"
+    assert asyncio.run(run_stoppable(pool, quick, {"seconds": 0.05}, timeout_s=5)).state == "SUCCESS"
 
 
 def test_a_cancelled_call_is_stopped(pool: ThreadPoolExecutor) -> None:
@@ -83,7 +84,7 @@ def test_the_clock_starts_when_the_call_starts_not_while_it_waits(pool: ThreadPo
     never runs."""
     first, second, never = Spinner(), Spinner(), Spinner()
 
-    async def queued() -> tuple[dict, dict]:
+    async def queued() -> tuple[InferenceAnswer, InferenceAnswer]:
         busy = asyncio.ensure_future(run_stoppable(pool, first, {"seconds": 0.6}, timeout_s=5))
         await asyncio.to_thread(first.started.wait, 5)
         waiting = asyncio.ensure_future(run_stoppable(pool, second, {"seconds": 0.3}, timeout_s=0.5))
@@ -93,5 +94,5 @@ def test_the_clock_starts_when_the_call_starts_not_while_it_waits(pool: ThreadPo
         return await busy, await waiting
 
     first_answer, second_answer = asyncio.run(queued())
-    assert first_answer["state"] == "SUCCESS" and second_answer["state"] == "SUCCESS"
+    assert first_answer.state == "SUCCESS" and second_answer.state == "SUCCESS"
     assert not never.started.is_set()
