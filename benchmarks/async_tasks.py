@@ -59,22 +59,22 @@ from launch.model_endpoint import TERMINAL_STATES, state_name
 
 from benchmarks.grpc_echo_server import percentile
 from benchmarks.sync_predict import (
-    BIN,
     ENV_PARAMS,
     Procs,
     echo,
     prepare_environment,
+    start_own_ray_server,
     tail,
     wait_ready,
-    wait_serving,
     wait_workers,
 )
-from tests.support import create_pg_database, drop_pg_database, free_port, pids_with_env, stop_process
+from tests.constants import OWN_RAY_STOP_S
+from tests.server_process import pids_with_env, stop_process
+from tests.support import create_pg_database, drop_pg_database
 
 WORKERS = {"min_workers": 1, "max_workers": 2, "per_worker": 2}
 RESOURCES = {"cpus": 1, "memory": "256Mi"}
 MAX_WATCH = 10_000  # the server's cap on ids per WatchTasks (launch_server/domain/tasks.py MAX_WATCH)
-SERVER_STOP_S = 180.0  # serve.shutdown waits ~30 s for direct-ingress draining; never SIGKILL a Ray owner early
 
 
 @dataclass
@@ -116,27 +116,11 @@ def start_server(procs: Procs, root: Path, label: str, extra_env: dict[str, str]
 
     Its data dir and log are fresh per server; it inherits this run's RAY_TMPDIR and loopback
     settings (prepare_environment), so the Ray it starts stays on 127.0.0.1 in our own temp dir."""
-    data_dir = root / f"data-{label}"
-    data_dir.mkdir()
-    port = free_port()
     log_path = root / f"server-{label}.log"
     app_prefix = f"abench{uuid.uuid4().hex[:6]}"
-    env = {
-        **os.environ,
-        "LAUNCH_DATA_DIR": str(data_dir),
-        "LAUNCH_SERVE_APP_PREFIX": app_prefix,
-        "PYTHONUNBUFFERED": "1",
-        **extra_env,
-    }
-    env.pop("LAUNCH_RAY_ADDRESS", None)  # each server starts (and on SIGTERM stops) its own Ray
-    proc = procs.start([str(BIN / "launch-server"), "serve", "--bind", f"127.0.0.1:{port}"], log_path, env=env)
-    address = f"127.0.0.1:{port}"
-    wait_serving(address, proc, log_path)
-    key_file = data_dir / "dev_api_key"
-    deadline = time.monotonic() + 30
-    while not key_file.exists() and time.monotonic() < deadline:
-        time.sleep(0.1)
-    api_key = key_file.read_text().strip()
+    env = {"LAUNCH_SERVE_APP_PREFIX": app_prefix, **extra_env}
+    process = start_own_ray_server(procs, root / f"data-{label}", env, log_path)
+    proc, address, api_key = process.proc, process.address, process.dev_api_key()
     client = launch.LaunchClient(api_key=api_key, endpoint=address)
     return Server(
         label=label,
@@ -153,7 +137,7 @@ def stop_server(server: Server) -> float:
     """SIGTERM and wait for exit (the server stops its own Ray); returns the seconds it took."""
     start = time.monotonic()
     server.client.connection.close()
-    stop_process(server.proc, timeout=SERVER_STOP_S)
+    stop_process(server.proc, timeout=OWN_RAY_STOP_S)
     return time.monotonic() - start
 
 
@@ -165,7 +149,7 @@ def leftover_pids(app_prefix: str) -> list[int]:
 def reap_leftovers(server: Server, wait_s: float = 20.0) -> int:
     """Gives the server's Ray processes `wait_s` to exit on their own, then SIGKILLs the rest by pid.
 
-    Why: a server that dies during its own shutdown (seen: SIGABRT) leaves Ray agents behind, and
+    Why: a server that dies during its own shutdown leaves Ray agents behind, and
     the next configuration must not share the cores with them. Only processes with this server's
     unique prefix are touched: processes this run started, never anyone else's."""
     deadline = time.monotonic() + wait_s

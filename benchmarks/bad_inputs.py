@@ -34,7 +34,9 @@ from launch.v1 import model_endpoint_pb2_grpc as egrpc
 from launch.v1 import task_pb2 as tpb
 from launch.v1 import task_pb2_grpc as tgrpc
 
+from launch_server.domain.json_input import MAX_ARGS_JSON_BYTES
 from launch_server.domain.ownership import owner_tag
+from tests.constants import MIB
 from tests.support import ServerHandle, start_server
 
 ENV = {"framework_type": "pytorch", "pytorch_image_tag": "2.1.0"}
@@ -96,7 +98,7 @@ def zip_bomb() -> bytes:
     with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
         archive.writestr("pkg/__init__.py", "")
         archive.writestr("pkg/m.py", "def f(x):\n    return x\n\ndef g():\n    return None\n")
-        archive.writestr("pkg/big.bin", b"\0" * (600 << 20))  # 600 MiB that packs to under 1 MiB
+        archive.writestr("pkg/big.bin", b"\0" * (600 * MIB))  # 600 MiB that packs to under 1 MiB
     return buffer.getvalue()
 
 
@@ -160,8 +162,8 @@ def probes(server: ServerHandle, key: str, route: epb.GetModelEndpointRouteRespo
 
         def chunks():  # type: ignore[no-untyped-def]
             yield bpb.UploadModelBundleRequest(header=header)
-            for start in range(0, len(data), 1 << 20):
-                yield bpb.UploadModelBundleRequest(chunk=data[start : start + (1 << 20)])
+            for start in range(0, len(data), MIB):
+                yield bpb.UploadModelBundleRequest(chunk=data[start : start + MIB])
 
         return lambda: bundles.UploadModelBundle(chunks(), metadata=md, timeout=60)
 
@@ -171,7 +173,7 @@ def probes(server: ServerHandle, key: str, route: epb.GetModelEndpointRouteRespo
         f.write("url\n")
         f.write("http://127.0.0.1:9/x\n" * 1_000_001)
     giant_field = storage / "self-hosted" / "giant.csv"
-    giant_field.write_text("url\n" + "a" * (64 << 20))
+    giant_field.write_text("url\n" + "a" * (64 * MIB))
     return [
         (
             "DownloadResult <my results>/%2E%2E/%2E%2E/%2E%2E/dev_api_key",
@@ -247,7 +249,7 @@ def probes(server: ServerHandle, key: str, route: epb.GetModelEndpointRouteRespo
         ("Predict args_json nested 100,000 deep", predict('{"x": ' + deep_json(100_000) + "}")),
         ("Predict args_json with a 5,000-digit integer", predict('{"x": ' + "9" * 5000 + "}")),
         ("Predict args_json with NaN", predict('{"x": NaN}')),
-        ("Predict args_json over 16 MiB", predict('{"x": "' + "a" * (16 << 20) + '"}')),
+        ("Predict args_json over 16 MiB", predict('{"x": "' + "a" * MAX_ARGS_JSON_BYTES + '"}')),
         ("replica port: Predict args_json nested 100,000 deep", predict('{"x": ' + deep_json(100_000) + "}", True)),
         ("replica port: Predict args_json with a 5,000-digit integer", predict('{"x": ' + "9" * 5000 + "}", True)),
         ("CreateTask callback_url file:///etc/passwd", task("file:///etc/passwd")),

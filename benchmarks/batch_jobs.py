@@ -25,12 +25,11 @@ How it is driven:
     own local Ray (`ray.init(num_cpus=4, include_dashboard=False)`, its own RAY_TMPDIR) runs
     `ray.data.from_items([{"x": i}, ...]).map_batches(Cls, compute=ActorPoolStrategy(size=2),
     num_cpus=1, batch_size=P).take_all()`, timed from building the pipeline to all rows in the driver.
-    Two long-lived actors match Launch's two replicas (`concurrency=2` is deprecated in Ray 2.60 in
-    favour of `compute`). The fair row calls the same `double` once per input inside the batch
-    function; the extra, labelled row is the vectorized form a Ray Data user would write
+    Two long-lived actors match Launch's two replicas. The fair row calls the same `double` once per
+    input inside the batch function; the extra, labelled row is the vectorized form a Ray Data user would write
     (`batch["x"] * 2`). Ray Data does not keep input order by default, so results are checked by x.
   - Each side first runs one untimed warm-up of 200 inputs: launch-server answers SERVING before its
-    Ray and Serve have started (in the background, ~10 s here), and the first Ray Data pipeline in a
+    Ray and Serve have started (they start in the background), and the first Ray Data pipeline in a
     process pays one-off costs; neither belongs in a steady-state rate. Worker start-up for each
     measured job (Launch's replicas, Ray Data's actors) stays inside the timings.
   - Load average (1 min) is printed before and after every measurement: the machine is shared.
@@ -39,8 +38,8 @@ Run from the repository root:
     .venv/bin/python -m benchmarks.batch_jobs [--quick] [--repeats 3] [--keep-logs]
 Ray Data's own dependencies (pandas, pyarrow) are installed by the first run into
 benchmarks/.raydata-libs and put on the Ray Data process's PYTHONPATH only: in .venv they would
-be imported by every Serve replica (ray.serve imports pandas when it is installed), adding about
-0.7 s to each replica start on this machine.
+be imported by every Serve replica (ray.serve imports pandas when it is installed), slowing every
+replica's start and so the Launch side's timings.
 """
 
 from __future__ import annotations
@@ -65,8 +64,9 @@ from typing import Any
 
 import launch
 
-from benchmarks.sync_predict import BIN, ENV_PARAMS, REPO, Procs, prepare_environment, tail, wait_serving
-from tests.support import free_port, pids_with_env, stop_process
+from benchmarks.sync_predict import ENV_PARAMS, REPO, Procs, prepare_environment, start_own_ray_server, tail
+from tests.constants import OWN_RAY_STOP_S
+from tests.server_process import pids_with_env, stop_process
 
 BUNDLE = "echo2"
 WORKERS = 2
@@ -74,7 +74,6 @@ EXECUTORS = 2  # pyspark_max_executors: chunks in flight per worker (the server'
 DEFAULT_PARTITION = 100  # BatchOptions.pyspark_partition_size default (launch_server/domain/batch_jobs.py)
 POLL_S = 0.2
 JOB_TIMEOUT_S = 600.0
-SERVER_STOP_S = 180.0  # serve.shutdown waits ~30 s for direct-ingress draining; never SIGKILL a Ray owner early
 TEARDOWN_WAIT_S = 90.0
 WARMUP_N = 200  # inputs of the untimed warm-up run on each side
 RESULT_PREFIX = "RESULT "
@@ -166,25 +165,11 @@ def start_server(procs: Procs, root: Path, marker: str) -> Server:
     """Starts `launch-server serve` on a free loopback port; returns once Health is SERVING and the
     dev API key is written. It inherits prepare_environment's RAY_TMPDIR and loopback settings."""
     data_dir = root / "launch-data"
-    data_dir.mkdir()
-    port = free_port()
     log_path = root / "launch-server.log"
-    env = {
-        **os.environ,
-        "LAUNCH_DATA_DIR": str(data_dir),
-        "LAUNCH_SERVE_APP_PREFIX": f"bbench{uuid.uuid4().hex[:6]}",
-        "PYTHONUNBUFFERED": "1",
-        MARKER: marker,
-    }
-    env.pop("LAUNCH_RAY_ADDRESS", None)  # the server starts (and on SIGTERM stops) its own Ray
-    proc = procs.start([str(BIN / "launch-server"), "serve", "--bind", f"127.0.0.1:{port}"], log_path, env=env)
-    address = f"127.0.0.1:{port}"
-    wait_serving(address, proc, log_path)
-    key_file = data_dir / "dev_api_key"
-    deadline = time.monotonic() + 30
-    while not key_file.exists() and time.monotonic() < deadline:
-        time.sleep(0.1)
-    client = launch.LaunchClient(api_key=key_file.read_text().strip(), endpoint=address)
+    env = {"LAUNCH_SERVE_APP_PREFIX": f"bbench{uuid.uuid4().hex[:6]}", MARKER: marker}
+    process = start_own_ray_server(procs, data_dir, env, log_path)
+    proc = process.proc
+    client = launch.LaunchClient(api_key=process.dev_api_key(), endpoint=process.address)
     return Server(proc=proc, client=client, data_dir=data_dir, log_path=log_path, marker=marker)
 
 
@@ -192,7 +177,7 @@ def stop_server(server: Server) -> float:
     """SIGTERM and wait for exit (the server shuts its Ray down); returns the seconds it took."""
     start = time.monotonic()
     server.client.connection.close()
-    stop_process(server.proc, timeout=SERVER_STOP_S)
+    stop_process(server.proc, timeout=OWN_RAY_STOP_S)
     return time.monotonic() - start
 
 
@@ -286,8 +271,8 @@ def launch_phase(plan: Plan, root: Path, marker: str) -> tuple[dict[int, list[di
         server.client.create_model_bundle(
             BUNDLE, env_params=ENV_PARAMS, predict_fn_or_cls=make_double(), requirements=[]
         )
-        # The server answers SERVING before its Ray and Serve are up (they start in the background,
-        # ~10 s here): an untimed warm-up job waits for them, so no measured job pays for Ray's start.
+        # The server answers SERVING before its Ray and Serve are up (they start in the background):
+        # an untimed warm-up job waits for them, so no measured job pays for Ray's start.
         t = time.monotonic()
         launch_job(server, WARMUP_N, DEFAULT_PARTITION)
         print(

@@ -20,7 +20,6 @@ import argparse
 import os
 import platform
 import statistics
-import subprocess
 import tempfile
 import time
 import uuid
@@ -30,18 +29,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import grpc
 import launch
-from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from tests.support import (
-    BIN,
     S3_ENV,
     S3Server,
     ServerHandle,
     create_pg_database,
     drop_pg_database,
-    free_port,
     start_s3_server,
     start_server,
     stop_process,
@@ -110,53 +105,16 @@ def server_for(backend: Backend, root: Path) -> Iterator[ServerHandle]:
         cleanup()
 
 
-def wait_serving(address: str, proc: subprocess.Popen, timeout: float = 60.0) -> None:
-    """Polls grpc.health.v1 Health/Check until SERVING (connection refused counts as not yet)."""
-    deadline = time.monotonic() + timeout
-    with grpc.insecure_channel(address) as channel:
-        stub = health_pb2_grpc.HealthStub(channel)
-        while time.monotonic() < deadline:
-            if proc.poll() is not None:
-                raise RuntimeError(f"launch-server exited with {proc.returncode} during start-up")
-            try:
-                reply = stub.Check(health_pb2.HealthCheckRequest(), timeout=0.5)
-                if reply.status == health_pb2.HealthCheckResponse.SERVING:
-                    return
-            except grpc.RpcError:
-                pass
-            time.sleep(0.01)
-    raise TimeoutError(f"{address} not SERVING after {timeout} s")
-
-
 def measure_startup(backend: Backend, root: Path) -> float:
     """Seconds from spawning launch-server (fresh data dir/database) to Health/Check == SERVING."""
     data_dir = Path(tempfile.mkdtemp(prefix=f"start-{backend.name}-", dir=root))
     kwargs, cleanup = backend.make(data_dir)
-    port = free_port()
-    env = {
-        **os.environ,
-        "LAUNCH_DATA_DIR": str(data_dir),
-        "LAUNCH_DATABASE_URL": kwargs.get("database_url") or f"sqlite:///{data_dir / 'launch.db'}",
-        "LAUNCH_SERVING": "0",
-        **kwargs.get("extra_env", {}),
-    }
-    if kwargs.get("storage_url"):
-        env["LAUNCH_STORAGE_URL"] = kwargs["storage_url"]
     try:
-        with open(data_dir / "server.log", "wb") as log:
-            start = time.monotonic()
-            proc = subprocess.Popen(
-                [str(BIN / "launch-server"), "serve", "--bind", f"127.0.0.1:{port}"],
-                env=env,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                cwd=str(data_dir),
-            )
-            try:
-                wait_serving(f"127.0.0.1:{port}", proc)
-                return time.monotonic() - start
-            finally:
-                stop_process(proc)
+        start = time.monotonic()
+        server = start_server(data_dir, **kwargs, wait="health", poll_s=0.01)
+        seconds = time.monotonic() - start
+        server.stop()
+        return seconds
     finally:
         cleanup()
 

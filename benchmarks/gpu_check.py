@@ -6,7 +6,7 @@ node, the replica's torch sees the device Ray assigned (CUDA_VISIBLE_DEVICES), a
 through Launch next to the model's own in-process time. It also checks that a gpu_type the cluster
 lacks is reported by name instead of hanging.
 
-What it does, in one run (well under 4 minutes on an H100/H200 machine):
+What it does, in one run (sized to fit a short lease of a GPU machine):
   1. Times the model in this process (no Ray, no Launch): the floor.
   2. Starts `launch-server serve` on embedded defaults (SQLite, local storage, a local Ray that
      detects the GPU) on a free 127.0.0.1 port.
@@ -39,8 +39,8 @@ from typing import Any
 
 import launch
 
-from benchmarks.sync_predict import Procs, tail, wait_ready, wait_serving
-from tests.support import free_port
+from benchmarks.sync_predict import REPO, Procs, tail, wait_ready
+from tests.server_process import MODULE_COMMAND, start_launch_server
 
 ENV_PARAMS = {"framework_type": "pytorch", "pytorch_image_tag": "gpu-check"}
 WIDTH, LAYERS, ROWS = 1024, 4, 8
@@ -180,19 +180,21 @@ def run(args: argparse.Namespace, root: Path, procs: Procs) -> dict[str, Any]:
     gpu_type = next((t for key, t in GPU_TYPES.items() if key in card), None)
     gpus = 0 if args.cpu or gpu_type is None else 1
 
-    data_dir = root / "data"
-    port = free_port()
-    log_path = root / "server.log"
-    env = {**os.environ, "LAUNCH_DATA_DIR": str(data_dir), "PYTHONUNBUFFERED": "1"}
-    env["RAY_TMPDIR"] = str(root / "ray")
     start = time.monotonic()
-    proc = procs.start(
-        [sys.executable, "-m", "launch_server.cli", "serve", "--bind", f"127.0.0.1:{port}"], log_path, env=env
+    server = procs.track(
+        start_launch_server(
+            root / "data",
+            {"RAY_TMPDIR": str(root / "ray")},
+            wait="health",
+            timeout=240,
+            poll_s=0.1,
+            log_path=root / "server.log",
+            cwd=REPO,
+            command=MODULE_COMMAND,  # runs where the venv's entry point is not installed
+        )
     )
-    address = f"127.0.0.1:{port}"
-    wait_serving(address, proc, log_path, timeout=240)
     result["server_start_s"] = round(time.monotonic() - start, 2)
-    api_key = (data_dir / "dev_api_key").read_text().strip()
+    address, api_key = server.address, server.dev_api_key()
     client = launch.LaunchClient(api_key=api_key, endpoint=address)
     bundle = client.create_model_bundle(
         "gpu-mlp", env_params=ENV_PARAMS, load_model_fn=load_model, load_predict_fn=load_predict, requirements=[]

@@ -13,7 +13,7 @@ tensor: the same per-request work as the Launch and Ray Serve echo paths.
 
 Server settings for a fair comparison (the other paths run with access logs off): the per-request
 INFO lines of kserve's gRPC LoggingInterceptor and its latency log are switched off, and both
-listeners are moved from all interfaces to 127.0.0.1 (kserve 0.21 hard-codes `[::]` and `0.0.0.0`;
+listeners are moved from all interfaces to 127.0.0.1 (kserve hard-codes `[::]` and `0.0.0.0`;
 this workplace keeps test servers on loopback).
 
     .venv-kserve/bin/python benchmarks/kserve_echo_server.py serve --grpc-port N --http-port M

@@ -17,21 +17,15 @@ import os
 import shutil
 import signal
 import statistics
-import subprocess
-import sys
 import tempfile
 import time
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
-import grpc
-from grpc_health.v1 import health_pb2, health_pb2_grpc
+from tests.server_process import ServerStartError, pids_with_env, start_launch_server
 
-from tests.support import free_port, pids_with_env
-
-BIN = Path(sys.executable).parent
-SERVICE = "launch.v1.InferenceService"
+STOP_S = 60.0  # SIGTERM grace: the server shuts its own Ray down first
 MARKER = "LAUNCH_BENCH_START_MARKER"
 # Lines in the server's log that tell why a start was slow.
 SIGNS = {
@@ -46,16 +40,6 @@ class Start:
     seconds: float | None
     load1: float
     signs: dict[str, int]
-
-
-def serving_status(port: int) -> int | None:
-    """The health status of the InferenceService, or None while nothing answers."""
-    try:
-        with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
-            reply = health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(service=SERVICE), timeout=2)
-            return reply.status
-    except grpc.RpcError:
-        return None
 
 
 def end_marked(marker: str) -> None:
@@ -77,43 +61,33 @@ def one_start(timeout_s: float, keep: Path | None, index: int) -> Start:
     data_dir = Path(tempfile.mkdtemp(prefix="launch-start-"))
     ray_tmp = tempfile.mkdtemp(prefix="ray-", dir="/tmp")  # short: Ray's socket paths have a limit
     marker = uuid.uuid4().hex
-    port = free_port()
     env = {
-        **os.environ,
         MARKER: marker,
         "RAY_TMPDIR": ray_tmp,
         "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0",
         "RAY_USAGE_STATS_ENABLED": "0",
         "LAUNCH_SERVING": "1",
-        "LAUNCH_DATA_DIR": str(data_dir),
-        "PYTHONUNBUFFERED": "1",
     }
-    env.pop("LAUNCH_RAY_ADDRESS", None)
     log_path = data_dir / "server.log"
     load1 = os.getloadavg()[0]
     started = time.monotonic()
-    with open(log_path, "wb") as log:
-        proc = subprocess.Popen(
-            [str(BIN / "launch-server"), "serve", "--bind", f"127.0.0.1:{port}"],
-            env=env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            cwd=str(data_dir),
-        )
     seconds = None
     try:
-        while time.monotonic() - started < timeout_s and proc.poll() is None:
-            if serving_status(port) == health_pb2.HealthCheckResponse.SERVING:
-                seconds = time.monotonic() - started
-                break
-            time.sleep(0.1)
+        server = start_launch_server(
+            data_dir,
+            env,
+            unset=("LAUNCH_RAY_ADDRESS",),  # a Ray of its own: that start is what is measured
+            wait="serving_layer",
+            timeout=timeout_s,
+            poll_s=0.1,
+            log_path=log_path,
+            stop_timeout=STOP_S,
+        )
+        seconds = time.monotonic() - started
+        server.stop()
+    except ServerStartError:
+        pass  # a start that never reached SERVING is a row of its own ("timeout"); it is stopped
     finally:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(60)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(10)
         end_marked(marker)
     text = log_path.read_text(errors="replace")
     signs = {name: text.count(needle) for name, needle in SIGNS.items()}

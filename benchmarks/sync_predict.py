@@ -9,7 +9,7 @@ Paths (each row: p50/p99 ms at concurrency 1, req/s at concurrency 32):
   1. Launch, direct route (the SDK's default): `SyncEndpoint.predict` (sync gRPC) -> the replica's own
      InferenceService, one hop; the server only hands out the route (docs/serving.md).
      Launch, through the server (`LaunchClient(direct_route=False)`): SDK -> launch-server -> Serve
-     handle -> replica, the route every request took before the direct route and still the fallback.
+     handle -> replica, the fallback when the direct route is off or unavailable.
      The SDK is sync, so concurrency is threads: one process with 32 threads sharing a LaunchClient,
      and 4 processes with 8 threads each, to show whether one client process's GIL is the bottleneck.
   2. Ray Serve DeploymentHandle awaited from an asyncio loop in this (driver) process.
@@ -25,7 +25,7 @@ and share the machine's cores with the clients.
 Launch operations, measured in --ops-rounds rounds (2) per run: create -> READY, the first predict on an endpoint that
 has scaled to zero, and how long replicas take to reach max_workers=4 under a step of 16 clients.
 
-Run from the repository root (the first run creates benchmarks/.venv-kserve, about a minute):
+Run from the repository root (the first run creates benchmarks/.venv-kserve):
     .venv/bin/python -m benchmarks.sync_predict [--repeats 3] [--quick] [--keep-logs]
 """
 
@@ -49,15 +49,14 @@ from pathlib import Path
 from typing import Any
 
 import cloudpickle
-import grpc
 import launch
-from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from benchmarks.grpc_echo_server import LoadPlan, measure_async, summarize
-from tests.support import free_port, stop_process
+from tests.constants import OWN_RAY_STOP_S, SERVING_START_S
+from tests.server_process import LaunchServer, free_port, start_launch_server, stop_process
+from tests.server_process import log_tail as tail
 
 REPO = Path(__file__).resolve().parent.parent
-BIN = Path(sys.executable).parent
 KSERVE_VENV = REPO / "benchmarks" / ".venv-kserve"
 SERVE_APP = "direct-echo"  # must not start with the Launch server's app prefix: its reconciler deletes those
 ENV_PARAMS = {"framework_type": "pytorch", "pytorch_image_tag": "x"}
@@ -95,6 +94,11 @@ class Procs:
         self.procs.append(proc)
         return proc
 
+    def track(self, server: LaunchServer) -> LaunchServer:
+        """Adds a server started elsewhere, so stop_all ends it too."""
+        self.procs.append(server.proc)
+        return server
+
     def stop_all(self) -> None:
         for proc in reversed(self.procs):
             stop_process(proc, timeout=30)
@@ -113,11 +117,22 @@ def wait_port_line(proc: subprocess.Popen, log_path: Path, timeout: float = 120.
     raise TimeoutError(f"{proc.args} printed no port in {timeout} s:\n{tail(log_path)}")
 
 
-def tail(path: Path, lines: int = 30) -> str:
-    try:
-        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
-    except OSError:
-        return ""
+def start_own_ray_server(procs: Procs, data_dir: Path, env: dict[str, str], log_path: Path) -> LaunchServer:
+    """A launch-server that starts (and on SIGTERM stops) a Ray of its own, under this run's
+    RAY_TMPDIR and loopback settings (prepare_environment); returns once Health is SERVING."""
+    return procs.track(
+        start_launch_server(
+            data_dir,
+            env,
+            unset=("LAUNCH_RAY_ADDRESS",),
+            wait="health",
+            timeout=SERVING_START_S,
+            poll_s=0.1,
+            log_path=log_path,
+            cwd=REPO,
+            stop_timeout=OWN_RAY_STOP_S,
+        )
+    )
 
 
 def run_client(cmd: list[str], timeout: float, env: dict[str, str] | None = None) -> dict[str, Any]:
@@ -140,26 +155,6 @@ def ensure_kserve_venv() -> Path:
     (KSERVE_VENV / ".gitignore").write_text("*\n")
     subprocess.run([str(python), "-m", "pip", "install", "-q", "kserve"], check=True, timeout=900)
     return python
-
-
-def wait_serving(address: str, proc: subprocess.Popen, log_path: Path, timeout: float = 180.0) -> None:
-    """Polls grpc.health.v1 Health/Check until SERVING."""
-    deadline = time.monotonic() + timeout
-    with grpc.insecure_channel(address) as channel:
-        stub = health_pb2_grpc.HealthStub(channel)
-        while time.monotonic() < deadline:
-            if proc.poll() is not None:
-                raise RuntimeError(f"launch-server exited with {proc.returncode}:\n{tail(log_path)}")
-            try:
-                if (
-                    stub.Check(health_pb2.HealthCheckRequest(), timeout=1).status
-                    == health_pb2.HealthCheckResponse.SERVING
-                ):
-                    return
-            except grpc.RpcError:
-                pass
-            time.sleep(0.1)
-    raise TimeoutError(f"launch-server at {address} not SERVING after {timeout} s:\n{tail(log_path)}")
 
 
 # ---- client sides run as subprocesses ----------------------------------------------------------
@@ -372,24 +367,20 @@ def create_endpoint(
 
 def start_launch(procs: Procs, root: Path, gcs_address: str) -> LaunchSetup:
     """Starts launch-server on the run's Ray cluster and creates the echo endpoint (min=max=1, per_worker=32)."""
-    data_dir = root / "launch-data"
-    data_dir.mkdir()
-    port = free_port()
     log_path = root / "launch-server.log"
-    env = {
-        **os.environ,
-        "LAUNCH_DATA_DIR": str(data_dir),
-        "LAUNCH_SERVE_APP_PREFIX": f"lbench{uuid.uuid4().hex[:6]}",
-        "PYTHONUNBUFFERED": "1",
-    }
-    proc = procs.start(
-        [str(BIN / "launch-server"), "serve", "--bind", f"127.0.0.1:{port}", "--ray-address", gcs_address],
-        log_path,
-        env=env,
+    server = procs.track(
+        start_launch_server(
+            root / "launch-data",
+            {"LAUNCH_SERVE_APP_PREFIX": f"lbench{uuid.uuid4().hex[:6]}"},
+            ray_address=gcs_address,
+            wait="health",
+            timeout=SERVING_START_S,
+            poll_s=0.1,
+            log_path=log_path,
+            cwd=REPO,
+        )
     )
-    address = f"127.0.0.1:{port}"
-    wait_serving(address, proc, log_path)
-    api_key = (data_dir / "dev_api_key").read_text().strip()
+    address, api_key = server.address, server.dev_api_key()
     client = launch.LaunchClient(api_key=api_key, endpoint=address)
     setup = LaunchSetup(address=address, api_key=api_key, client=client)
     bundle = client.create_model_bundle("echo", env_params=ENV_PARAMS, predict_fn_or_cls=echo, requirements=[])

@@ -9,16 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.support import (
-    S3_ENV,
-    S3Server,
-    ServerHandle,
-    create_pg_database,
-    drop_pg_database,
-    start_s3_server,
-    start_server,
-    stop_process,
-)
+from tests.server_fixtures import BACKENDS, serving_env, start_on_backend
+from tests.server_process import stop_process
+from tests.support import S3_ENV, S3Server, ServerHandle, start_s3_server
 
 os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
 os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
@@ -33,27 +26,11 @@ def s3_server() -> Iterator[S3Server]:
     stop_process(server.proc)
 
 
-BACKENDS = ["sqlite-local", "postgres-s3"]
-
-
 @pytest.fixture(scope="module", params=BACKENDS)
 def server(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerHandle]:
     """A real launch-server process (no Ray) per module and backend."""
     data_dir: Path = tmp_path_factory.mktemp(f"server-{request.param}")
-    if request.param == "sqlite-local":
-        handle = start_server(data_dir)
-    else:
-        s3: S3Server = request.getfixturevalue("s3_server")
-        url = create_pg_database()
-        request.addfinalizer(lambda: drop_pg_database(url))
-        prefix = f"s3://{s3.bucket}/{data_dir.name}"
-        handle = start_server(
-            data_dir,
-            database_url=url,
-            storage_url=prefix,
-            extra_env={**S3_ENV, "LAUNCH_S3_ENDPOINT_URL": s3.endpoint_url},
-        )
-    handle.backend = request.param  # type: ignore[attr-defined]
+    handle = start_on_backend(request, request.param, data_dir)
     yield handle
     handle.stop()
 
@@ -82,18 +59,6 @@ def ray_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     cluster.shutdown()
 
 
-SERVING_ENV = {
-    "LAUNCH_SERVING": "1",
-    "LAUNCH_DOWNSCALE_DELAY_S": "2",
-    "LAUNCH_DOWNSCALE_TO_ZERO_DELAY_S": "2",
-    "LAUNCH_RECONCILE_INTERVAL_S": "0.5",
-}
-
-
-def serving_env(ray_address: str, prefix: str) -> dict[str, str]:
-    return {**SERVING_ENV, "LAUNCH_RAY_ADDRESS": ray_address, "LAUNCH_SERVE_APP_PREFIX": prefix}
-
-
 @pytest.fixture(scope="module", params=BACKENDS)
 def serving_server(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory, ray_cluster: str
@@ -101,19 +66,6 @@ def serving_server(
     """A real launch-server with its serving layer, joined to the session's Ray cluster."""
     data_dir: Path = tmp_path_factory.mktemp(f"serving-{request.param}")
     prefix = f"t{os.getpid() % 10000}-{data_dir.name[-12:].replace('_', '')}"
-    env = serving_env(ray_cluster, prefix)
-    if request.param == "sqlite-local":
-        handle = start_server(data_dir, extra_env=env)
-    else:
-        s3: S3Server = request.getfixturevalue("s3_server")
-        url = create_pg_database()
-        request.addfinalizer(lambda: drop_pg_database(url))
-        handle = start_server(
-            data_dir,
-            database_url=url,
-            storage_url=f"s3://{s3.bucket}/{data_dir.name}",
-            extra_env={**env, **S3_ENV, "LAUNCH_S3_ENDPOINT_URL": s3.endpoint_url},
-        )
-    handle.backend = request.param  # type: ignore[attr-defined]
+    handle = start_on_backend(request, request.param, data_dir, serving_env(ray_cluster, prefix))
     yield handle
     handle.stop()

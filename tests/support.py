@@ -4,88 +4,55 @@ loopback, and throwaway PostgreSQL databases on 127.0.0.1:5432."""
 from __future__ import annotations
 
 import os
-import signal
-import socket
 import subprocess
 import sys
-import time
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 
 import grpc
 
+from tests.constants import SERVER_START_S
+from tests.server_process import (
+    BIN,
+    SERVER_COMMAND,
+    LaunchServer,
+    Wait,
+    free_port,
+    start_launch_server,
+    wait_for_port,
+)
+from tests.server_process import pids_with_env as pids_with_env  # re-exported for tests
+from tests.server_process import stop_process as stop_process  # re-exported for tests
+
 REPO = Path(__file__).resolve().parent.parent
-BIN = Path(sys.executable).parent
 PG_ADMIN_URL = os.environ.get("LAUNCH_TEST_PG_URL", "postgresql://postgres@127.0.0.1:5432/test")
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def wait_for_port(port: int, timeout: float = 30.0, proc: subprocess.Popen | None = None) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc is not None and proc.poll() is not None:
-            raise RuntimeError(f"process exited with {proc.returncode} before listening on {port}")
-        with socket.socket() as s:
-            if s.connect_ex(("127.0.0.1", port)) == 0:
-                return
-        time.sleep(0.05)
-    raise TimeoutError(f"nothing listening on 127.0.0.1:{port} after {timeout} s")
-
-
-def pids_with_env(name: str, value: str) -> list[int]:
-    """Processes (other than this one) whose environment has name=value: a process we started
-    with a unique marker and everything it started (the environment is inherited), nothing else,
-    so they can be ended by pid without touching anyone else's processes."""
-    needle = f"{name}={value}".encode()
-    found = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit() or int(entry.name) == os.getpid():
-            continue
-        try:
-            if needle in (entry / "environ").read_bytes().split(b"\0"):
-                found.append(int(entry.name))
-        except OSError:
-            continue  # exited meanwhile, or not ours to read
-    return found
-
-
-def stop_process(proc: subprocess.Popen, timeout: float = 20.0) -> None:
-    """Ends a process we started, by its id only (never by name)."""
-    if proc.poll() is None:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(5)
-
-
 @dataclass
-class ServerHandle:
-    """A launch-server process and what a test needs to talk to it."""
+class ServerHandle(LaunchServer):
+    """A launch-server process and what a test needs to talk to it: its database, the keys made
+    for it, the backend it runs on and the extra environment it was started with (a restart in a
+    test reuses it)."""
 
-    proc: subprocess.Popen
-    port: int
-    data_dir: Path
-    database_url: str
-    env: dict[str, str]
-    log_path: Path
+    database_url: str = ""
+    extra_env: dict[str, str] = field(default_factory=dict)
+    backend: str = ""
     keys: dict[str, str] = field(default_factory=dict)
 
     @property
-    def address(self) -> str:
-        return f"127.0.0.1:{self.port}"
+    def ray_address(self) -> str | None:
+        return self.env.get("LAUNCH_RAY_ADDRESS")
+
+    @property
+    def prefix(self) -> str | None:
+        """Its Serve application prefix: each application is named <prefix>-<endpoint id>."""
+        return self.env.get("LAUNCH_SERVE_APP_PREFIX")
 
     def cli(self, *args: str, check: bool = True) -> subprocess.CompletedProcess:
         return subprocess.run(
             [
-                str(BIN / "launch-server"),
+                *SERVER_COMMAND,
                 "--data-dir",
                 str(self.data_dir),
                 "--database-url",
@@ -108,18 +75,13 @@ class ServerHandle:
     def channel(self) -> grpc.Channel:
         return grpc.insecure_channel(self.address)
 
-    def log(self) -> str:
-        return self.log_path.read_text(errors="replace")
-
     def stop(self) -> None:
         """Stops the server. Its Serve applications outlive it by design (the database is the
         source of truth and a restarted server adopts them), so on the shared test cluster they
         are deleted here, or the next module's replicas would find the nodes full."""
-        stop_process(self.proc)
-        ray_address = self.env.get("LAUNCH_RAY_ADDRESS")
-        prefix = self.env.get("LAUNCH_SERVE_APP_PREFIX")
-        if self.env.get("LAUNCH_SERVING") == "1" and ray_address and prefix:
-            delete_serve_apps(ray_address, prefix)
+        super().stop()
+        if self.env.get("LAUNCH_SERVING") == "1" and self.ray_address and self.prefix:
+            delete_serve_apps(self.ray_address, self.prefix)
 
 
 def start_server(
@@ -128,38 +90,23 @@ def start_server(
     storage_url: str | None = None,
     extra_env: dict[str, str] | None = None,
     port: int | None = None,
+    wait: Wait = "port",
+    poll_s: float = 0.05,
 ) -> ServerHandle:
-    data_dir.mkdir(parents=True, exist_ok=True)
-    port = port or free_port()
+    """A launch-server for a test: SQLite in data_dir unless `database_url`, no serving layer and
+    no auth cache unless `extra_env` says otherwise (so a revoked key is refused at once)."""
     database_url = database_url or f"sqlite:///{data_dir / 'launch.db'}"
-    env = dict(os.environ)
-    env.update(
-        {
-            "LAUNCH_DATA_DIR": str(data_dir),
-            "LAUNCH_DATABASE_URL": database_url,
-            "LAUNCH_AUTH_CACHE_SECONDS": "0",
-            "LAUNCH_SERVING": "0",
-            "PYTHONUNBUFFERED": "1",
-        }
-    )
+    env = {
+        "LAUNCH_DATABASE_URL": database_url,
+        "LAUNCH_AUTH_CACHE_SECONDS": "0",
+        "LAUNCH_SERVING": "0",
+    }
     if storage_url:
         env["LAUNCH_STORAGE_URL"] = storage_url
     env.update(extra_env or {})
-    log_path = data_dir / f"server-{port}.log"
-    with open(log_path, "ab") as log:
-        proc = subprocess.Popen(
-            [str(BIN / "launch-server"), "serve", "--bind", f"127.0.0.1:{port}"],
-            env=env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            cwd=str(data_dir),
-        )
-    try:
-        wait_for_port(port, timeout=60, proc=proc)
-    except Exception:
-        stop_process(proc)
-        raise RuntimeError(f"launch-server did not start:\n{log_path.read_text(errors='replace')}") from None
-    return ServerHandle(proc=proc, port=port, data_dir=data_dir, database_url=database_url, env=env, log_path=log_path)
+    process = start_launch_server(data_dir, env, port=port, wait=wait, timeout=SERVER_START_S, poll_s=poll_s)
+    started = {f.name: getattr(process, f.name) for f in fields(LaunchServer)}
+    return ServerHandle(**started, database_url=database_url, extra_env=dict(extra_env or {}))
 
 
 @dataclass

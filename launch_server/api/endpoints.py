@@ -12,27 +12,27 @@ from launch_server.api.auth import key_id, owner
 from launch_server.api.convert import changes_from_mask, endpoint_to_proto, event_to_proto, settings_from_proto
 from launch_server.domain.endpoints import Endpoint, EndpointService, EndpointStatus
 from launch_server.domain.errors import InvalidArgument
+from launch_server.domain.live_endpoints import LiveEndpoints
 from launch_server.domain.validation import validate_name
-from launch_server.serving.reconciler import Reconciler
 from launch_server.serving.router import Router
 from launch_server.wire.replica_tls import SERVER_NAME as REPLICA_SERVER_NAME
 
 
 class ModelEndpointServicer(egrpc.ModelEndpointServiceServicer):
-    def __init__(self, endpoints: EndpointService, reconciler: Reconciler | None, router: Router | None = None) -> None:
+    def __init__(self, endpoints: EndpointService, live: LiveEndpoints | None, router: Router | None = None) -> None:
         self._endpoints = endpoints
-        self._reconciler = reconciler
+        self._live = live  # None without a serving layer
         self._router = router
 
     def _proto(self, endpoint: Endpoint) -> epb.ModelEndpoint:
-        """Adds the live worker counts the reconciler last saw (no Ray call on the RPC path)."""
-        if self._reconciler is not None and not self._reconciler.ready and endpoint.status is EndpointStatus.READY:
+        """Adds the live worker counts the serving layer last saw (no Ray call on the RPC path)."""
+        if self._live is not None and not self._live.ready and endpoint.status is EndpointStatus.READY:
             # Just started: READY in the database is what the last server saw, not yet confirmed.
             endpoint = endpoint.replace(
                 status=EndpointStatus.UPDATE_IN_PROGRESS,
                 status_reason="the server is starting; checking that the endpoint is still running",
             )
-        live = self._reconciler.live.get(endpoint.endpoint_id) if self._reconciler else None
+        live = self._live.route(endpoint.endpoint_id) if self._live is not None else None
         if live is None:
             return endpoint_to_proto(endpoint)
         return endpoint_to_proto(endpoint, live.available_workers, live.unavailable_workers)
@@ -77,11 +77,11 @@ class ModelEndpointServicer(egrpc.ModelEndpointServiceServicer):
     ) -> epb.ReadModelEndpointCreationLogsResponse:
         endpoint, events = await self._endpoints.events(owner(), request.name)
         logs = ""
-        if self._reconciler is not None:
+        if self._live is not None:
             from launch_server.serving.logs import endpoint_logs
 
             bundle_has_requirements = any("installing requirements" in e.message for e in events)
-            logs = await asyncio.to_thread(endpoint_logs, self._reconciler.app_name(endpoint), bundle_has_requirements)
+            logs = await asyncio.to_thread(endpoint_logs, self._live.app_name(endpoint), bundle_has_requirements)
         return epb.ReadModelEndpointCreationLogsResponse(events=[event_to_proto(e) for e in events], logs=logs)
 
     async def GetModelEndpointRoute(

@@ -8,10 +8,10 @@ from launch.v1 import inference_pb2 as ipb
 from launch.v1 import inference_pb2_grpc as igrpc
 
 from launch_server.api.auth import owner
-from launch_server.domain.errors import EndpointUnavailable, InvalidArgument, NotImplementedYet
+from launch_server.domain.errors import EndpointUnavailable, NotImplementedYet
 from launch_server.domain.validation import validate_name
 from launch_server.serving.router import Router
-from launch_server.wire.messages import request_from_input, result_to_proto
+from launch_server.wire.messages import answer_to_proto, request_of
 
 
 class InferenceServicer(igrpc.InferenceServiceServicer):
@@ -20,13 +20,11 @@ class InferenceServicer(igrpc.InferenceServiceServicer):
 
     async def Predict(self, request: ipb.PredictRequest, context: grpc.aio.ServicerContext) -> ipb.PredictResponse:
         validate_name("endpoint_name", request.endpoint_name)
-        if not request.HasField("input"):
-            raise InvalidArgument("input", "is required")
-        payload = request_from_input(request.input, "input")
+        inference = request_of(request)
         if self._router is None:
             raise EndpointUnavailable("this server runs without a serving layer (LAUNCH_SERVING=0)")
-        answer = await self._router.predict(owner(), request.endpoint_name, payload, context.time_remaining())
-        return ipb.PredictResponse(result=result_to_proto(answer))
+        answer = await self._router.predict(owner(), request.endpoint_name, inference, context.time_remaining())
+        return ipb.PredictResponse(result=answer_to_proto(answer))
 
     async def PredictStream(self, request, context):  # type: ignore[no-untyped-def]
         raise NotImplementedYet("InferenceService.PredictStream is not served by this server version yet")

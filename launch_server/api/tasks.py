@@ -17,7 +17,7 @@ from launch_server.domain.errors import InvalidArgument, NotImplementedYet
 from launch_server.domain.ports import ObjectStorage
 from launch_server.domain.tasks import MAX_WATCH, Task, TaskInput, TaskService
 from launch_server.task_queue.watch import Watcher, WatchHub, supersedes
-from launch_server.wire.messages import request_from_input
+from launch_server.wire.messages import request_from_proto
 
 STATES = {
     "PENDING": ipb.RESULT_STATE_PENDING,
@@ -49,7 +49,7 @@ def task_input(spec: tpb.TaskSpec, field: str) -> TaskInput:
     if not spec.HasField("input"):
         raise InvalidArgument(f"{field}.input", "is required")
     return TaskInput(
-        payload=request_from_input(spec.input, f"{field}.input"),
+        work=request_from_proto(spec.input, f"{field}.input"),
         callback_url=spec.callback_url,
         client_request_id=spec.client_request_id,
     )

@@ -9,6 +9,7 @@ import asyncio
 import dataclasses
 import math
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from enum import Enum
@@ -29,6 +30,7 @@ from launch_server.domain.entities import Page
 from launch_server.domain.errors import InvalidArgument, NotFound
 from launch_server.domain.ownership import results_prefix
 from launch_server.domain.ports import BundleRepository
+from launch_server.domain.requests import ChunkRequest, InferenceRequest
 from launch_server.domain.resources import accelerator_for, parse_memory
 from launch_server.domain.tasks import TaskInput, TaskService
 from launch_server.domain.validation import (
@@ -148,12 +150,14 @@ class BatchJobService:
         bundles: BundleRepository,
         endpoints: EndpointService,
         tasks: TaskService,
+        on_change: Callable[[], object] = lambda: None,
     ) -> None:
+        """`on_change` wakes whatever drives jobs to completion (a job was created or cancelled)."""
         self._repo = repo
         self._bundles = bundles
         self._endpoints = endpoints
         self._tasks = tasks
-        self.on_change = lambda: None
+        self._on_change = on_change
 
     async def create(
         self,
@@ -229,14 +233,18 @@ class BatchJobService:
         )
         items = [
             TaskInput(
-                payload={"chunk": chunk, "format": fmt, "output_key": chunk_key(job_id, index)},
+                work=ChunkRequest(
+                    items=tuple(InferenceRequest.from_dict(i) for i in chunk),
+                    format=fmt,
+                    output_key=chunk_key(job_id, index),
+                ),
                 client_request_id=f"chunk-{index}",
             )
             for index, chunk in enumerate(chunks)
         ]
         for start in range(0, len(items), 10_000):
             await self._tasks.submit(owner, endpoint.name, items[start : start + 10_000], internal=True)
-        self.on_change()
+        self._on_change()
         return job
 
     async def get(self, owner: str, job_id: str) -> BatchJob:
@@ -261,5 +269,5 @@ class BatchJobService:
             status_reason="cancelled by the owner",
             finished_at=now,
         )
-        self.on_change()
+        self._on_change()
         return job.replace(status=BatchStatus.CANCELLED, status_reason="cancelled by the owner", finished_at=now)

@@ -209,12 +209,13 @@ class EndpointService:
         self,
         repo: EndpointRepository,
         bundles: BundleRepository,
+        *,
         on_change: Callable[[], None] = lambda: None,
     ) -> None:
         self._repo = repo
         self._bundles = bundles
         # Wakes the reconciler so a change is acted on at once rather than at the next tick.
-        self.on_change = on_change
+        self._on_change = on_change
 
     async def _bundle(self, owner: str, name: str, field_name: str) -> Bundle:
         bundle = await asyncio.to_thread(self._bundles.get, owner, name)
@@ -257,7 +258,7 @@ class EndpointService:
             request_id=request_id or None,
         )
         created = await asyncio.to_thread(self._repo.add, endpoint, f"created with bundle {bundle.name!r}")
-        self.on_change()
+        self._on_change()
         return created
 
     async def get(self, owner: str, name: str) -> Endpoint:
@@ -292,7 +293,7 @@ class EndpointService:
             current.replace(settings=settings, bundle_id=bundle_id, bundle_name=settings.bundle_name),
             f"edited: {described}",
         )
-        self.on_change()
+        self._on_change()
         return updated
 
     async def delete(self, owner: str, name: str) -> Endpoint:
@@ -302,7 +303,7 @@ class EndpointService:
         await asyncio.to_thread(
             self._repo.set_status, endpoint.endpoint_id, EndpointStatus.DELETE_IN_PROGRESS, "deletion requested"
         )
-        self.on_change()
+        self._on_change()
         return endpoint.replace(status=EndpointStatus.DELETE_IN_PROGRESS)
 
     async def events(self, owner: str, name: str) -> tuple[Endpoint, list[EndpointEvent]]:

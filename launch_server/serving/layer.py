@@ -11,6 +11,7 @@ from datetime import UTC, datetime, timedelta
 
 from launch_server.app import App
 from launch_server.domain.batch_jobs import BatchJobService
+from launch_server.domain.endpoints import EndpointService
 from launch_server.domain.tasks import TaskService
 from launch_server.serving import cluster, ray_gate
 from launch_server.serving.reconciler import STATUS_TIMEOUT_S, Reconciler
@@ -20,6 +21,7 @@ from launch_server.storage.sweeper import StorageSweeper, SweepPolicy
 from launch_server.store.batch_repository import SqlBatchJobRepository
 from launch_server.store.secrets import shared_secret
 from launch_server.store.task_repository import SqlTaskRepository
+from launch_server.task_queue.admission import AdmittingWriter
 from launch_server.task_queue.batch_runner import BatchRunner
 from launch_server.task_queue.callbacks import CallbackSender
 from launch_server.task_queue.dispatcher import Dispatcher
@@ -51,45 +53,53 @@ class ServingLayer:
             s.replica_tls_ca_pem, s.replica_tls_cert_pem, s.replica_tls_key_pem = tls.ca_pem, tls.cert_pem, tls.key_pem
         self.app = app
         self.head: cluster.LocalHead | None = None  # the local Ray, when this server runs its own
-        self.reconciler = Reconciler(s, app.endpoint_repo, app.bundle_repo)
-        self.router = Router(self.reconciler, app.endpoint_repo)
+        self.reconciler = Reconciler(
+            s,
+            app.endpoint_repo,
+            app.bundle_repo,
+            on_removed=lambda endpoint_id: self.task_repo.fail_endpoint_tasks(
+                endpoint_id, "cancelled: the endpoint was deleted"
+            ),
+        )
+        app.endpoints = EndpointService(app.endpoint_repo, app.bundle_repo, on_change=self.reconciler.wake)
+        self.router = Router(s, self.reconciler, app.endpoint_repo)
         self.task_repo = SqlTaskRepository(app.engine)
-        self.tasks = TaskService(self.task_repo, app.endpoint_repo)
         self.hub = WatchHub(self.task_repo)
+        self.callbacks = CallbackSender.from_settings(self.task_repo, s)
         self.dispatcher = Dispatcher(
             self.task_repo,
             self.reconciler,
             self.router,
             self.hub,
+            on_finished=self.callbacks.wake,
             lease_s=s.task_lease_s,
             max_attempts=s.task_max_attempts,
             group_max=s.task_group_max,
         )
-        self.callbacks = CallbackSender.from_settings(self.task_repo, s)
+        writer = AdmittingWriter(
+            self.task_repo,
+            self.dispatcher.wake,
+            self.dispatcher if s.task_fast_path else None,
+            s.task_hold_ms / 1000 if s.task_fast_path else 0.0,
+        )
+        self.tasks = TaskService(self.task_repo, app.endpoint_repo, self.reconciler, writer, self.dispatcher.cancel)
         # Revoked keys' route tokens stop at the replicas, not only when they expire.
         self.revocations = RevocationPublisher(
             app.keys, s.serve_app_prefix, s.route_token_ttl_s + s.auth_cache_seconds, s.revoked_keys_poll_s
         )
         self.sweeper = StorageSweeper(app.bundles.storage, SweepPolicy.from_settings(s))
         self.batch_repo = SqlBatchJobRepository(app.engine)
-        self.batch_jobs = BatchJobService(self.batch_repo, app.bundle_repo, app.endpoints, self.tasks)
-        self.batches = BatchRunner(self.batch_repo, self.task_repo, app.endpoint_repo, self.reconciler, self.router)
-        self.batch_jobs.on_change = self.batches.kick
-        app.endpoints.on_change = self.reconciler.kick
-        self.tasks.on_submit = self.dispatcher.kick
-        self.tasks.on_cancel = self.dispatcher.cancel
-        if s.task_fast_path:
-            self.tasks.admission = self.dispatcher
-            self.tasks.hold_s = s.task_hold_ms / 1000
-        self.tasks.cached_endpoint = self._cached_endpoint
-        self.dispatcher.on_finished = self.callbacks.kick
-        self.reconciler.on_removed = lambda endpoint_id: self.task_repo.fail_endpoint_tasks(
-            endpoint_id, "cancelled: the endpoint was deleted"
+        self.batches = BatchRunner(
+            self.batch_repo,
+            self.task_repo,
+            app.endpoint_repo,
+            self.reconciler,
+            self.router,
+            wake_reconciler=self.reconciler.wake,
         )
-
-    def _cached_endpoint(self, owner: str, name: str):  # type: ignore[no-untyped-def]
-        route = self.reconciler.routes.get((owner, name))
-        return self.reconciler.endpoints_by_id.get(route[0]) if route else None
+        self.batch_jobs = BatchJobService(
+            self.batch_repo, app.bundle_repo, app.endpoints, self.tasks, on_change=self.batches.wake
+        )
 
     async def run(self, stop: asyncio.Event) -> None:
         settings = self.app.settings
@@ -246,7 +256,7 @@ class ServingLayer:
                 pass
             try:
                 if await asyncio.to_thread(self.task_repo.reclaim_expired_leases, self.dispatcher.max_attempts):
-                    self.dispatcher.kick()
+                    self.dispatcher.wake()
                 await asyncio.to_thread(self.task_repo.expire_pending)
                 if loop.time() - last_purge > 60:
                     last_purge = loop.time()

@@ -2,7 +2,8 @@
 bundles and settings, a generation per change); Ray Serve holds only running state. Each pass
 deploys what is new or changed, deletes what was deleted, maps Serve's status onto Launch's status
 strings (recording every transition and Serve message as an endpoint event), and refreshes the
-router's in-memory view so the predict path never queries the database.
+live view (domain/live_endpoints.py) every reader of the serving state uses, so the request
+paths never query the database.
 
 Deploys never wait: `serve._run(..., _blocking=False)`, then later passes read serve.status().
 All Ray calls are blocking, so a pass runs in a worker thread and RPCs are never blocked."""
@@ -10,14 +11,23 @@ All Ray calls are blocking, so a pass runs in a worker thread and RPCs are never
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
-from launch_server.domain.endpoints import Endpoint, EndpointStatus, EndpointType, is_batch_endpoint
+from launch_server.domain.endpoints import (
+    Endpoint,
+    EndpointRepository,
+    EndpointStatus,
+    EndpointType,
+    is_batch_endpoint,
+)
+from launch_server.domain.live_endpoints import LiveRoute
 from launch_server.domain.ownership import results_prefix
+from launch_server.domain.serving_ports import BundleSource
 from launch_server.replica import registry as replica_registry
 from launch_server.replica.autoscaling import POLICY_IMPORT_PATH
 from launch_server.replica.bundle_runtime import BundleDescriptor, RuntimeConfig
@@ -26,8 +36,6 @@ from launch_server.serving.logs import pip_log_name
 from launch_server.serving.placement import cluster_nodes, describe, missing_on_best_node, replica_demand
 from launch_server.serving.ray_gate import RayUnavailable, gate
 from launch_server.settings import Settings
-from launch_server.store.endpoint_repository import SqlEndpointRepository
-from launch_server.store.repositories import SqlBundleRepository
 from launch_server.wire.route_tokens import endpoint_key
 
 log = logging.getLogger(__name__)
@@ -44,72 +52,116 @@ _CHANGING = (
 
 
 @dataclass
-class LiveState:
-    """What the serving layer says about one endpoint right now."""
-
-    app_name: str
-    status: EndpointStatus
-    reason: str
-    available_workers: int = 0
-    unavailable_workers: int = 0
-    serving: bool = False  # a predict may be sent (READY, or rolling out with replicas running)
-
-
-@dataclass
 class _Deployed:
     generation: int
     since: float
     ever_running: bool = False
 
 
-@dataclass
 class Reconciler:
-    settings: Settings
-    endpoints: SqlEndpointRepository
-    bundles: SqlBundleRepository
-    live: dict[str, LiveState] = field(default_factory=dict)  # endpoint_id -> state
-    # (owner, name) -> (endpoint_id, endpoint type value): the predict path's lookup table.
-    routes: dict[tuple[str, str], tuple[str, str]] = field(default_factory=dict)
-    endpoints_by_id: dict[str, Endpoint] = field(default_factory=dict)
-    # Called with an endpoint id once its application is gone (the task queue cancels its tasks).
-    on_removed: Callable[[str], None] = lambda endpoint_id: None
-    _deployed: dict[str, _Deployed] = field(default_factory=dict)
-    _kick: asyncio.Event = field(default_factory=asyncio.Event)
-    ready: bool = False
-    error: str = ""
-    # Set while the Ray cluster is known to be gone (the reason says why): passes then make no
-    # Ray call, and every endpoint is reported as not serving with this reason.
-    ray_down: str = ""
-    first_pass: asyncio.Event = field(default_factory=asyncio.Event)
-    _last_change: float = field(default_factory=time.monotonic)
+    """Runs the passes and owns the live view they fill (LiveEndpoints): readers get immutable
+    LiveRoute values and Endpoint rows, never the tables themselves, so a pass can replace any of
+    them at any time."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        endpoint_repo: EndpointRepository,
+        bundle_repo: BundleSource,
+        *,
+        on_removed: Callable[[str], None] = lambda endpoint_id: None,
+    ) -> None:
+        self.settings = settings
+        self._endpoints = endpoint_repo
+        self._bundles = bundle_repo
+        # Called with an endpoint id once its application is gone (the task queue cancels its tasks).
+        self._on_removed = on_removed
+        self._live: dict[str, LiveRoute] = {}  # endpoint_id -> what Serve says about it
+        # (owner, name) -> endpoint_id, and endpoint_id -> row: the predict path's lookup tables.
+        self._ids_by_name: dict[tuple[str, str], str] = {}
+        self._by_id: dict[str, Endpoint] = {}
+        self._deployed: dict[str, _Deployed] = {}
+        self._wake = asyncio.Event()
+        self._ready = False
+        self.error = ""
+        # Set while the Ray cluster is known to be gone (the reason says why): passes then make no
+        # Ray call, and every endpoint is reported as not serving with this reason.
+        self._ray_down = ""
+        self.first_pass = asyncio.Event()
+        self._last_change = time.monotonic()
+
+    # ---- the live view (LiveEndpoints) ---------------------------------------------------------
+
+    def endpoint_for(self, owner: str, name: str) -> Endpoint | None:
+        endpoint_id = self._ids_by_name.get((owner, name))
+        return self._by_id.get(endpoint_id) if endpoint_id is not None else None
+
+    def endpoint(self, endpoint_id: str) -> Endpoint | None:
+        return self._by_id.get(endpoint_id)
+
+    def endpoints(self) -> list[Endpoint]:
+        return list(self._by_id.values())
+
+    def route(self, endpoint_id: str) -> LiveRoute | None:
+        return self._live.get(endpoint_id)
+
+    def capacity(self, endpoint_id: str) -> int:
+        endpoint = self._by_id.get(endpoint_id)
+        live = self._live.get(endpoint_id)
+        if endpoint is None or live is None or not live.serving:
+            return 0
+        return max(1, endpoint.settings.per_worker * endpoint.settings.max_workers)
 
     def app_name(self, endpoint: Endpoint) -> str:
         return f"{self.settings.serve_app_prefix}-{endpoint.endpoint_id}"
 
-    def kick(self) -> None:
+    @property
+    def ray_down(self) -> str:
+        return self._ray_down
+
+    @property
+    def ready(self) -> bool:
+        return self._ready
+
+    async def wait_ready(self, timeout: float) -> bool:
+        try:
+            await asyncio.wait_for(self.first_pass.wait(), timeout)
+        except TimeoutError:
+            return False
+        return True
+
+    # ---- the loop ------------------------------------------------------------------------------
+
+    def wake(self) -> None:
         """Asks for a pass now (thread-safe enough: set() from the loop thread only)."""
-        self._kick.set()
+        self._wake.set()
 
     def ray_lost(self, reason: str) -> None:
         """The cluster is gone: nothing is served (the dispatcher stops claiming) until ray_back."""
-        self.ray_down = reason
-        for state in self.live.values():
-            if state.status is not EndpointStatus.DELETE_IN_PROGRESS:
-                state.status, state.reason, state.serving = EndpointStatus.UPDATE_IN_PROGRESS, reason, False
-                state.available_workers = state.unavailable_workers = 0
-        self.kick()
+        self._ray_down = reason
+        for endpoint_id, live in self._live.items():
+            if live.status is not EndpointStatus.DELETE_IN_PROGRESS:
+                self._live[endpoint_id] = dataclasses.replace(
+                    live,
+                    status=EndpointStatus.UPDATE_IN_PROGRESS,
+                    reason=reason,
+                    serving=False,
+                    available_workers=0,
+                    unavailable_workers=0,
+                )
+        self.wake()
 
     def ray_back(self) -> None:
         """A new cluster is up: the next passes redeploy every endpoint from the database."""
         self._deployed.clear()
         self._last_change = time.monotonic()
-        self.ray_down = ""
-        self.kick()
+        self._ray_down = ""
+        self.wake()
 
     async def run(self, stop: asyncio.Event) -> None:
         while not stop.is_set():
             try:
-                await asyncio.to_thread(self.report_outage if self.ray_down else self._gated_pass)
+                await asyncio.to_thread(self.report_outage if self._ray_down else self._gated_pass)
                 self.error = ""
                 self.first_pass.set()
             except Exception as exc:  # noqa: BLE001 - the loop must outlive any one failure
@@ -122,12 +174,12 @@ class Reconciler:
                 # Raised by a Ray call in the pass's thread (its cluster went away).
                 self.error = f"a Ray call of the reconcile pass was cut off: {exc!r}"
                 log.warning(self.error)
-            self._kick.clear()
+            self._wake.clear()
             interval = self.settings.reconcile_interval_s
             if self.converging():
                 interval = min(interval, self.settings.converging_interval_s)
             try:
-                await asyncio.wait_for(self._kick.wait(), timeout=interval)
+                await asyncio.wait_for(self._wake.wait(), timeout=interval)
             except TimeoutError:
                 pass
 
@@ -137,23 +189,23 @@ class Reconciler:
         within a fraction of a second instead of a whole reconcile interval."""
         if time.monotonic() - self._last_change > CONVERGING_FOR_S:
             return False  # stuck (say, waiting for a GPU): no point in polling Serve fast
-        live = any(state.status in _CHANGING or state.unavailable_workers > 0 for state in self.live.values())
-        return live or any(e.status in _CHANGING for e in self.endpoints_by_id.values())
+        live = any(r.status in _CHANGING or r.unavailable_workers > 0 for r in self._live.values())
+        return live or any(e.status in _CHANGING for e in self._by_id.values())
 
     # ---- one pass ------------------------------------------------------------------------------
 
     def report_outage(self) -> None:
         """A pass while Ray is gone: records the reason on every endpoint (an event once per
         change), with no Ray call; the router's view stays, so requests get the reason."""
-        reason = self.ray_down
-        for endpoint in self.endpoints.list_all():
+        reason = self._ray_down
+        for endpoint in self._endpoints.list_all():
             if endpoint.status is EndpointStatus.DELETE_IN_PROGRESS:
                 continue
-            self.endpoints.set_status(
+            self._endpoints.set_status(
                 endpoint.endpoint_id, EndpointStatus.UPDATE_IN_PROGRESS, reason, endpoint.generation
             )
-            self.live[endpoint.endpoint_id] = LiveState(
-                self.app_name(endpoint), EndpointStatus.UPDATE_IN_PROGRESS, reason
+            self._live[endpoint.endpoint_id] = LiveRoute(
+                self.app_name(endpoint), serving=False, status=EndpointStatus.UPDATE_IN_PROGRESS, reason=reason
             )
 
     def _gated_pass(self) -> None:
@@ -163,7 +215,7 @@ class Reconciler:
             with gate.held():
                 self.reconcile_once()
         except RayUnavailable as exc:
-            if self.ray_down:
+            if self._ray_down:
                 self.report_outage()
             else:
                 log.warning("reconcile pass made no Ray call: %s", exc)
@@ -175,7 +227,7 @@ class Reconciler:
 
         status = serve_status(STATUS_TIMEOUT_S)
         apps = status.applications
-        endpoints = self.endpoints.list_all()
+        endpoints = self._endpoints.list_all()
         known = set()
         for endpoint in endpoints:
             app = self.app_name(endpoint)
@@ -188,20 +240,15 @@ class Reconciler:
             if app.startswith(f"{self.settings.serve_app_prefix}-") and app not in known:
                 log.info("deleting orphaned Serve application %s", app)
                 serve.delete(app, _blocking=False)
-        self.routes = {
-            (e.owner, e.name): (e.endpoint_id, e.settings.endpoint_type.value)
-            for e in endpoints
-            if e.status is not EndpointStatus.DELETE_IN_PROGRESS
-        }
-        self.endpoints_by_id = {
-            e.endpoint_id: e for e in endpoints if e.status is not EndpointStatus.DELETE_IN_PROGRESS
-        }
+        serving = [e for e in endpoints if e.status is not EndpointStatus.DELETE_IN_PROGRESS]
+        self._ids_by_name = {(e.owner, e.name): e.endpoint_id for e in serving}
+        self._by_id = {e.endpoint_id: e for e in serving}
         live_ids = {e.endpoint_id for e in endpoints}
-        for endpoint_id in list(self.live):
+        for endpoint_id in list(self._live):
             if endpoint_id not in live_ids:
-                self.live.pop(endpoint_id, None)
+                self._live.pop(endpoint_id, None)
                 self._deployed.pop(endpoint_id, None)
-        self.ready = True
+        self._ready = True
 
     def _converge(self, endpoint: Endpoint, app: str, apps: dict[str, Any]) -> None:
         if endpoint.status is EndpointStatus.DELETE_IN_PROGRESS:
@@ -220,18 +267,19 @@ class Reconciler:
     def _tear_down(self, endpoint: Endpoint, app: str, apps: dict[str, Any]) -> None:
         from ray import serve
 
-        state = self.live.get(endpoint.endpoint_id)
-        if state is not None:
-            state.serving = False
-            state.status = EndpointStatus.DELETE_IN_PROGRESS
+        live = self._live.get(endpoint.endpoint_id)
+        if live is not None:
+            self._live[endpoint.endpoint_id] = dataclasses.replace(
+                live, serving=False, status=EndpointStatus.DELETE_IN_PROGRESS
+            )
         if app in apps:
             if str(apps[app].status) not in ("DELETING", "ApplicationStatus.DELETING"):
                 serve.delete(app, _blocking=False)
             return
-        self.on_removed(endpoint.endpoint_id)
+        self._on_removed(endpoint.endpoint_id)
         replica_registry.drop_application(app)  # entries of replicas that died without withdrawing
-        self.endpoints.remove(endpoint.endpoint_id)
-        self.live.pop(endpoint.endpoint_id, None)
+        self._endpoints.remove(endpoint.endpoint_id)
+        self._live.pop(endpoint.endpoint_id, None)
         self._deployed.pop(endpoint.endpoint_id, None)
         log.info("endpoint %s (%s) deleted", endpoint.name, endpoint.endpoint_id)
 
@@ -273,9 +321,9 @@ class Reconciler:
 
         from launch_server.replica.deployment import LaunchReplica
 
-        bundle = self.bundles.get_by_id(endpoint.bundle_id)
+        bundle = self._bundles.get_by_id(endpoint.bundle_id)
         if bundle is None:
-            self.endpoints.set_status(
+            self._endpoints.set_status(
                 endpoint.endpoint_id, EndpointStatus.UPDATE_FAILED, "its bundle no longer exists", endpoint.generation
             )
             return
@@ -286,8 +334,10 @@ class Reconciler:
                 f"no node in the cluster can fit one worker: missing {describe(missing)} "
                 f"(each worker needs {describe(replica_demand(options))})"
             )
-            self.endpoints.set_status(endpoint.endpoint_id, EndpointStatus.UPDATE_FAILED, reason, endpoint.generation)
-            self.live[endpoint.endpoint_id] = LiveState(app, EndpointStatus.UPDATE_FAILED, reason)
+            self._endpoints.set_status(endpoint.endpoint_id, EndpointStatus.UPDATE_FAILED, reason, endpoint.generation)
+            self._live[endpoint.endpoint_id] = LiveRoute(
+                app, serving=False, status=EndpointStatus.UPDATE_FAILED, reason=reason
+            )
             return
         s, cfg = endpoint.settings, self.settings
         config = RuntimeConfig(
@@ -331,9 +381,11 @@ class Reconciler:
         message = f"deploying generation {endpoint.generation} (bundle {bundle.name!r})"
         if bundle.requirements:
             message += f"; installing requirements {list(bundle.requirements)}"
-        self.endpoints.set_status(endpoint.endpoint_id, EndpointStatus.UPDATE_IN_PROGRESS, message, endpoint.generation)
-        self.live[endpoint.endpoint_id] = LiveState(
-            app, EndpointStatus.UPDATE_IN_PROGRESS, message, serving=was_running
+        self._endpoints.set_status(
+            endpoint.endpoint_id, EndpointStatus.UPDATE_IN_PROGRESS, message, endpoint.generation
+        )
+        self._live[endpoint.endpoint_id] = LiveRoute(
+            app, serving=was_running, status=EndpointStatus.UPDATE_IN_PROGRESS, reason=message
         )
 
     def _observe(self, endpoint: Endpoint, app: str, overview: Any, deployed: _Deployed) -> None:
@@ -374,8 +426,8 @@ class Reconciler:
                 short = missing_on_best_node(replica_demand(options), cluster_nodes(available=True))
                 if short is not None:
                     reason = f"waiting for resources: no node has {describe(short)} free now"
-        self.endpoints.set_status(endpoint.endpoint_id, status, reason, endpoint.generation)
-        state = LiveState(app, status, reason, available, unavailable, serving)
-        if state != self.live.get(endpoint.endpoint_id):
+        self._endpoints.set_status(endpoint.endpoint_id, status, reason, endpoint.generation)
+        live = LiveRoute(app, serving, status, reason, available, unavailable)
+        if live != self._live.get(endpoint.endpoint_id):
             self._last_change = time.monotonic()
-        self.live[endpoint.endpoint_id] = state
+        self._live[endpoint.endpoint_id] = live

@@ -1,7 +1,6 @@
-"""The sync predict path: finds the endpoint's Serve application from the reconciler's in-memory
-view (no database round trip), holds one DeploymentHandle per application, and awaits the call
-on the server's asyncio loop within the caller's deadline, cancelling it in Ray when the deadline
-passes."""
+"""The sync predict path: finds the endpoint's Serve application in the live view (no database
+round trip), holds one DeploymentHandle per application, and awaits the call on the server's
+asyncio loop within the caller's deadline, cancelling it in Ray when the deadline passes."""
 
 from __future__ import annotations
 
@@ -20,9 +19,11 @@ from launch_server.domain.errors import (
     NotFound,
     ResourceExhausted,
 )
+from launch_server.domain.live_endpoints import LiveEndpoints, LiveRoute
+from launch_server.domain.requests import InferenceAnswer, InferenceRequest
 from launch_server.replica import registry as replica_registry
 from launch_server.serving.ray_gate import gate
-from launch_server.serving.reconciler import Reconciler
+from launch_server.settings import Settings
 from launch_server.wire.route_tokens import SERVER_KEY_ID, mint
 
 T = TypeVar("T")
@@ -31,7 +32,7 @@ ASYNC_HINT = "submit tasks to it instead (TaskService.CreateTask; AsyncEndpoint.
 
 @dataclass(frozen=True)
 class DirectRoute:
-    """Where a sync endpoint's replicas answer directly (see direct_ingress); no addresses means
+    """Where a sync endpoint's replicas answer directly (see replica.listener); no addresses means
     "send Predict to the server"."""
 
     addresses: tuple[str, ...]
@@ -48,8 +49,9 @@ log = logging.getLogger(__name__)
 
 
 class Router:
-    def __init__(self, reconciler: Reconciler, endpoints: EndpointRepository) -> None:
-        self._reconciler = reconciler
+    def __init__(self, settings: Settings, live: LiveEndpoints, endpoints: EndpointRepository) -> None:
+        self._settings = settings
+        self._live = live
         self._endpoints = endpoints
         self._handles: dict[str, Any] = {}
         self._addresses: dict[str, tuple[float, tuple[str, ...]]] = {}
@@ -62,21 +64,15 @@ class Router:
         NOT_FOUND and FAILED_PRECONDITION (async) as for Predict; an endpoint that cannot take a
         direct request now (not serving, zero workers, route off) gets no addresses, so the
         client sends Predict here and gets the full answer or error."""
-        settings = self._reconciler.settings
+        settings = self._settings
         empty = DirectRoute((), "", 0, settings.route_refresh_s)
-        route = self._reconciler.routes.get((owner, name))
-        if route is None:
-            reason = await self._unavailable_reason(owner, name)
-            if isinstance(reason, EndpointUnavailable):
-                return empty
-            raise reason
-        endpoint_id, endpoint_type = route
-        if endpoint_type == EndpointType.ASYNC.value:
-            raise FailedPrecondition(f"model endpoint {name!r} is async: {ASYNC_HINT}")
-        state = self._reconciler.live.get(endpoint_id)
-        if not settings.direct_route or state is None or not state.serving:
+        try:
+            endpoint_id, live = await self._resolve(owner, name)
+        except EndpointUnavailable:
             return empty
-        addresses = await self._replica_addresses(state.app_name)
+        if not settings.direct_route:
+            return empty
+        addresses = await self._replica_addresses(live.app_name)
         if not addresses:
             return empty
         token, expires = mint(settings.route_secret.encode(), endpoint_id, settings.route_token_ttl_s, key_id=key_id)
@@ -85,13 +81,13 @@ class Router:
     @property
     def replica_ca_pem(self) -> str:
         """The authority replica ports' certificates chain to; empty when they speak plaintext."""
-        return self._reconciler.settings.replica_tls_ca_pem
+        return self._settings.replica_tls_ca_pem
 
     async def replica_route(self, endpoint_id: str, app_name: str) -> tuple[tuple[str, ...], str] | None:
         """For the server's own calls (the dispatcher's, to async endpoints): the running replicas'
         direct addresses and a token for them, or None when the route is off or none is running.
         The token is reused until half its life is left."""
-        settings = self._reconciler.settings
+        settings = self._settings
         if not settings.direct_route:
             return None
         addresses = await self._replica_addresses(app_name)
@@ -161,29 +157,30 @@ class Router:
         reason = f": {endpoint.status_reason}" if endpoint.status_reason else ""
         return EndpointUnavailable(f"model endpoint {name!r} is {endpoint.status.value}{reason}")
 
-    async def predict(self, owner: str, name: str, request: dict[str, Any], timeout: float | None) -> dict[str, Any]:
-        if not self._reconciler.ready:
-            # The server just started: wait (within the deadline) for the first reconcile pass,
-            # so a restart looks like a slow request rather than an error.
-            try:
-                await asyncio.wait_for(self._reconciler.first_pass.wait(), min(timeout or 30.0, 30.0))
-            except TimeoutError:
-                raise EndpointUnavailable(
-                    f"the serving layer is starting; retry shortly ({self._reconciler.error})"
-                ) from None
-        route = self._reconciler.routes.get((owner, name))
-        if route is None:
+    async def _resolve(self, owner: str, name: str) -> tuple[str, LiveRoute]:
+        """The owner's sync endpoint by name and its deployment, when it serves now; otherwise
+        the error a caller gets: NotFound, FailedPrecondition (async: tasks, not predicts) or
+        EndpointUnavailable saying the endpoint's status and why."""
+        endpoint = self._live.endpoint_for(owner, name)
+        if endpoint is None:
             raise await self._unavailable_reason(owner, name)
-        endpoint_id, endpoint_type = route
-        if endpoint_type == EndpointType.ASYNC.value:
+        if endpoint.settings.endpoint_type is EndpointType.ASYNC:
             raise FailedPrecondition(f"model endpoint {name!r} is async: {ASYNC_HINT}")
-        state = self._reconciler.live.get(endpoint_id)
-        if state is None or not state.serving:
-            if state is None:
-                raise await self._unavailable_reason(owner, name)
-            reason = f": {state.reason}" if state.reason else ""
-            raise EndpointUnavailable(f"model endpoint {name!r} is {state.status.value}{reason}")
-        handle = await self.handle(state.app_name)
+        live = self._live.route(endpoint.endpoint_id)
+        if live is None:
+            raise await self._unavailable_reason(owner, name)
+        if not live.serving:
+            reason = f": {live.reason}" if live.reason else ""
+            raise EndpointUnavailable(f"model endpoint {name!r} is {live.status.value}{reason}")
+        return endpoint.endpoint_id, live
+
+    async def predict(self, owner: str, name: str, request: InferenceRequest, timeout: float | None) -> InferenceAnswer:
+        if not self._live.ready and not await self._live.wait_ready(min(timeout or 30.0, 30.0)):
+            # The server just started: a request waits (within its deadline) for the first pass,
+            # so a restart looks like a slow request rather than an error.
+            raise EndpointUnavailable(f"the serving layer is starting; retry shortly ({self._live.error})")
+        _, live = await self._resolve(owner, name)
+        handle = await self.handle(live.app_name)
         response = handle.remote(request)
         try:
             async with asyncio.timeout(timeout):  # no extra task per request, unlike wait_for

@@ -5,7 +5,6 @@ writers (BEGIN IMMEDIATE), which gives the same guarantee for one file."""
 from __future__ import annotations
 
 import dataclasses
-import json
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
@@ -15,10 +14,11 @@ from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, delete, select
 
 from launch_server.domain.errors import ResourceExhausted
+from launch_server.domain.requests import TaskWork, task_work_from_json
 from launch_server.domain.tasks import TERMINAL, Outcome, Task, TaskState, finished_task
 from launch_server.store.db import writer
 from launch_server.store.repositories import as_utc
-from launch_server.store.sqlite_now import SqliteNow
+from launch_server.store.sqlite_nonblocking import NonBlockingInsert
 from launch_server.store.tables import TaskRow
 
 IN_CHUNK = 500
@@ -97,9 +97,11 @@ def to_task(row: TaskRow) -> Task:
 
 
 @dataclass(frozen=True)
-class Claimed:
+class ClaimedTask:
+    """A task a worker holds under its lease, with the work its replica is asked to do."""
+
     task_id: str
-    payload: dict
+    work: TaskWork
     attempts: int
     task: Task | None = None  # the row as claimed, so finishing it needs no read-back
 
@@ -116,7 +118,7 @@ class SqlTaskRepository:
         self._engine = engine
         self._writer = writer(engine)
         self._skip_locked = engine.dialect.name == "postgresql"
-        self._now = SqliteNow(engine, TASKS)
+        self._without_waiting = NonBlockingInsert(engine, TASKS)
 
     # ---- submission and reads -------------------------------------------------------------------
 
@@ -124,7 +126,7 @@ class SqlTaskRepository:
         """Stores the tasks in one transaction, or returns the earlier ones of a repeated request_id.
 
         Core statements rather than the ORM: this write is on every async request's path, and the
-        ORM's unit of work cost ≈ 4× the time of the INSERT itself. The queue cap is checked after
+        ORM's unit of work costs several times the INSERT itself. The queue cap is checked after
         the INSERT, in the same transaction, so a repeated request_id is answered even when the
         queue is full now."""
         first = tasks[0]
@@ -149,21 +151,21 @@ class SqlTaskRepository:
             raise
         return tasks
 
-    def add_now(self, tasks: list[Task]) -> list[Task] | None:
+    def add_without_waiting(self, tasks: list[Task]) -> list[Task] | None:
         """Stores tasks that wait in no queue (started, or finished, at once) on the calling
-        thread, but only when that cannot wait on a lock (see sqlite_now); None when it did not
+        thread, but only when that cannot wait on a lock (see sqlite_nonblocking); None when it did not
         (PostgreSQL, the lock held, a repeated request_id...): use add_many in a thread then."""
         if any(t.state is TaskState.PENDING for t in tasks):
             return None  # the queue cap needs a count in the same transaction: add_many does that
-        return tasks if self._now.insert([_row_values(t) for t in tasks]) else None
+        return tasks if self._without_waiting.insert([_row_values(t) for t in tasks]) else None
 
     def checkpoint(self) -> int:
-        """Folds SQLite's write-ahead log into the database file (for add_now's connection, which
+        """Folds SQLite's write-ahead log into the database file (for add_without_waiting's connection, which
         never does it itself); a no-op on PostgreSQL. Blocking: for a worker thread."""
-        return self._now.checkpoint()
+        return self._without_waiting.checkpoint()
 
     def close(self) -> None:
-        self._now.close()
+        self._without_waiting.close()
 
     def _by_request_ids(self, owner: str, request_ids: list[str]) -> list[Task]:
         """The earlier tasks of a repeated request: those stored under exactly the ids this retry
@@ -238,7 +240,7 @@ class SqlTaskRepository:
             ).all()
         return {endpoint_id: int(count) for endpoint_id, count in rows}
 
-    def claim(self, endpoint_id: str, limit: int, worker: str, lease_s: float) -> list[Claimed]:
+    def claim(self, endpoint_id: str, limit: int, worker: str, lease_s: float) -> list[ClaimedTask]:
         """Moves up to `limit` of the oldest pending tasks to STARTED under this worker's lease."""
         now = _now()
         with Session(self._writer) as session:
@@ -269,9 +271,9 @@ class SqlTaskRepository:
             session.commit()
         until = now + timedelta(seconds=lease_s)
         return [
-            Claimed(
+            ClaimedTask(
                 t.task_id,
-                json.loads(t.input_json),
+                task_work_from_json(t.input_json),
                 t.attempts + 1,
                 dataclasses.replace(
                     t,

@@ -9,16 +9,16 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+from collections.abc import Callable
 from datetime import UTC, datetime
 
 from launch_server.domain.batch_jobs import BatchJob, BatchStatus, result_key
-from launch_server.domain.endpoints import EndpointStatus
+from launch_server.domain.endpoints import EndpointRepository, EndpointStatus
+from launch_server.domain.live_endpoints import LiveEndpoints
+from launch_server.domain.requests import AssemblePart, AssembleRequest, InferenceAnswer
+from launch_server.domain.serving_ports import BatchJobProgress, ChunkTasks
 from launch_server.domain.tasks import TaskState
-from launch_server.serving.reconciler import Reconciler
 from launch_server.serving.router import Router
-from launch_server.store.batch_repository import SqlBatchJobRepository
-from launch_server.store.endpoint_repository import SqlEndpointRepository
-from launch_server.store.task_repository import SqlTaskRepository
 
 log = logging.getLogger(__name__)
 ASSEMBLE_TIMEOUT_S = 600.0
@@ -31,23 +31,29 @@ def _chunk_index(client_request_id: str) -> int:
 class BatchRunner:
     def __init__(
         self,
-        jobs: SqlBatchJobRepository,
-        tasks: SqlTaskRepository,
-        endpoints: SqlEndpointRepository,
-        reconciler: Reconciler,
+        jobs: BatchJobProgress,
+        tasks: ChunkTasks,
+        endpoints: EndpointRepository,
+        live: LiveEndpoints,
         router: Router,
+        *,
+        wake_reconciler: Callable[[], None],
         poll_s: float = 0.5,
     ) -> None:
-        self.jobs = jobs
-        self.tasks = tasks
-        self.endpoints = endpoints
-        self.reconciler = reconciler
-        self.router = router
-        self.poll_s = poll_s
+        self._jobs = jobs
+        self._tasks = tasks
+        self._endpoints = endpoints
+        self._live = live
+        self._router = router
+        # A finished job's endpoint is marked for deletion: the reconciler tears it down at once
+        # rather than at its next tick.
+        self._wake_reconciler = wake_reconciler
+        self._poll_s = poll_s
         self._wake = asyncio.Event()
         self._assembling: set[str] = set()
 
-    def kick(self) -> None:
+    def wake(self) -> None:
+        """Asks for a pass now (a job was created or cancelled)."""
         self._wake.set()
 
     async def run(self, stop: asyncio.Event) -> None:
@@ -58,41 +64,41 @@ class BatchRunner:
             except Exception:  # noqa: BLE001 - the loop must outlive any one failure
                 log.exception("batch pass failed")
             try:
-                await asyncio.wait_for(self._wake.wait(), timeout=self.poll_s)
+                await asyncio.wait_for(self._wake.wait(), timeout=self._poll_s)
             except TimeoutError:
                 pass
 
     async def pass_once(self) -> None:
-        for job in await asyncio.to_thread(self.jobs.unfinished):
+        for job in await asyncio.to_thread(self._jobs.unfinished):
             try:
                 await self._advance(job)
             except Exception:  # noqa: BLE001 - one job's failure must not stall the others
                 log.exception("advancing batch job %s failed", job.job_id)
-        for job in await asyncio.to_thread(self.jobs.recently_finished_with_endpoint):
+        for job in await asyncio.to_thread(self._jobs.recently_finished_with_endpoint):
             await asyncio.to_thread(self._remove_endpoint, job)
 
     def _remove_endpoint(self, job: BatchJob) -> None:
         """Cancels what is left of a finished job's chunks and tears its endpoint down."""
-        self.tasks.fail_endpoint_tasks(job.endpoint_id, f"cancelled: batch job {job.status.value.lower()}")
-        self.endpoints.set_status(job.endpoint_id, EndpointStatus.DELETE_IN_PROGRESS, f"batch job {job.job_id} done")
-        self.jobs.update(job.job_id, endpoint_id="")
-        self.reconciler.kick()
+        self._tasks.fail_endpoint_tasks(job.endpoint_id, f"cancelled: batch job {job.status.value.lower()}")
+        self._endpoints.set_status(job.endpoint_id, EndpointStatus.DELETE_IN_PROGRESS, f"batch job {job.job_id} done")
+        self._jobs.update(job.job_id, endpoint_id="")
+        self._wake_reconciler()
 
     async def _advance(self, job: BatchJob) -> None:
-        endpoint = await asyncio.to_thread(self.endpoints.get_by_id, job.endpoint_id)
+        endpoint = await asyncio.to_thread(self._endpoints.get_by_id, job.endpoint_id)
         now = datetime.now(UTC)
         if endpoint is None:
-            await asyncio.to_thread(self.jobs.finish, job.job_id, BatchStatus.FAILURE, "its workers were removed", now)
+            await asyncio.to_thread(self._jobs.finish, job.job_id, BatchStatus.FAILURE, "its workers were removed", now)
             return
         if endpoint.status is EndpointStatus.UPDATE_FAILED:
             reason = f"workers could not start: {endpoint.status_reason}"
-            await asyncio.to_thread(self.jobs.finish, job.job_id, BatchStatus.FAILURE, reason, now)
+            await asyncio.to_thread(self._jobs.finish, job.job_id, BatchStatus.FAILURE, reason, now)
             return
-        chunks = await asyncio.to_thread(self.tasks.chunk_states, job.endpoint_id)
+        chunks = await asyncio.to_thread(self._tasks.chunk_states, job.endpoint_id)
         n_chunks = -(-job.total_count // job.chunk_size)
         sizes = {i: min(job.chunk_size, job.total_count - i * job.chunk_size) for i in range(n_chunks)}
         succeeded = failed = 0
-        parts: dict[int, dict] = {}
+        parts: dict[int, AssemblePart] = {}
         started = False
         for client_request_id, state, result, traceback in chunks:
             index = _chunk_index(client_request_id)
@@ -100,17 +106,19 @@ class BatchRunner:
                 summary = json.loads(result)
                 succeeded += summary["succeeded"]
                 failed += summary["failed"]
-                parts[index] = {"location": summary["location"]}
+                parts[index] = AssemblePart(location=summary["location"])
             elif state in (TaskState.FAILURE.value, TaskState.CANCELLED.value):
                 failed += sizes[index]
-                parts[index] = {"error": f"the chunk holding this input failed: {traceback}", "count": sizes[index]}
+                parts[index] = AssemblePart(
+                    error=f"the chunk holding this input failed: {traceback}", count=sizes[index]
+                )
             if state != TaskState.PENDING.value:
                 started = True
         values: dict = {"succeeded_count": succeeded, "failed_count": failed}
         if started and job.status is BatchStatus.PENDING:
             values.update(status=BatchStatus.RUNNING.value, status_reason="", started_at=now)
         if (succeeded, failed) != (job.succeeded_count, job.failed_count) or "status" in values:
-            await asyncio.to_thread(self.jobs.update, job.job_id, **values)
+            await asyncio.to_thread(self._jobs.update, job.job_id, **values)
         if len(parts) == n_chunks and job.job_id not in self._assembling:
             self._assembling.add(job.job_id)
             try:
@@ -118,23 +126,23 @@ class BatchRunner:
             finally:
                 self._assembling.discard(job.job_id)
 
-    async def _assemble(self, job: BatchJob, parts: list[dict]) -> None:
-        state = self.reconciler.live.get(job.endpoint_id)
-        if state is None or not state.serving:
+    async def _assemble(self, job: BatchJob, parts: list[AssemblePart]) -> None:
+        live = self._live.route(job.endpoint_id)
+        if live is None or not live.serving:
             return  # the next pass tries again once a worker is up
-        handle = await self.router.handle(state.app_name)
-        request = {
-            "assemble": parts,
-            "format": job.serialization_format,
-            "output_key": result_key(job.owner, job.job_id, job.serialization_format),
-        }
-        answer = await asyncio.wait_for(handle.remote(request), ASSEMBLE_TIMEOUT_S)
+        handle = await self._router.handle(live.app_name)
+        request = AssembleRequest(
+            parts=tuple(parts),
+            format=job.serialization_format,
+            output_key=result_key(job.owner, job.job_id, job.serialization_format),
+        )
+        answer: InferenceAnswer = await asyncio.wait_for(handle.assemble.remote(request), ASSEMBLE_TIMEOUT_S)
         now = datetime.now(UTC)
-        if answer.get("state") != "SUCCESS":
-            reason = f"writing the results failed: {answer.get('traceback')}"
-            await asyncio.to_thread(self.jobs.finish, job.job_id, BatchStatus.FAILURE, reason, now)
+        if not answer.succeeded:
+            reason = f"writing the results failed: {answer.traceback}"
+            await asyncio.to_thread(self._jobs.finish, job.job_id, BatchStatus.FAILURE, reason, now)
             return
         await asyncio.to_thread(
-            self.jobs.finish, job.job_id, BatchStatus.SUCCESS, "", now, result_url=answer["result_url"]
+            self._jobs.finish, job.job_id, BatchStatus.SUCCESS, "", now, result_url=answer.result_url
         )
-        log.info("batch job %s finished: %s", job.job_id, answer["result_url"])
+        log.info("batch job %s finished: %s", job.job_id, answer.result_url)

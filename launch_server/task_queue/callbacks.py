@@ -129,7 +129,8 @@ class CallbackSender:
             concurrency=s.callback_concurrency,
         )
 
-    def kick(self, tasks: list[Task] | None = None) -> None:
+    def wake(self, tasks: list[Task] | None = None) -> None:
+        """Tasks finished (some may have callbacks due): look now rather than at the next poll."""
         self._wake.set()
 
     async def run(self, stop: asyncio.Event) -> None:

@@ -3,9 +3,9 @@ the replica's own port (the listener sync endpoints use for the SDK's direct rou
 replica/listener.py), on a task channel (ReplicaService.RunTasks, replica_channel.py) that
 stays open and carries one message per task each way, instead of a Serve handle call.
 
-Why: on the latency of one async request, the Serve handle call was the largest part the server
-controls, and then a Predict call's own set-up (as long as the replica's whole answer). The
-replica counts these tasks in its load metric, so autoscaling still sees them. Tokens are minted
+Why: of one async request's latency, a Serve handle call is the largest part the server controls,
+and a new Predict call's own set-up the next; a message on a channel already open costs neither.
+The replica counts these tasks in its load metric, so autoscaling still sees them. Tokens are minted
 here, with the server's secret, for async endpoints only the server reaches this way
 (GetModelEndpointRoute refuses async endpoints), so clients cannot bypass the queue.
 
@@ -28,11 +28,12 @@ from typing import Any
 import grpc
 from launch.v1 import replica_pb2_grpc as rgrpc
 
+from launch_server.domain.requests import InferenceAnswer, InferenceRequest
 from launch_server.serving.router import Router
 from launch_server.task_queue.task_channel_client import ChannelBroken, NotRun, ReplicaChannel
 from launch_server.wire import replica_tls
 from launch_server.wire.limits import MESSAGE_SIZE_OPTIONS
-from launch_server.wire.messages import answer_from_result, input_from_request
+from launch_server.wire.messages import answer_from_proto, request_to_proto
 from launch_server.wire.route_tokens import expiry_of
 
 log = logging.getLogger(__name__)
@@ -43,7 +44,7 @@ IDLE_CLOSE_S = 60.0  # connections to replicas unused this long (scaled away, sa
 
 CHANNEL_OPTIONS = [
     *MESSAGE_SIZE_OPTIONS,
-    ("grpc.keepalive_time_ms", 20_000),  # the replica's server accepts these (direct_ingress)
+    ("grpc.keepalive_time_ms", 20_000),  # the replica's server accepts these (replica/listener.py)
     ("grpc.keepalive_timeout_ms", 10_000),
 ]
 
@@ -76,8 +77,8 @@ class DirectCalls:
         self._next_prune = 0.0
 
     async def predict(
-        self, endpoint_id: str, endpoint_name: str, app_name: str, payload: dict, timeout_s: float = 0.0
-    ) -> dict[str, object] | None:
+        self, endpoint_id: str, endpoint_name: str, app_name: str, request: InferenceRequest, timeout_s: float = 0.0
+    ) -> InferenceAnswer | None:
         """The replica's answer as the handle would give it, or None when no replica took the task.
         The replica gives the task up after `timeout_s` of running (0: never); cancelling this call
         stops the task on the replica (replica_channel)."""
@@ -102,7 +103,7 @@ class DirectCalls:
             channel = await self._task_channel(address, token, endpoint_name)
             if channel is None:
                 return None
-            result = await channel.run(input_from_request(payload), timeout_s)
+            result = await channel.run(request_to_proto(request), timeout_s)
         except NotRun as exc:
             return self._skip(address, endpoint_name, str(exc))
         except ChannelBroken as exc:
@@ -116,7 +117,7 @@ class DirectCalls:
         if address not in self._answered:
             self._answered.add(address)
             log.info("replica %s answered a task over its direct port", address)
-        return answer_from_result(result)
+        return answer_from_proto(result)
 
     async def _task_channel(self, address: str, token: str, endpoint_name: str) -> ReplicaChannel | None:
         """The open channel to `address`; a new one when the route token is newer than the

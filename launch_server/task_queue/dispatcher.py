@@ -21,7 +21,6 @@ its end on the replica, and its result is dropped (the stored state stays CANCEL
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import math
 import os
@@ -29,12 +28,14 @@ import socket
 import time
 import uuid
 from collections import defaultdict
+from collections.abc import Callable
 
 from launch_server.domain.endpoints import MAX_TASK_TIMEOUT_S, EndpointType, is_batch_endpoint
+from launch_server.domain.live_endpoints import LiveEndpoints
+from launch_server.domain.requests import ChunkRequest, InferenceAnswer, InferenceRequest
 from launch_server.domain.tasks import Outcome, Task, TaskState
-from launch_server.serving.reconciler import Reconciler
 from launch_server.serving.router import Router
-from launch_server.store.task_repository import Claimed, SqlTaskRepository
+from launch_server.store.task_repository import ClaimedTask, SqlTaskRepository
 from launch_server.task_queue.direct_calls import DirectCalls
 from launch_server.task_queue.watch import WatchHub
 
@@ -47,22 +48,28 @@ RAY_VERDICT_S = 3.0  # see _ray_went_down
 
 
 class Dispatcher:
+    """Also the task writer's Admission (task_queue/admission.py): it lends free call slots to
+    submissions that can start at once. `on_finished` hears of every task it finished (the
+    callback sender's wake-up)."""
+
     def __init__(
         self,
         repo: SqlTaskRepository,
-        reconciler: Reconciler,
+        live: LiveEndpoints,
         router: Router,
-        hub: WatchHub,
+        watchers: WatchHub,
         *,
+        on_finished: Callable[[list[Task]], object] = lambda tasks: None,
         lease_s: float = 60.0,
         max_attempts: int = 3,
         group_max: int = 64,
         idle_poll_s: float = 0.2,
     ) -> None:
         self.repo = repo
-        self.reconciler = reconciler
+        self.live = live
         self.router = router
-        self.hub = hub
+        self.watchers = watchers
+        self.on_finished = on_finished
         self.direct = DirectCalls(router)
         self.lease_s = lease_s
         self.max_attempts = max_attempts
@@ -70,35 +77,31 @@ class Dispatcher:
         self.idle_poll_s = idle_poll_s
         self.worker = f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
         self.calls_in_flight: dict[str, int] = defaultdict(int)
-        self.held: set[str] = set()
+        self.leased_task_ids: set[str] = set()  # tasks whose leases this server renews
         self._calls: dict[str, asyncio.Task[list[Outcome]]] = {}  # task id -> its single-task call
         self._in_flight: set[asyncio.Future[list[Outcome]]] = set()  # every replica call (abandon_calls)
         # Per endpoint, a moving average of how long one admitted task's call took (answers_within).
         self.answer_s: dict[str, float] = {}
-        self.on_finished = lambda tasks: None  # the callback sender's wake-up
-        self._wake = asyncio.Event()
+        self._woken = asyncio.Event()
         self._running: set[asyncio.Task] = set()
         # Endpoints that may have pending tasks in the database. The idle poll clears nothing, it
         # only checks (read-only) so tasks submitted through another server are found too.
         self.backlog: set[str] = set()
 
-    def kick(self, endpoint_id: str | None = None) -> None:
+    def wake(self, endpoint_id: str | None = None) -> None:
+        """Tasks were queued (for `endpoint_id`, when known): look for them now."""
         if endpoint_id is not None:
             self.backlog.add(endpoint_id)
-        self._wake.set()
+        self._woken.set()
 
     # ---- admission: submissions that can start at once skip the claim step ----------------------
 
-    def _capacity(self, endpoint_id: str) -> tuple[int, str | None]:
-        endpoint = self.reconciler.endpoints_by_id.get(endpoint_id)
-        state = self.reconciler.live.get(endpoint_id)
-        if endpoint is None or state is None or not state.serving:
-            return 0, None
-        max_calls = max(1, endpoint.settings.per_worker * endpoint.settings.max_workers)
-        return max_calls - self.calls_in_flight[endpoint_id], state.app_name
+    def _free_calls(self, endpoint_id: str) -> int:
+        """Call slots free on a serving endpoint (capacity is 0 while it does not serve)."""
+        return self.live.capacity(endpoint_id) - self.calls_in_flight[endpoint_id]
 
     def reserve(self, endpoint_id: str, count: int) -> tuple[int, str, float]:
-        free, _ = self._capacity(endpoint_id)
+        free = self._free_calls(endpoint_id)
         reserved = max(0, min(free, count))
         self.calls_in_flight[endpoint_id] += reserved
         return reserved, self.worker, self.lease_s
@@ -107,16 +110,16 @@ class Dispatcher:
         self, endpoint_id: str, tasks: list[Task], reserved: int, durable: asyncio.Future[list[Task] | None]
     ) -> list[asyncio.Future[Outcome | None]]:
         """Starts the replica calls of a submission's admitted tasks (while their rows are being
-        written, or after, see Admission); unused reservations are given back. Returns each
-        task's answer to come (None when its call failed)."""
+        written, or after, see task_queue/admission.py); unused reservations are given back.
+        Returns each task's answer to come (None when its call failed)."""
         self.calls_in_flight[endpoint_id] -= reserved - len(tasks)
-        state = self.reconciler.live.get(endpoint_id)
+        route = self.live.route(endpoint_id)
         loop = asyncio.get_running_loop()
         answers: list[asyncio.Future[Outcome | None]] = []
         for task in tasks:
-            claimed = Claimed(task.task_id, json.loads(task.input_json), task.attempts, task)
-            self.held.add(task.task_id)
-            app = state.app_name if state is not None else ""
+            claimed = ClaimedTask(task.task_id, task.work, task.attempts, task)
+            self.leased_task_ids.add(task.task_id)
+            app = route.app_name if route is not None else ""
             answer: asyncio.Future[Outcome | None] = loop.create_future()
             answers.append(answer)
             job = asyncio.create_task(self._run_group(endpoint_id, app, [claimed], durable, answer))
@@ -149,7 +152,7 @@ class Dispatcher:
         heartbeat = asyncio.create_task(self._heartbeat(stop))
         try:
             while not stop.is_set():
-                self._wake.clear()
+                self._woken.clear()
                 try:
                     progressed = await self.dispatch_once()
                 except Exception:  # noqa: BLE001 - the loop must outlive any one failure
@@ -157,7 +160,7 @@ class Dispatcher:
                     progressed = False
                 if not progressed:
                     try:
-                        await asyncio.wait_for(self._wake.wait(), timeout=self.idle_poll_s)
+                        await asyncio.wait_for(self._woken.wait(), timeout=self.idle_poll_s)
                     except TimeoutError:
                         try:
                             await self._find_backlog()
@@ -173,25 +176,20 @@ class Dispatcher:
     async def _find_backlog(self) -> None:
         """Idle poll: a read-only count finds tasks queued through other servers (or left by a
         restart), without taking SQLite's write lock."""
-        async_ids = [
-            e.endpoint_id
-            for e in self.reconciler.endpoints_by_id.values()
-            if e.settings.endpoint_type is EndpointType.ASYNC
-        ]
+        async_ids = [e.endpoint_id for e in self.live.endpoints() if e.settings.endpoint_type is EndpointType.ASYNC]
         if async_ids:
             counts = await asyncio.to_thread(self.repo.pending_counts, async_ids)
             self.backlog.update(endpoint_id for endpoint_id, count in counts.items() if count)
 
     async def dispatch_once(self) -> bool:
         progressed = False
-        for endpoint in list(self.reconciler.endpoints_by_id.values()):
+        for endpoint in self.live.endpoints():
             if endpoint.settings.endpoint_type is not EndpointType.ASYNC:
                 continue
-            state = self.reconciler.live.get(endpoint.endpoint_id)
-            if state is None or not state.serving:
+            route = self.live.route(endpoint.endpoint_id)
+            if route is None or not route.serving:
                 continue
-            max_calls = max(1, endpoint.settings.per_worker * endpoint.settings.max_workers)
-            free_calls = max_calls - self.calls_in_flight[endpoint.endpoint_id]
+            free_calls = self._free_calls(endpoint.endpoint_id)
             if free_calls <= 0:
                 continue
             if endpoint.endpoint_id not in self.backlog:
@@ -206,13 +204,13 @@ class Dispatcher:
             if not claimed:
                 continue
             progressed = True
-            self.held.update(c.task_id for c in claimed)
+            self.leased_task_ids.update(c.task_id for c in claimed)
             groups = min(free_calls, len(claimed))
             size = math.ceil(len(claimed) / groups)
             for start in range(0, len(claimed), size):
                 group = claimed[start : start + size]
                 self.calls_in_flight[endpoint.endpoint_id] += 1
-                job = asyncio.create_task(self._run_group(endpoint.endpoint_id, state.app_name, group))
+                job = asyncio.create_task(self._run_group(endpoint.endpoint_id, route.app_name, group))
                 self._running.add(job)
                 job.add_done_callback(self._running.discard)
         return progressed
@@ -221,7 +219,7 @@ class Dispatcher:
         self,
         endpoint_id: str,
         app_name: str,
-        group: list[Claimed],
+        group: list[ClaimedTask],
         durable: asyncio.Future[list[Task] | None] | None = None,
         answer: asyncio.Future[Outcome | None] | None = None,
     ) -> None:
@@ -252,15 +250,15 @@ class Dispatcher:
             finished = await self._record(endpoint_id, group, outcomes, failure)
         finally:
             self.calls_in_flight[endpoint_id] -= 1
-            self.held.difference_update(ids)
+            self.leased_task_ids.difference_update(ids)
             for task_id in ids:
                 self._calls.pop(task_id, None)
             if endpoint_id in self.backlog:
-                self._wake.set()  # a call slot is free and tasks are waiting
+                self._woken.set()  # a call slot is free and tasks are waiting
             self._publish(finished)
 
     async def _call_with_deadline(
-        self, endpoint_id: str, app_name: str, group: list[Claimed]
+        self, endpoint_id: str, app_name: str, group: list[ClaimedTask]
     ) -> tuple[list[Outcome], Exception | None]:
         """The group's outcomes, or the failure to retry it for; ([], None) when its task was
         cancelled (cancel). A replica that does not answer within the group's deadline plus
@@ -277,8 +275,8 @@ class Dispatcher:
             raise
         finally:
             self._in_flight.discard(call)
-        if call.cancelled() and self.reconciler.ray_down:
-            return [], ConnectionError(self.reconciler.ray_down)  # abandon_calls: put back, attempt refunded
+        if call.cancelled() and self.live.ray_down:
+            return [], ConnectionError(self.live.ray_down)  # abandon_calls: put back, attempt refunded
         if not done:
             call.cancel()
             log.warning("a call of %d task(s) on %s did not answer by its deadline", len(group), endpoint_id)
@@ -294,7 +292,7 @@ class Dispatcher:
         return [], failure  # a failed call is retried, never lost
 
     def _timeout_s(self, endpoint_id: str) -> float:
-        endpoint = self.reconciler.endpoints_by_id.get(endpoint_id)
+        endpoint = self.live.endpoint(endpoint_id)
         return float(endpoint.settings.task_timeout_seconds if endpoint is not None else MAX_TASK_TIMEOUT_S)
 
     def _timed(self, endpoint_id: str, seconds: float) -> None:
@@ -302,7 +300,7 @@ class Dispatcher:
         self.answer_s[endpoint_id] = seconds if previous is None else 0.8 * previous + 0.2 * seconds
 
     async def _record(
-        self, endpoint_id: str, group: list[Claimed], outcomes: list[Outcome], failure: Exception | None
+        self, endpoint_id: str, group: list[ClaimedTask], outcomes: list[Outcome], failure: Exception | None
     ) -> list[Task]:
         """Writes the outcomes, or puts the group back for a retry when the call failed. A write
         that fails leaves the leases to lapse, so the tasks are retried, never lost."""
@@ -315,7 +313,7 @@ class Dispatcher:
             reason = "the worker died while running it" if kind in REPLICA_GONE else f"{kind}: {failure}"
             refund = await self._ray_went_down()
             if refund:
-                reason = f"{self.reconciler.ray_down} (the attempt does not count)"
+                reason = f"{self.live.ray_down} (the attempt does not count)"
             log.warning("group of %d task(s) on %s failed (%s); releasing for retry", len(ids), endpoint_id, reason)
             return await asyncio.to_thread(self.repo.release, ids, self.worker, reason, self.max_attempts, refund)
         except Exception:  # noqa: BLE001 - the dispatcher must outlive a database error
@@ -327,49 +325,43 @@ class Dispatcher:
         wait for the next cluster without burning an attempt. The server notices a lost cluster
         within a second or two of the calls failing, so this waits that long for the verdict."""
         deadline = time.monotonic() + RAY_VERDICT_S
-        while not self.reconciler.ray_down and time.monotonic() < deadline:
+        while not self.live.ray_down and time.monotonic() < deadline:
             await asyncio.sleep(0.25)
-        return bool(self.reconciler.ray_down)
+        return bool(self.live.ray_down)
 
     async def _call_replica(
-        self, endpoint_id: str, app_name: str, group: list[Claimed], timeout_s: float
+        self, endpoint_id: str, app_name: str, group: list[ClaimedTask], timeout_s: float
     ) -> list[Outcome]:
         """One call for the group (the replica runs its tasks one by one, each stopped after
-        `timeout_s`); one outcome each. A single task goes over the replica's own port when it has
-        one (direct_calls), else, like a group, through a Serve handle. Cancelling it stops the
-        call on the replica."""
-        answers: list[dict] | None = None
-        if len(group) == 1:
-            endpoint = self.reconciler.endpoints_by_id.get(endpoint_id)
-            if endpoint is not None and not is_batch_endpoint(endpoint.name):
-                answer = await self.direct.predict(endpoint_id, endpoint.name, app_name, group[0].payload, timeout_s)
+        `timeout_s`); one outcome each. A single request goes over the replica's own port when it
+        has one (direct_calls), else, like a group or a batch job's chunk, through a Serve handle.
+        Cancelling it stops the call on the replica."""
+        answers: list[InferenceAnswer] | None = None
+        first = group[0].work
+        if len(group) == 1 and isinstance(first, InferenceRequest):
+            endpoint = self.live.endpoint(endpoint_id)
+            if endpoint is not None:
+                answer = await self.direct.predict(endpoint_id, endpoint.name, app_name, first, timeout_s)
                 answers = None if answer is None else [answer]
         if answers is None:
             handle = await self.router.handle(app_name)
-            if len(group) == 1:
-                response = handle.remote(group[0].payload, timeout_s)
+            if len(group) > 1:
+                response = handle.predict_many.remote([c.work for c in group], timeout_s)
+            elif isinstance(first, ChunkRequest):
+                response = handle.run_chunk.remote(first, timeout_s)
             else:
-                response = handle.predict_many.remote([c.payload for c in group], timeout_s)
+                response = handle.remote(first, timeout_s)
             try:
                 reply = await response
             except asyncio.CancelledError:
                 response.cancel()  # Serve cancels the replica's method, which gives the call up
                 raise
-            answers = [reply] if len(group) == 1 else reply
-        return [
-            Outcome(
-                task_id=c.task_id,
-                state=TaskState.SUCCESS if a.get("state") == "SUCCESS" else TaskState.FAILURE,
-                result=str(a.get("result") or ""),
-                result_url=str(a.get("result_url") or ""),
-                traceback=str(a.get("traceback") or ""),
-            )
-            for c, a in zip(group, answers, strict=True)
-        ]
+            answers = reply if len(group) > 1 else [reply]
+        return [Outcome.of(c.task_id, a) for c, a in zip(group, answers, strict=True)]
 
     def _publish(self, finished: list[Task]) -> None:
         if finished:
-            self.hub.publish(finished)
+            self.watchers.publish(finished)
             self.on_finished(finished)
 
     async def _heartbeat(self, stop: asyncio.Event) -> None:
@@ -377,7 +369,9 @@ class Dispatcher:
         while not stop.is_set():
             await asyncio.sleep(self.lease_s / 3)
             try:
-                cancelled = await asyncio.to_thread(self.repo.extend_leases, list(self.held), self.worker, self.lease_s)
+                cancelled = await asyncio.to_thread(
+                    self.repo.extend_leases, list(self.leased_task_ids), self.worker, self.lease_s
+                )
             except Exception:  # noqa: BLE001
                 log.exception("lease heartbeat failed")
                 continue

@@ -15,7 +15,7 @@ import socket
 import sqlite3
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import launch
@@ -24,12 +24,10 @@ from launch.model_endpoint import AsyncEndpointBatchResponse
 from launch.v1 import task_pb2 as tpb
 from launch.v1 import task_pb2_grpc as tgrpc
 
-from tests.conftest import serving_env
+from tests.constants import ENDPOINT_READY_S
 from tests.integration.test_endpoints import ENV, SMALL, client_for, wait_for, wait_status
+from tests.server_fixtures import serving_env, serving_server_fixture
 from tests.support import ServerHandle, create_pg_database, drop_pg_database, free_port, start_server
-
-ENDPOINT_READY_S = 180  # a loaded 2-core machine, shared with other test runs
-
 
 # ---- helpers ------------------------------------------------------------------------------------
 
@@ -98,14 +96,8 @@ def delete_quietly(client: launch.LaunchClient, name: str) -> None:
         client.delete_model_endpoint(name)
 
 
-@pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory, ray_cluster: str) -> Iterator[ServerHandle]:
-    """One SQLite serving server for the replica-fault and callback tests."""
-    data_dir = tmp_path_factory.mktemp("faults")
-    env = {**serving_env(ray_cluster, f"af{os.getpid() % 100000}"), "LAUNCH_CALLBACK_BASE_DELAY_S": "0.5"}
-    handle = start_server(data_dir, extra_env=env)
-    yield handle
-    handle.stop()
+# One SQLite serving server for the replica-fault and callback tests.
+server = serving_server_fixture("faults", "af{pid}", LAUNCH_CALLBACK_BASE_DELAY_S="0.5")
 
 
 # ---- 1. the server killed with -9 in the middle of a queue ---------------------------------------

@@ -6,7 +6,6 @@ echo, a 3 s sleep, a replica that dies), not by how busy the machine is."""
 
 from __future__ import annotations
 
-import os
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -18,7 +17,6 @@ from launch.v1 import inference_pb2 as ipb
 from launch.v1 import task_pb2 as tpb
 from launch.v1 import task_pb2_grpc as tgrpc
 
-from tests.conftest import serving_env
 from tests.integration.test_async_faults import (
     ENDPOINT_READY_S,
     Receiver,
@@ -30,18 +28,13 @@ from tests.integration.test_async_faults import (
     sqlite_rows,
 )
 from tests.integration.test_endpoints import ENV, SMALL, client_for, wait_for, wait_status
-from tests.support import ServerHandle, free_port, start_server
+from tests.server_fixtures import serving_server_fixture
+from tests.support import ServerHandle, free_port
 
 HOLD_MS = 2000
 
 
-@pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory, ray_cluster: str) -> Iterator[ServerHandle]:
-    data_dir = tmp_path_factory.mktemp("hold")
-    env = {**serving_env(ray_cluster, f"ah{os.getpid() % 100000}"), "LAUNCH_TASK_HOLD_MS": str(HOLD_MS)}
-    handle = start_server(data_dir, extra_env=env)
-    yield handle
-    handle.stop()
+server = serving_server_fixture("hold", "ah{pid}", LAUNCH_TASK_HOLD_MS=str(HOLD_MS))
 
 
 def make_work():  # type: ignore[no-untyped-def]

@@ -5,7 +5,6 @@ the middle of a job, the self-hosted hooks, and bad input that creates nothing."
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import grpc
@@ -14,21 +13,14 @@ import pytest
 from launch.v1 import batch_job_pb2 as bjpb
 from launch.v1 import batch_job_pb2_grpc as bjgrpc
 
-from tests.conftest import serving_env
 from tests.integration.test_endpoints import ENV, client_for, file_server, wait_for  # noqa: F401 - fixture
+from tests.server_fixtures import serving_server_fixture
 from tests.support import ServerHandle, start_server
 
 FINISHED = ("SUCCESS", "FAILURE", "CANCELLED")
 
 
-@pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory, ray_cluster: str) -> Iterator[ServerHandle]:
-    data_dir = tmp_path_factory.mktemp("batch")
-    prefix = f"j{data_dir.name[-6:]}"
-    handle = start_server(data_dir, extra_env=serving_env(ray_cluster, prefix))
-    handle.extra_env = serving_env(ray_cluster, prefix)  # type: ignore[attr-defined]
-    yield handle
-    handle.stop()
+server = serving_server_fixture("batch", "j{dir}")
 
 
 def wait_job(client: launch.LaunchClient, job_id: str, timeout: float = 180) -> dict:

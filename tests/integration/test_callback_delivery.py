@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import text
 
+from launch_server.domain.requests import InferenceRequest
 from launch_server.domain.tasks import Outcome, TaskInput, TaskState, finished_task, new_task
 from launch_server.store.db import make_engine, upgrade
 from launch_server.store.task_repository import SqlTaskRepository
@@ -52,11 +53,11 @@ class Harness:
         now = datetime.now(UTC)
         tasks = []
         for url in urls:
-            task = new_task("alice", "e1", "ep", TaskInput({"args_json": "{}"}, url), 3600, None, now)
+            task = new_task("alice", "e1", "ep", TaskInput(InferenceRequest(args_json="{}"), url), 3600, None, now)
             task = dataclasses.replace(task, state=TaskState.STARTED, attempts=1, started_at=now)
             tasks.append(finished_task(task, Outcome(task.task_id, TaskState.SUCCESS, result="42"), now))
         self.repo.add_many(tasks, 10**6)
-        self.loop.call_soon_threadsafe(self.sender.kick)
+        self.loop.call_soon_threadsafe(self.sender.wake)
         return [t.task_id for t in tasks]
 
     def row(self, task_id: str) -> Row:

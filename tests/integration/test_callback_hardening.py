@@ -5,7 +5,6 @@ refused. The server allows only 127.0.0.2 (so 127.0.0.1 and `localhost` count as
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 
 import grpc
@@ -15,7 +14,6 @@ from launch.v1 import model_bundle_pb2 as bpb
 from launch.v1 import model_bundle_pb2_grpc as bgrpc
 
 from tests.callback_receivers import Recorder, Trickler
-from tests.conftest import serving_env
 from tests.integration.test_async_faults import (
     ENDPOINT_READY_S,
     callback_endpoint,
@@ -24,23 +22,20 @@ from tests.integration.test_async_faults import (
     make_double,
 )
 from tests.integration.test_endpoints import client_for, wait_for, wait_status
-from tests.support import ServerHandle, start_server
+from tests.server_fixtures import serving_server_fixture
+from tests.support import ServerHandle
 
 DEADLINE_S = 15
 ALLOWED = "127.0.0.2"
 
 
-@pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory, ray_cluster: str) -> Iterator[ServerHandle]:
-    env = {
-        **serving_env(ray_cluster, f"cb{os.getpid() % 100000}"),
-        "LAUNCH_CALLBACK_NETWORKS": f"{ALLOWED}/32",
-        "LAUNCH_CALLBACK_DEADLINE_S": str(DEADLINE_S),
-        "LAUNCH_CALLBACK_MAX_ATTEMPTS": "1",
-    }
-    handle = start_server(tmp_path_factory.mktemp("callbacks"), extra_env=env)
-    yield handle
-    handle.stop()
+server = serving_server_fixture(
+    "callbacks",
+    "cb{pid}",
+    LAUNCH_CALLBACK_NETWORKS=f"{ALLOWED}/32",
+    LAUNCH_CALLBACK_DEADLINE_S=str(DEADLINE_S),
+    LAUNCH_CALLBACK_MAX_ATTEMPTS="1",
+)
 
 
 @pytest.fixture(scope="module")

@@ -4,25 +4,16 @@ both), and neither owner's logs name the other's requirement."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
-import pytest
-
-from tests.conftest import serving_env
 from tests.integration.test_endpoints import ENV, SMALL, args, client_for, make_echo, wait_status
-from tests.support import ServerHandle, start_server
+from tests.server_fixtures import serving_server_fixture
+from tests.support import ServerHandle
 
 # Installed in the server's environment already, so pip resolves them from the local index and
 # the site packages quickly; each name appears in its own endpoint's pip output.
 REQUIREMENT = {"alice": "idna", "bob": "jmespath"}
 
 
-@pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory, ray_cluster: str) -> Iterator[ServerHandle]:
-    data_dir = tmp_path_factory.mktemp("pip-logs")
-    handle = start_server(data_dir, extra_env=serving_env(ray_cluster, f"l{data_dir.name[-6:]}"))
-    yield handle
-    handle.stop()
+server = serving_server_fixture("pip-logs", "l{dir}")
 
 
 def test_creation_logs_never_show_another_owners_requirements(server: ServerHandle) -> None:

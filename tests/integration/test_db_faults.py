@@ -21,13 +21,13 @@ from launch.v1 import model_bundle_pb2_grpc as bgrpc
 from launch.v1 import task_pb2 as tpb
 from launch.v1 import task_pb2_grpc as tgrpc
 
-from tests.conftest import serving_env
+from tests.constants import ENDPOINT_READY_S
 from tests.integration.test_endpoints import ENV, SMALL, client_for, wait_status
+from tests.server_fixtures import serving_env
 from tests.support import PrivatePostgres, ServerHandle, start_private_postgres, start_server
 
 CONNECT_TIMEOUT_S = 2
 STATEMENT_TIMEOUT_S = 2
-ENDPOINT_READY_S = 180  # a loaded 2-core machine, shared with other test runs
 
 
 def bearer(server: ServerHandle, owner: str) -> tuple[tuple[str, str], ...]:

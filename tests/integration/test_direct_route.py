@@ -23,17 +23,11 @@ from launch.v1 import model_endpoint_pb2_grpc as egrpc
 from launch.v1 import replica_pb2 as rpb
 from launch.v1 import replica_pb2_grpc as rgrpc
 
-from tests.conftest import serving_env
 from tests.integration.test_endpoints import ENV, SMALL, args, client_for, make_echo, wait_for, wait_status
-from tests.support import REPO, ServerHandle, start_server
+from tests.server_fixtures import serving_server_fixture
+from tests.support import REPO, ServerHandle
 
-
-@pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory, ray_cluster: str) -> Iterator[ServerHandle]:
-    data_dir = tmp_path_factory.mktemp("direct")
-    handle = start_server(data_dir, extra_env=serving_env(ray_cluster, f"d{data_dir.name[-6:]}"))
-    yield handle
-    handle.stop()
+server = serving_server_fixture("direct", "d{dir}")
 
 
 def get_route(server: ServerHandle, name: str, owner: str = "alice") -> epb.GetModelEndpointRouteResponse:

@@ -4,27 +4,18 @@ clients; a plaintext client gets nothing from them. Real server, real Ray cluste
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import grpc
 import pytest
 from launch.v1 import inference_pb2 as ipb
 from launch.v1 import inference_pb2_grpc as igrpc
 
 from launch_server.wire.replica_tls import SERVER_NAME
-from tests.conftest import serving_env
 from tests.integration.test_direct_route import get_route
 from tests.integration.test_endpoints import ENV, SMALL, args, client_for, make_echo, wait_for, wait_status
-from tests.support import ServerHandle, start_server
+from tests.server_fixtures import serving_server_fixture
+from tests.support import ServerHandle
 
-
-@pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory, ray_cluster: str) -> Iterator[ServerHandle]:
-    data_dir = tmp_path_factory.mktemp("tls")
-    env = {**serving_env(ray_cluster, f"tls{data_dir.name[-6:]}"), "LAUNCH_REPLICA_TLS": "1"}
-    handle = start_server(data_dir, extra_env=env)
-    yield handle
-    handle.stop()
+server = serving_server_fixture("tls", "tls{dir}", LAUNCH_REPLICA_TLS="1")
 
 
 def predict_over(channel: grpc.Channel, token: str, name: str) -> ipb.PredictResponse:

@@ -7,8 +7,6 @@ token of the owner's other key still works. The same server shows a too-large wa
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import grpc
 import pytest
 from launch.v1 import inference_pb2 as ipb
@@ -18,20 +16,15 @@ from launch.v1 import replica_pb2 as rpb
 from launch.v1 import task_pb2 as tpb
 from launch.v1 import task_pb2_grpc as tgrpc
 
-from tests.conftest import serving_env
 from tests.integration.test_direct_route import direct_predict, run_tasks
 from tests.integration.test_endpoints import ENV, SMALL, client_for, make_echo, wait_for, wait_status
-from tests.support import ServerHandle, start_server
+from tests.server_fixtures import serving_server_fixture
+from tests.support import ServerHandle
 
 NAME = "revocable"
 
 
-@pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory, ray_cluster: str) -> Iterator[ServerHandle]:
-    data_dir = tmp_path_factory.mktemp("revocation")
-    handle = start_server(data_dir, extra_env=serving_env(ray_cluster, f"r{data_dir.name[-6:]}"))
-    yield handle
-    handle.stop()
+server = serving_server_fixture("revocation", "r{dir}")
 
 
 def route_with(server: ServerHandle, key: str) -> epb.GetModelEndpointRouteResponse:

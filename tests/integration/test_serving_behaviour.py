@@ -10,7 +10,6 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import cloudpickle
@@ -19,19 +18,11 @@ import pytest
 from launch.v1 import model_bundle_pb2 as bpb
 from launch.v1 import model_bundle_pb2_grpc as bgrpc
 
-from tests.conftest import serving_env
 from tests.integration.test_endpoints import ENV, SMALL, args, client_for, make_echo, wait_for, wait_status
+from tests.server_fixtures import serving_env, serving_server_fixture
 from tests.support import ServerHandle, start_server
 
-
-@pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory, ray_cluster: str) -> Iterator[ServerHandle]:
-    data_dir = tmp_path_factory.mktemp("behaviour")
-    handle = start_server(data_dir, extra_env=serving_env(ray_cluster, f"b{data_dir.name[-6:]}"))
-    handle.ray_address = ray_cluster  # type: ignore[attr-defined]
-    handle.prefix = f"b{data_dir.name[-6:]}"  # type: ignore[attr-defined]
-    yield handle
-    handle.stop()
+server = serving_server_fixture("behaviour", "b{dir}")
 
 
 def workers(ep: launch.Endpoint) -> int:

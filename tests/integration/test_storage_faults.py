@@ -16,9 +16,9 @@ import launch
 import pytest
 from launch.v1 import model_bundle_pb2 as bpb
 
-from tests.conftest import serving_env
 from tests.integration.test_bundles import ENV, client_for, raw_upload
 from tests.integration.test_endpoints import SMALL, wait_status
+from tests.server_fixtures import serving_env
 from tests.support import ServerHandle, start_server
 
 SIZE_MB = 50

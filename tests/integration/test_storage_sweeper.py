@@ -20,8 +20,8 @@ from launch_server.domain.ownership import owner_tag, results_prefix
 from launch_server.storage.local import LocalStorage
 from launch_server.storage.s3 import S3Storage
 from launch_server.storage.sweeper import StorageSweeper, SweepPolicy, sync_result_key
-from tests.conftest import serving_env
 from tests.integration.test_endpoints import ENV, SMALL, client_for, make_echo, wait_status
+from tests.server_fixtures import serving_env
 from tests.support import S3Server, start_server
 
 POLICY = SweepPolicy(sync_result_retention_s=60, batch_artifact_retention_s=600, partial_upload_retention_s=60)

@@ -23,8 +23,9 @@ import pytest
 from launch.v1 import inference_pb2 as ipb
 from launch.v1 import replica_pb2_grpc as rgrpc
 
+from launch_server.domain.requests import InferenceAnswer, InferenceRequest
 from launch_server.replica import task_channel
-from launch_server.replica.listener import DirectConfig, DirectIngress
+from launch_server.replica.listener import DirectConfig, ReplicaListener
 from launch_server.replica.task_channel import TaskChannelServicer
 from launch_server.task_queue.direct_calls import DirectCalls, ReplicaDied
 from launch_server.task_queue.task_channel_client import ChannelBroken, NotRun, ReplicaChannel
@@ -34,32 +35,34 @@ SECRET = b"test-secret"
 KEY = endpoint_key(SECRET, "e1")
 
 
-def work(payload: dict[str, Any]) -> dict[str, Any]:
+def work(request: InferenceRequest) -> InferenceAnswer:
     """Sleeps `sleep` seconds, then echoes its args, like a bundle's predict function would."""
-    args = json.loads(str(payload["args_json"]))
+    args = json.loads(request.args_json)
     time.sleep(args.get("sleep", 0))
-    return {"state": "SUCCESS", "result": json.dumps(args)}
+    return InferenceAnswer(result=json.dumps(args))
 
 
 class Replica:
-    """A real DirectIngress (the replica's direct-route listener), not started: the test hosts its
+    """A real ReplicaListener (the replica's direct-route listener), not started: the test hosts its
     task channel on a plain gRPC server, so no Ray is needed. `ran` records what it ran, `opened`
     and `closed` count the channels."""
 
-    def __init__(self, predict_fn: Callable[[dict[str, Any]], dict[str, Any]] = work, max_concurrent_rpcs: int = 100):
-        self.ran: list[dict[str, Any]] = []
+    def __init__(
+        self, predict_fn: Callable[[InferenceRequest], InferenceAnswer] = work, max_concurrent_rpcs: int = 100
+    ):
+        self.ran: list[InferenceRequest] = []
         self.opened = self.closed = 0
         self.executor = ThreadPoolExecutor(4)
 
-        def counted(payload: dict[str, Any]) -> dict[str, Any]:
-            self.ran.append(payload)
-            return predict_fn(payload)
+        def counted(request: InferenceRequest) -> InferenceAnswer:
+            self.ran.append(request)
+            return predict_fn(request)
 
         config = DirectConfig("e1", "ep", KEY.hex(), max_concurrent_rpcs=max_concurrent_rpcs)
-        self.ingress = DirectIngress(config, "app", "replica-1", counted, self.executor)
+        self.ingress = ReplicaListener(config, "app", "replica-1", counted, self.executor)
 
     def ran_xs(self) -> list[Any]:
-        return [json.loads(p["args_json"])["x"] for p in self.ran]
+        return [json.loads(r.args_json)["x"] for r in self.ran]
 
 
 class CountedServicer(TaskChannelServicer):
@@ -92,14 +95,14 @@ async def serving(replica: Replica) -> AsyncIterator[tuple[grpc.aio.Server, rgrp
         replica.executor.shutdown(wait=False)
 
 
-def signalled(sleep_s: float = 0.0) -> tuple[threading.Event, Callable[[dict[str, Any]], dict[str, Any]]]:
+def signalled(sleep_s: float = 0.0) -> tuple[threading.Event, Callable[[InferenceRequest], InferenceAnswer]]:
     """A predict function that says when it starts running, then takes `sleep_s` (and its args' sleep)."""
     started = threading.Event()
 
-    def predict_fn(payload: dict[str, Any]) -> dict[str, Any]:
+    def predict_fn(request: InferenceRequest) -> InferenceAnswer:
         started.set()
         time.sleep(sleep_s)
-        return work(payload)
+        return work(request)
 
     return started, predict_fn
 
@@ -304,8 +307,8 @@ async def replicas(*members: Replica) -> AsyncIterator[list[tuple[grpc.aio.Serve
             member.executor.shutdown(wait=False)
 
 
-def payload(**args: Any) -> dict[str, Any]:
-    return {"args_json": json.dumps(args), "return_pickled": False}
+def payload(**args: Any) -> InferenceRequest:
+    return InferenceRequest(args_json=json.dumps(args))
 
 
 def test_direct_calls_share_one_channel_per_replica_and_spread_the_load() -> None:
@@ -318,7 +321,7 @@ def test_direct_calls_share_one_channel_per_replica_and_spread_the_load() -> Non
             answers = await asyncio.gather(
                 *(calls.predict("e1", "ep", "app", payload(x=i, sleep=0.05)) for i in range(20))
             )
-            assert [json.loads(str(a["result"]))["x"] for a in answers] == list(range(20))  # type: ignore[index]
+            assert [json.loads(str(a.result))["x"] for a in answers] == list(range(20))  # type: ignore[union-attr]
             await calls.close()
 
     asyncio.run(asyncio.wait_for(scenario(), 60))
@@ -365,7 +368,7 @@ def test_direct_calls_renew_channels_with_the_token_and_prune_per_endpoint() -> 
             table.routes["a"] = ((first_address,), new)  # the router renewed the token
             assert await calls.predict("a", "ep", "app", payload(x="renewed")) is not None
             assert first.opened == 2
-            assert json.loads(str((await long)["result"]))["x"] == "long"  # the old channel finished its task
+            assert json.loads(str((await long).result))["x"] == "long"  # type: ignore[union-attr]  # the old channel finished its task
             table.routes["a"] = ((), new)  # endpoint a's replica left its route; b's did not change
             assert await calls.predict("a", "ep", "app", payload(x="none")) is None
             assert await calls.predict("b", "ep", "app", payload(x="b again")) is not None

@@ -15,9 +15,9 @@ import pytest
 from launch.v1 import inference_pb2 as ipb
 from launch.v1 import task_pb2 as tpb
 
-from tests.conftest import serving_env
 from tests.integration.test_async import auth, stub
 from tests.integration.test_endpoints import ENV, SMALL, client_for, wait_for, wait_status
+from tests.server_fixtures import serving_env
 from tests.support import ServerHandle, create_pg_database, drop_pg_database, start_server
 
 

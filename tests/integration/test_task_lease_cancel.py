@@ -12,6 +12,7 @@ import pytest
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, select
 
+from launch_server.domain.requests import InferenceRequest
 from launch_server.domain.tasks import Outcome, TaskInput, TaskState, new_task
 from launch_server.store.db import make_engine
 from launch_server.store.tables import TaskRow
@@ -39,7 +40,9 @@ def test_lease_renewal_reports_cancelled_tasks_and_stops_renewing_them(
 ) -> None:
     repo, engine = repo
     now = datetime.now(UTC)
-    tasks = [new_task("alice", "e1", "echo", TaskInput({"args_json": "{}"}), 3600, None, now) for _ in range(3)]
+    tasks = [
+        new_task("alice", "e1", "echo", TaskInput(InferenceRequest(args_json="{}")), 3600, None, now) for _ in range(3)
+    ]
     repo.add_many(tasks, max_pending=100)
     claimed = repo.claim("e1", 10, "server-a", lease_s=60)
     ids = [c.task_id for c in claimed]

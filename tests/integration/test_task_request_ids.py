@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from launch_server.domain.requests import InferenceRequest
 from launch_server.domain.tasks import Task, TaskInput, new_task
 from launch_server.store.db import make_engine
 from launch_server.store.task_repository import SqlTaskRepository
@@ -32,7 +33,7 @@ def submission(request_id: str, count: int, owner: str = "alice") -> list[Task]:
     """What TaskService.submit stores for one call: one row per item, "<request_id>:<index>"."""
     now = datetime.now(UTC)
     return [
-        new_task(owner, "e1", "echo", TaskInput({"args_json": "{}"}), 3600, f"{request_id}:{index}", now)
+        new_task(owner, "e1", "echo", TaskInput(InferenceRequest(args_json="{}")), 3600, f"{request_id}:{index}", now)
         for index in range(count)
     ]
 

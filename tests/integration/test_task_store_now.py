@@ -1,4 +1,4 @@
-"""The task store's insert-now path (store/sqlite_now.py) on a real SQLite file, and its absence on
+"""The task store's insert-without-waiting path (store/sqlite_nonblocking.py) on a real SQLite file, and its absence on
 the real PostgreSQL: rows it writes read back exactly like rows SQLAlchemy writes, and it gives way
 (writes nothing, waits for nothing) whenever it could not finish at once."""
 
@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import text
 
+from launch_server.domain.requests import InferenceRequest
 from launch_server.domain.tasks import Outcome, Task, TaskInput, TaskState, finished_task, new_task
 from launch_server.store.db import make_engine, upgrade, writer
 from launch_server.store.task_repository import SqlTaskRepository
@@ -40,7 +41,9 @@ def repo(sqlite_url: str) -> Iterator[SqlTaskRepository]:
 
 def task(state: TaskState = TaskState.STARTED, request_id: str | None = None, callback_url: str = "") -> Task:
     now = datetime.now(UTC)
-    pending = new_task("alice", "e1", "echo", TaskInput({"args_json": "{}"}, callback_url), 3600, request_id, now)
+    pending = new_task(
+        "alice", "e1", "echo", TaskInput(InferenceRequest(args_json="{}"), callback_url), 3600, request_id, now
+    )
     if state is TaskState.PENDING:
         return pending
     started = dataclasses.replace(
@@ -58,7 +61,7 @@ def task(state: TaskState = TaskState.STARTED, request_id: str | None = None, ca
 
 def test_rows_written_now_read_back_like_rows_written_by_sqlalchemy(repo: SqlTaskRepository) -> None:
     now_rows = [task(TaskState.STARTED), task(TaskState.SUCCESS, request_id="r:0")]
-    assert repo.add_now(now_rows) is now_rows
+    assert repo.add_without_waiting(now_rows) is now_rows
     thread_rows = [task(TaskState.STARTED), task(TaskState.SUCCESS, request_id="r2:0")]
     assert repo.add_many(thread_rows, max_pending=10) is thread_rows
     for written in (now_rows, thread_rows):
@@ -79,7 +82,7 @@ def test_rows_written_now_read_back_like_rows_written_by_sqlalchemy(repo: SqlTas
 
 def test_a_task_stored_finished_has_its_callback_due(repo: SqlTaskRepository) -> None:
     done = task(TaskState.SUCCESS, callback_url="http://127.0.0.1:9/hook")
-    assert repo.add_now([done]) is not None
+    assert repo.add_without_waiting([done]) is not None
     [job] = repo.due_callbacks(limit=10, hold_s=30)
     assert (job.task.task_id, job.url, job.task.result) == (done.task_id, "http://127.0.0.1:9/hook", '{"y": 1}')
 
@@ -100,25 +103,25 @@ def test_it_gives_way_without_waiting_when_another_writer_holds_the_lock(
     try:
         assert locked.wait(10)
         row = task()
-        assert repo.add_now([row]) is None  # busy: nothing written, and it did not wait for the lock
+        assert repo.add_without_waiting([row]) is None  # busy: nothing written, and it did not wait for the lock
         assert not release.is_set()  # (had it waited on busy_timeout, the holder would have let go by now)
     finally:
         release.set()
         holder.join()
         other.dispose()
     assert repo.get_many("alice", [row.task_id]) == []
-    assert repo.add_now([row]) is not None  # the lock is free again
+    assert repo.add_without_waiting([row]) is not None  # the lock is free again
 
 
 def test_it_leaves_queued_repeated_and_large_writes_to_add_many(repo: SqlTaskRepository) -> None:
-    assert repo.add_now([task(TaskState.PENDING)]) is None  # the queue cap is counted by add_many
+    assert repo.add_without_waiting([task(TaskState.PENDING)]) is None  # the queue cap is counted by add_many
     first = task(request_id="same:0")
-    assert repo.add_now([first]) is not None
+    assert repo.add_without_waiting([first]) is not None
     again = task(request_id="same:0")
-    assert repo.add_now([again]) is None  # the unique request_id: add_many answers with the earlier task
+    assert repo.add_without_waiting([again]) is None  # the unique request_id: add_many answers with the earlier task
     assert [t.task_id for t in repo.add_many([again], max_pending=10)] == [first.task_id]
     many = [task() for _ in range(17)]
-    assert repo.add_now(many) is None
+    assert repo.add_without_waiting(many) is None
     assert repo.get_many("alice", [t.task_id for t in many]) == []
 
 
@@ -126,10 +129,10 @@ def test_the_connection_keeps_its_own_settings_and_checkpoints_happen_elsewhere(
     repo: SqlTaskRepository, sqlite_url: str
 ) -> None:
     for _ in range(50):
-        assert repo.add_now([task()]) is not None
-    own = repo._now._raw  # noqa: SLF001 - the insert-now connection itself
+        assert repo.add_without_waiting([task()]) is not None
+    own = repo._without_waiting._raw  # noqa: SLF001 - the insert-without-waiting connection itself
     assert own is not None and own.execute("PRAGMA wal_autocheckpoint").fetchone() == (0,)
-    assert repo.checkpoint() > 0  # the insert-now connection left its WAL frames for the checkpoint
+    assert repo.checkpoint() > 0  # the insert-without-waiting connection left its WAL frames for the checkpoint
     engine = make_engine(sqlite_url)
     try:
         with engine.connect() as connection:  # another connection of the engine: the usual settings
@@ -147,7 +150,7 @@ def test_postgresql_has_no_insert_now_path() -> None:
         engine = make_engine(url)
         repository = SqlTaskRepository(engine)
         row = task()
-        assert repository.add_now([row]) is None
+        assert repository.add_without_waiting([row]) is None
         assert repository.checkpoint() == 0
         assert [t.task_id for t in repository.add_many([row], max_pending=10)] == [row.task_id]
         engine.dispose()

@@ -1,4 +1,5 @@
-"""TaskService.submit's admission rules, with in-memory fakes of the repository and the dispatcher:
+"""TaskService.submit's admission rules (task_queue/admission.py's AdmittingWriter), with in-memory
+fakes of the repository and the dispatcher:
 when a submission's tasks may start on a replica before their rows are durable, and when only
 after (so a refused submit ran nothing and a retried request_id does not run again); and when a
 watched single task's row is held back for its answer and written once, already finished."""
@@ -12,7 +13,9 @@ import pytest
 
 from launch_server.domain.endpoints import Endpoint, EndpointSettings, EndpointStatus, EndpointType
 from launch_server.domain.errors import ResourceExhausted
+from launch_server.domain.requests import InferenceRequest
 from launch_server.domain.tasks import Outcome, Task, TaskInput, TaskService, TaskState
+from launch_server.task_queue.admission import AdmittingWriter
 
 NOW = datetime(2026, 11, 27, tzinfo=UTC)
 ENDPOINT = Endpoint(
@@ -32,7 +35,7 @@ ENDPOINT = Endpoint(
 
 class FakeRepo:
     """Stores rows by request_id; a repeated one answers the earlier tasks, like the SQL repository.
-    add_now gives way (like PostgreSQL, or SQLite with its lock held) unless `now` is set."""
+    add_without_waiting gives way (like PostgreSQL, or SQLite with its lock held) unless `now` is set."""
 
     def __init__(self, events: list[str]) -> None:
         self.events = events
@@ -40,7 +43,7 @@ class FakeRepo:
         self.fail_with: Exception | None = None
         self.now = False
 
-    def add_now(self, tasks: list[Task]) -> list[Task] | None:
+    def add_without_waiting(self, tasks: list[Task]) -> list[Task] | None:
         key = tasks[0].request_id or tasks[0].task_id
         if not self.now or key in self.by_request or any(t.state is TaskState.PENDING for t in tasks):
             return None
@@ -95,17 +98,26 @@ class FakeAdmission:
         return self.quick
 
 
-def service(free: int) -> tuple[TaskService, FakeRepo, FakeAdmission, list[str]]:
+class FakeLive:
+    """The serving layer's live view, knowing one endpoint."""
+
+    def endpoint_for(self, owner: str, name: str) -> Endpoint | None:
+        return ENDPOINT if (owner, name) == ("alice", "slow") else None
+
+
+def service(free: int, hold_s: float = 0.0) -> tuple[TaskService, FakeRepo, FakeAdmission, list[str]]:
     events: list[str] = []
     repo, admission = FakeRepo(events), FakeAdmission(events, free)
-    tasks = TaskService(repo, endpoints=None)  # type: ignore[arg-type]
-    tasks.cached_endpoint = lambda owner, name: ENDPOINT if (owner, name) == ("alice", "slow") else None
-    tasks.admission = admission
+    writer = AdmittingWriter(repo, lambda endpoint_id: None, admission, hold_s)  # type: ignore[arg-type]
+    tasks = TaskService(repo, endpoints=None, live=FakeLive(), writer=writer)  # type: ignore[arg-type]
     return tasks, repo, admission, events
 
 
 def items(count: int) -> list[TaskInput]:
-    return [TaskInput(payload={"args": {"x": i}}, callback_url="", client_request_id="") for i in range(count)]
+    return [
+        TaskInput(work=InferenceRequest(args_json=f'{{"x": {i}}}'), callback_url="", client_request_id="")
+        for i in range(count)
+    ]
 
 
 def test_a_submission_that_starts_whole_runs_while_its_row_is_written() -> None:
@@ -147,9 +159,7 @@ def test_a_submit_refused_for_a_full_queue_ran_nothing() -> None:
 
 
 def hold_service(hold_s: float = 0.5) -> tuple[TaskService, FakeRepo, FakeAdmission, list[str]]:
-    tasks, repo, admission, events = service(free=4)
-    tasks.hold_s = hold_s
-    return tasks, repo, admission, events
+    return service(free=4, hold_s=hold_s)
 
 
 def test_a_watched_task_answered_within_the_hold_is_written_once_finished() -> None:

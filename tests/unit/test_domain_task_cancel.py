@@ -10,6 +10,7 @@ from datetime import UTC, datetime
 import pytest
 
 from launch_server.domain.errors import InvalidArgument, NotFound
+from launch_server.domain.requests import InferenceRequest
 from launch_server.domain.tasks import Task, TaskInput, TaskService, TaskState, new_task
 
 NOW = datetime(2026, 12, 2, tzinfo=UTC)
@@ -29,14 +30,21 @@ class FakeRepo:
 
 
 def make(state: TaskState) -> Task:
-    return dataclasses.replace(new_task("alice", "e1", "ep", TaskInput({}), 3600, None, NOW), state=state)
+    return dataclasses.replace(
+        new_task("alice", "e1", "ep", TaskInput(InferenceRequest()), 3600, None, NOW), state=state
+    )
 
 
 def test_cancel_reaches_the_dispatcher_only_when_it_took_effect() -> None:
     running, done = make(TaskState.STARTED), make(TaskState.SUCCESS)
-    service = TaskService(FakeRepo([running, done]), endpoints=None)  # type: ignore[arg-type]
     stopped: list[str] = []
-    service.on_cancel = stopped.append
+    service = TaskService(
+        FakeRepo([running, done]),  # type: ignore[arg-type]
+        endpoints=None,  # type: ignore[arg-type]
+        live=None,
+        writer=None,  # type: ignore[arg-type]
+        on_cancel=stopped.append,
+    )
     assert asyncio.run(service.cancel("alice", running.task_id)).state is TaskState.CANCELLED
     assert asyncio.run(service.cancel("alice", done.task_id)).state is TaskState.SUCCESS
     assert stopped == [running.task_id]

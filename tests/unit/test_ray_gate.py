@@ -74,7 +74,7 @@ def test_reconciler_loop_outlives_a_cancelled_ray_call(tmp_path: Path) -> None:
         while len(passes) < 3 and not loop.done():
             await asyncio.sleep(0.01)
         stop.set()
-        reconciler.kick()
+        reconciler.wake()
         await loop
 
     asyncio.run(main())

@@ -20,6 +20,7 @@ from sqlmodel import Session
 from launch_server.api import auth
 from launch_server.api.tasks import TaskServicer
 from launch_server.domain.errors import InvalidArgument
+from launch_server.domain.requests import InferenceRequest
 from launch_server.domain.tasks import MAX_WATCH, Outcome, Task, TaskInput, TaskState, finished_task, new_task
 from launch_server.store.db import make_engine, upgrade, writer
 from launch_server.store.tables import TaskRow
@@ -41,7 +42,9 @@ def repo(tmp_path: Path) -> Iterator[SqlTaskRepository]:
 
 def pending(n: int) -> list[Task]:
     now = datetime.now(UTC)
-    return [new_task("alice", "e1", "echo", TaskInput({"args_json": "{}"}), 3600, None, now) for _ in range(n)]
+    return [
+        new_task("alice", "e1", "echo", TaskInput(InferenceRequest(args_json="{}")), 3600, None, now) for _ in range(n)
+    ]
 
 
 def rewrite(repo: SqlTaskRepository, task_ids: list[str], state: TaskState, updated_at: datetime) -> None:

@@ -2,10 +2,10 @@
 its own, taken only when the write lock is free at that moment.
 
 Why: an async request is stored with one INSERT on its way to the client (two when its replica
-is slow), and that INSERT is on the request's critical path. Through SQLAlchemy's ORM-free Core
-in a worker thread it cost ≈ 0.9 ms inside a busy server (pool checkout, statement and parameter
-processing, two thread hops); straight through the DBAPI on the calling thread ≈ 0.3 ms. Running
-it on the server's event loop is safe only because it never waits:
+is slow), and that INSERT is on the request's critical path. Through SQLAlchemy Core in a worker
+thread it pays for a pool checkout, statement and parameter processing and two thread hops;
+straight through the DBAPI on the calling thread it pays for none of them. Running it on the
+server's event loop is safe only because it never waits:
 - the connection's busy timeout is 0, so a lock held by another writer makes BEGIN fail at once
   and the caller takes its usual worker-thread path instead;
 - it never checkpoints (wal_autocheckpoint=0), so no fsync runs on the calling thread; the other
@@ -29,8 +29,8 @@ log = logging.getLogger(__name__)
 MAX_ROWS = 16  # the loop is blocked while this runs: only small writes take this path
 
 
-class SqliteNow:
-    """Insert-now for one table of a SQLite engine (`usable` is False on any other database).
+class NonBlockingInsert:
+    """Insert-without-waiting for one table of a SQLite engine (`usable` is False on any other database).
 
     Its connection is opened when this is made (at server start, before requests arrive, so no
     request's loop turn waits on the pool) and detached from the pool, so its settings never
@@ -72,7 +72,7 @@ class SqliteNow:
             except BaseException as exc:
                 self._roll_back()
                 if isinstance(exc, sqlite3.Error):
-                    log.debug("insert-now gave way to the thread path: %s", exc)
+                    log.debug("insert-without-waiting gave way to the thread path: %s", exc)
                     return False
                 raise
             return True
@@ -100,7 +100,7 @@ class SqliteNow:
             if self._raw.in_transaction:
                 self._raw.execute("ROLLBACK")
         except sqlite3.Error:
-            log.warning("insert-now could not roll back; closing its connection", exc_info=True)
+            log.warning("insert-without-waiting could not roll back; closing its connection", exc_info=True)
             self._drop()
 
     def _drop(self) -> None:
