@@ -153,6 +153,7 @@ def test_replica_reports_a_full_volume_in_its_answer(small_volume: Path, tmp_pat
     the full storage, with no traceback of ours and no .part left."""
     from launch.packaging import FORM_PREDICT_FN_OR_CLS, pickle_bundle
 
+    from launch_server.domain.requests import InferenceRequest
     from launch_server.replica.bundle_runtime import BundleDescriptor, BundleRuntime, RuntimeConfig
     from launch_server.storage.local import LocalStorage
 
@@ -171,15 +172,15 @@ def test_replica_reports_a_full_volume_in_its_answer(small_volume: Path, tmp_pat
         storage_url=storage.root_url, work_dir=str(tmp_path / "work"), results_prefix="results/t", sync_results=True
     )
     runtime = BundleRuntime(descriptor, config)
-    pickled = {"args_json": '{"n": 4194304}', "return_pickled": True}
+    pickled = InferenceRequest(args_json='{"n": 4194304}', return_pickled=True)
     ok = runtime.predict(pickled)
-    assert ok["state"] == "SUCCESS" and "/results/t/sync/" in ok["result_url"]
+    assert ok.state == "SUCCESS" and "/results/t/sync/" in ok.result_url
     before = files(storage.root)
     filler = fill(small_volume, 1 << 20)
     full = runtime.predict(pickled)
-    assert full["state"] == "FAILURE"
-    assert "storage is full" in full["traceback"] and "Traceback" not in full["traceback"]
+    assert full.state == "FAILURE"
+    assert "storage is full" in full.traceback and "Traceback" not in full.traceback
     assert files(storage.root) == before
-    assert runtime.predict({"args_json": '{"n": 3}', "return_pickled": False})["state"] == "SUCCESS"
+    assert runtime.predict(InferenceRequest(args_json='{"n": 3}', return_pickled=False)).state == "SUCCESS"
     filler.unlink()
-    assert runtime.predict(pickled)["state"] == "SUCCESS"
+    assert runtime.predict(pickled).state == "SUCCESS"
