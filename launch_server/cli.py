@@ -10,8 +10,7 @@ from pathlib import Path
 
 import click
 
-from launch_server.app import App, build_app, ensure_dev_key
-from launch_server.serving.layer import ServingLayer
+from launch_server.composition import ControlPlane, Launch, build_control_plane, build_launch, ensure_dev_key
 from launch_server.settings import Settings
 
 log = logging.getLogger("launch_server")
@@ -63,13 +62,13 @@ def serve(
         settings.s3_endpoint_url = s3_endpoint_url
     if ray_address:
         settings.ray_address = ray_address
-    serving = asyncio.run(_serve(settings, port_file))
-    if serving is not None:
-        serving.shutdown()
+    launch = asyncio.run(_serve(settings, port_file))
+    if launch.serving is not None:
+        launch.serving.shutdown()
     log.info("stopped")
 
 
-async def _serve(settings: Settings, port_file: str | None) -> ServingLayer | None:
+async def _serve(settings: Settings, port_file: str | None) -> Launch:
     from launch_server.api.server import (
         SERVICES,
         SERVING_LAYER_SERVICES,
@@ -78,20 +77,21 @@ async def _serve(settings: Settings, port_file: str | None) -> ServingLayer | No
         mark_serving,
     )
 
-    app = build_app(settings)
-    key = ensure_dev_key(app)
+    launch = build_launch(settings)
+    control, serving = launch.control, launch.serving
+    key = ensure_dev_key(control)
     if key:
-        click.echo(f"Created development API key for owner 'dev' (saved to {app.settings.dev_key_file}):")
+        click.echo(f"Created development API key for owner 'dev' (saved to {control.settings.dev_key_file}):")
         click.echo(f"  {key}")
-    serving = ServingLayer(app) if settings.serving else None
-    server, port, health_servicer = build_server(app, settings.bind, serving)
+    server, port, health_servicer = build_server(launch.servicers, control.keys, control.settings.bind)
     await server.start()
     # The serving layer's services report SERVING only once it has joined Ray (follow_serving_layer).
     control_plane = [name for name in ("", *SERVICES) if serving is None or name not in SERVING_LAYER_SERVICES]
     await mark_serving(health_servicer, True, tuple(control_plane))
+    health_follower = None
     if serving is not None:
         health_follower = asyncio.create_task(follow_serving_layer(health_servicer, serving.reconciler.first_pass))
-    host = settings.bind.rsplit(":", 1)[0]
+    host = control.settings.bind.rsplit(":", 1)[0]
     click.echo(f"launch-server listening on {host}:{port}", err=False)
     sys.stdout.flush()
     if port_file:
@@ -101,19 +101,17 @@ async def _serve(settings: Settings, port_file: str | None) -> ServingLayer | No
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
-    serving_task = asyncio.create_task(serving.run(stop)) if serving else None
+    serving_task = asyncio.create_task(serving.run(stop)) if serving is not None else None
     await stop.wait()
     log.info("shutting down: draining in-flight RPCs")
-    if serving is not None:
+    if health_follower is not None:
         health_follower.cancel()
     await mark_serving(health_servicer, False)
     await server.stop(grace=10)
     if serving_task is not None:
         await serving_task
-    if serving is not None:
-        serving.task_repo.close()
-    app.close()
-    return serving
+    launch.close()
+    return launch
 
 
 @main.group()
@@ -121,8 +119,8 @@ def keys() -> None:
     """Create, list and revoke API keys (stored only as hashes)."""
 
 
-def _app(ctx: click.Context) -> App:
-    return build_app(_settings(ctx))
+def _control_plane(ctx: click.Context) -> ControlPlane:
+    return build_control_plane(_settings(ctx))
 
 
 @keys.command("create")
@@ -133,9 +131,9 @@ def keys_create(ctx: click.Context, owner: str, description: str) -> None:
     """Create a key and print it once; only its hash is stored."""
     from launch_server.domain.errors import DomainError
 
-    app = _app(ctx)
+    control = _control_plane(ctx)
     try:
-        record, key = app.keys.create(owner, description)
+        record, key = control.keys.create(owner, description)
     except DomainError as exc:
         raise click.ClickException(exc.message) from None
     click.echo(key)
@@ -147,7 +145,7 @@ def keys_create(ctx: click.Context, owner: str, description: str) -> None:
 @click.pass_context
 def keys_list(ctx: click.Context, owner: str | None) -> None:
     """List key ids, owners and state (never the keys themselves)."""
-    for record in _app(ctx).keys.list(owner):
+    for record in _control_plane(ctx).keys.list(owner):
         state = f"revoked {record.revoked_at:%Y-%m-%d %H:%M}" if record.revoked_at else "active"
         click.echo(f"{record.key_id}\t{record.owner}\t{state}\t{record.description}")
 
@@ -157,7 +155,7 @@ def keys_list(ctx: click.Context, owner: str | None) -> None:
 @click.pass_context
 def keys_revoke(ctx: click.Context, key_id: str) -> None:
     """Revoke a key by id; servers refuse it within their auth cache time (2 s by default)."""
-    if not _app(ctx).keys.revoke(key_id):
+    if not _control_plane(ctx).keys.revoke(key_id):
         raise click.ClickException(f"no active key with id {key_id!r}")
     click.echo(f"revoked {key_id}")
 

@@ -11,7 +11,7 @@ from launch_server.api.convert import timestamp
 from launch_server.domain.batch_inputs import BatchInputs
 from launch_server.domain.batch_jobs import BatchJob, BatchJobService, BatchOptions, validate_options
 from launch_server.domain.bundles import BundleService
-from launch_server.domain.errors import InvalidArgument, NotImplementedYet
+from launch_server.domain.errors import InvalidArgument, NotServedHere
 from launch_server.domain.validation import validate_labels
 
 FORMATS = {bjpb.SERIALIZATION_FORMAT_JSON: "json", bjpb.SERIALIZATION_FORMAT_PICKLE: "pickle"}
@@ -67,7 +67,7 @@ class BatchJobServicer(bjgrpc.BatchJobServiceServicer):
 
     def _service(self) -> BatchJobService:
         if self._jobs is None:
-            raise NotImplementedYet("batch jobs need the serving layer (LAUNCH_SERVING=1)")
+            raise NotServedHere("batch jobs need the serving layer (LAUNCH_SERVING=1)")
         return self._jobs
 
     async def _inputs(self, request: bjpb.CreateBatchJobRequest) -> list[dict[str, object]]:

@@ -8,7 +8,7 @@ from launch.v1 import inference_pb2 as ipb
 from launch.v1 import inference_pb2_grpc as igrpc
 
 from launch_server.api.auth import owner
-from launch_server.domain.errors import EndpointUnavailable, NotImplementedYet
+from launch_server.domain.errors import EndpointUnavailable, NotServedHere
 from launch_server.domain.validation import validate_name
 from launch_server.serving.router import Router
 from launch_server.wire.messages import answer_to_proto, request_of
@@ -27,5 +27,5 @@ class InferenceServicer(igrpc.InferenceServiceServicer):
         return ipb.PredictResponse(result=answer_to_proto(answer))
 
     async def PredictStream(self, request, context):  # type: ignore[no-untyped-def]
-        raise NotImplementedYet("InferenceService.PredictStream is not served by this server version yet")
+        raise NotServedHere("InferenceService.PredictStream is not served by this server version yet")
         yield  # pragma: no cover - makes this an async generator

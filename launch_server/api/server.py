@@ -4,6 +4,7 @@ reflection, behind the auth-and-errors interceptor."""
 from __future__ import annotations
 
 import asyncio
+from dataclasses import dataclass
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
@@ -27,8 +28,7 @@ from launch_server.api.bundles import ModelBundleServicer
 from launch_server.api.endpoints import ModelEndpointServicer
 from launch_server.api.inference import InferenceServicer
 from launch_server.api.tasks import TaskServicer
-from launch_server.app import App
-from launch_server.serving.layer import ServingLayer
+from launch_server.domain.keys import ApiKeyService
 from launch_server.wire.limits import MESSAGE_SIZE_OPTIONS
 
 SERVICES = {
@@ -40,35 +40,34 @@ SERVICES = {
 }
 
 
+@dataclass(frozen=True)
+class Servicers:
+    """One servicer per launch.v1 service, built by the composition root."""
+
+    bundles: ModelBundleServicer
+    endpoints: ModelEndpointServicer
+    inference: InferenceServicer
+    tasks: TaskServicer
+    batch_jobs: BatchJobServicer
+
+
 def build_server(
-    app: App, bind: str, serving: ServingLayer | None = None
+    servicers: Servicers, keys: ApiKeyService, bind: str
 ) -> tuple[grpc.aio.Server, int, health.aio.HealthServicer]:
     """Returns the server (not started), the bound port and the health servicer (so shutdown can
     flip it to NOT_SERVING before draining)."""
     server = grpc.aio.server(
-        interceptors=[AuthErrorsInterceptor(app.keys)],
+        interceptors=[AuthErrorsInterceptor(keys)],
         options=[
             *MESSAGE_SIZE_OPTIONS,
             ("grpc.so_reuseport", 0),
         ],
     )
-    model_bundle_pb2_grpc.add_ModelBundleServiceServicer_to_server(ModelBundleServicer(app.bundles), server)
-    model_endpoint_pb2_grpc.add_ModelEndpointServiceServicer_to_server(
-        ModelEndpointServicer(
-            app.endpoints, serving.reconciler if serving else None, serving.router if serving else None
-        ),
-        server,
-    )
-    inference_pb2_grpc.add_InferenceServiceServicer_to_server(
-        InferenceServicer(serving.router if serving else None), server
-    )
-    task_pb2_grpc.add_TaskServiceServicer_to_server(
-        TaskServicer(serving.tasks if serving else None, serving.hub if serving else None, app.bundles.storage),
-        server,
-    )
-    batch_job_pb2_grpc.add_BatchJobServiceServicer_to_server(
-        BatchJobServicer(serving.batch_jobs if serving else None, app.bundles), server
-    )
+    model_bundle_pb2_grpc.add_ModelBundleServiceServicer_to_server(servicers.bundles, server)
+    model_endpoint_pb2_grpc.add_ModelEndpointServiceServicer_to_server(servicers.endpoints, server)
+    inference_pb2_grpc.add_InferenceServiceServicer_to_server(servicers.inference, server)
+    task_pb2_grpc.add_TaskServiceServicer_to_server(servicers.tasks, server)
+    batch_job_pb2_grpc.add_BatchJobServiceServicer_to_server(servicers.batch_jobs, server)
 
     health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)

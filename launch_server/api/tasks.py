@@ -13,7 +13,7 @@ from launch.v1 import task_pb2_grpc as tgrpc
 from launch_server.api.auth import owner
 from launch_server.api.convert import timestamp
 from launch_server.api.results import download_result
-from launch_server.domain.errors import InvalidArgument, NotImplementedYet
+from launch_server.domain.errors import InvalidArgument, NotServedHere
 from launch_server.domain.ports import ObjectStorage
 from launch_server.domain.tasks import MAX_WATCH, Task, TaskInput, TaskService
 from launch_server.task_queue.watch import Watcher, WatchHub, supersedes
@@ -70,7 +70,7 @@ class TaskServicer(tgrpc.TaskServiceServicer):
 
     def _service(self) -> TaskService:
         if self._tasks is None:
-            raise NotImplementedYet("async tasks need the serving layer (LAUNCH_SERVING=1)")
+            raise NotServedHere("async tasks need the serving layer (LAUNCH_SERVING=1)")
         return self._tasks
 
     async def CreateTask(

@@ -83,8 +83,9 @@ class DeadlineExceeded(DomainError):
     reason = "ERROR_REASON_UNSPECIFIED"
 
 
-class NotImplementedYet(DomainError):
-    """The RPC is part of the contract but not served by this server version."""
+class NotServedHere(DomainError):
+    """The RPC is part of the contract but this server does not serve it: its version lacks it,
+    or it runs without the part that serves it (LAUNCH_SERVING=0)."""
 
     reason = "ERROR_REASON_NOT_IMPLEMENTED"
 

@@ -34,7 +34,7 @@ _CODES: list[tuple[type[de.DomainError], grpc.StatusCode]] = [
     (de.EndpointUnavailable, grpc.StatusCode.UNAVAILABLE),
     (de.StoreUnavailable, grpc.StatusCode.UNAVAILABLE),
     (de.DeadlineExceeded, grpc.StatusCode.DEADLINE_EXCEEDED),
-    (de.NotImplementedYet, grpc.StatusCode.UNIMPLEMENTED),
+    (de.NotServedHere, grpc.StatusCode.UNIMPLEMENTED),
 ]
 
 
