@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import signal
 import sys
@@ -17,13 +18,13 @@ log = logging.getLogger("launch_server")
 
 
 def _settings(ctx: click.Context) -> Settings:
-    settings = Settings()
     params = ctx.find_root().params
+    overrides: dict[str, object] = {}
     if params.get("data_dir"):
-        settings.data_dir = Path(params["data_dir"]).resolve()
+        overrides["data_dir"] = Path(params["data_dir"]).resolve()
     if params.get("database_url"):
-        settings.database_url = params["database_url"]
-    return settings
+        overrides["database_url"] = params["database_url"]
+    return dataclasses.replace(Settings(), **overrides)
 
 
 @click.group(invoke_without_command=True)
@@ -53,15 +54,8 @@ def serve(
 ) -> None:
     """Run the gRPC server until SIGTERM or SIGINT, then drain and stop."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    settings = _settings(ctx)
-    if bind:
-        settings.bind = bind
-    if storage_url:
-        settings.storage_url = storage_url
-    if s3_endpoint_url:
-        settings.s3_endpoint_url = s3_endpoint_url
-    if ray_address:
-        settings.ray_address = ray_address
+    flags = {"bind": bind, "storage_url": storage_url, "s3_endpoint_url": s3_endpoint_url, "ray_address": ray_address}
+    settings = dataclasses.replace(_settings(ctx), **{name: value for name, value in flags.items() if value})
     launch = asyncio.run(_serve(settings, port_file))
     if launch.serving is not None:
         launch.serving.shutdown()
