@@ -37,7 +37,7 @@ class OutageResponse:
         self._router = router
 
     def not_joined(self, reason: str) -> None:
-        self._reconciler.error = reason
+        self._reconciler.not_joined(reason)
 
     async def lost(self, reason: str) -> None:
         self._reconciler.ray_lost(reason)

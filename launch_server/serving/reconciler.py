@@ -136,6 +136,10 @@ class Reconciler:
         """Asks for a pass now (thread-safe enough: set() from the loop thread only)."""
         self._wake.set()
 
+    def not_joined(self, reason: str) -> None:
+        """Ray is not joined yet (or joining failed): what endpoints and requests are told."""
+        self.error = reason
+
     def ray_lost(self, reason: str) -> None:
         """The cluster is gone: nothing is served (the dispatcher stops claiming) until ray_back."""
         self._ray_down = reason
