@@ -1,3 +1,3 @@
 """Generated gRPC stubs for launch.v1 (do not edit; run scripts/gen_protos.sh)."""
 
-PROTO_SHA256 = "ec609bb4d4b3cb96f762e84ec0856de679d93946796fa0c77f06bbf89d3155eb"
+PROTO_SHA256 = "633acb66d87cb776243c5b3ea091f8fdfa4038f11dc8a5860047586962a244ab"

@@ -66,8 +66,12 @@ class InferenceServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def PredictStream(self, request, context):
-        """Runs one request on a sync endpoint whose predict function is a generator and streams each
-        yielded value as it is produced.
+        """Runs one request on a streaming endpoint and streams each value its predict function yields,
+        as it is yielded (a function that returns instead answers its one value). The stream ends
+        with status OK after the last value; a predict function that raises ends it with one FAILURE
+        message after the values already sent. Cancelling the call closes the generator in the
+        replica. A request that meets zero workers waits, within its deadline, while the endpoint
+        scales up.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

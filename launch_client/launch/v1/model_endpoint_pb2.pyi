@@ -16,6 +16,7 @@ class EndpointType(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     ENDPOINT_TYPE_UNSPECIFIED: _ClassVar[EndpointType]
     ENDPOINT_TYPE_SYNC: _ClassVar[EndpointType]
     ENDPOINT_TYPE_ASYNC: _ClassVar[EndpointType]
+    ENDPOINT_TYPE_STREAMING: _ClassVar[EndpointType]
 
 class EndpointStatus(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
@@ -28,6 +29,7 @@ class EndpointStatus(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
 ENDPOINT_TYPE_UNSPECIFIED: EndpointType
 ENDPOINT_TYPE_SYNC: EndpointType
 ENDPOINT_TYPE_ASYNC: EndpointType
+ENDPOINT_TYPE_STREAMING: EndpointType
 ENDPOINT_STATUS_UNSPECIFIED: EndpointStatus
 ENDPOINT_STATUS_UPDATE_PENDING: EndpointStatus
 ENDPOINT_STATUS_UPDATE_IN_PROGRESS: EndpointStatus
