@@ -5,7 +5,6 @@ writers (BEGIN IMMEDIATE), which gives the same guarantee for one file."""
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import and_, bindparam, case, func, insert, update
@@ -14,7 +13,8 @@ from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, delete, select
 
 from launch_server.domain.errors import ResourceExhausted
-from launch_server.domain.requests import TaskWork, task_work_from_json
+from launch_server.domain.requests import task_work_from_json
+from launch_server.domain.task_queue_ports import CallbackJob, ClaimedTask
 from launch_server.domain.tasks import TERMINAL, Outcome, Task, TaskState, finished_task
 from launch_server.store.db import writer
 from launch_server.store.repositories import as_utc
@@ -94,23 +94,6 @@ def to_task(row: TaskRow) -> Task:
         expires_at=as_utc(row.expires_at),
         request_id=row.request_id,
     )
-
-
-@dataclass(frozen=True)
-class ClaimedTask:
-    """A task a worker holds under its lease, with the work its replica is asked to do."""
-
-    task_id: str
-    work: TaskWork
-    attempts: int
-    task: Task | None = None  # the row as claimed, so finishing it needs no read-back
-
-
-@dataclass(frozen=True)
-class CallbackJob:
-    task: Task
-    url: str
-    attempts: int
 
 
 class SqlTaskRepository:

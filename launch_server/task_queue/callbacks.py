@@ -20,9 +20,9 @@ from concurrent.futures import ThreadPoolExecutor
 import aiohttp
 from aiohttp.abc import AbstractResolver, ResolveResult
 
+from launch_server.domain.task_queue_ports import CallbackJob, CallbackQueue
 from launch_server.domain.tasks import Task
 from launch_server.settings import Settings
-from launch_server.store.task_repository import CallbackJob, SqlTaskRepository
 from launch_server.task_queue.callback_targets import (
     CallbackNetworks,
     CallbackRefused,
@@ -93,7 +93,7 @@ class CallbackSender:
 
     def __init__(
         self,
-        repo: SqlTaskRepository,
+        repo: CallbackQueue,
         *,
         networks: CallbackNetworks,
         max_attempts: int = 6,
@@ -118,7 +118,7 @@ class CallbackSender:
         self._inflight: set[asyncio.Task] = set()
 
     @classmethod
-    def from_settings(cls, repo: SqlTaskRepository, s: Settings) -> CallbackSender:
+    def from_settings(cls, repo: CallbackQueue, s: Settings) -> CallbackSender:
         """Loopback is allowed by default only when the server itself listens on loopback."""
         return cls(
             repo,

@@ -33,9 +33,9 @@ from collections.abc import Callable
 from launch_server.domain.endpoints import MAX_TASK_TIMEOUT_S, EndpointType, is_batch_endpoint
 from launch_server.domain.live_endpoints import LiveEndpoints
 from launch_server.domain.requests import ChunkRequest, InferenceAnswer, InferenceRequest
+from launch_server.domain.task_queue_ports import ClaimedTask, TaskLeases
 from launch_server.domain.tasks import Outcome, Task, TaskState
 from launch_server.serving.router import Router
-from launch_server.store.task_repository import ClaimedTask, SqlTaskRepository
 from launch_server.task_queue.direct_calls import DirectCalls
 from launch_server.task_queue.watch import WatchHub
 
@@ -54,7 +54,7 @@ class Dispatcher:
 
     def __init__(
         self,
-        repo: SqlTaskRepository,
+        repo: TaskLeases,
         live: LiveEndpoints,
         router: Router,
         watchers: WatchHub,

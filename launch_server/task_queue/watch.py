@@ -22,8 +22,8 @@ import logging
 from collections.abc import Iterable
 from datetime import UTC, datetime, timedelta
 
+from launch_server.domain.task_queue_ports import ChangedTasks
 from launch_server.domain.tasks import Task
-from launch_server.store.task_repository import SqlTaskRepository
 
 log = logging.getLogger(__name__)
 
@@ -66,7 +66,7 @@ class Watcher:
 
 
 class WatchHub:
-    def __init__(self, repo: SqlTaskRepository, poll_s: float = 0.25) -> None:
+    def __init__(self, repo: ChangedTasks, poll_s: float = 0.25) -> None:
         self._repo = repo
         self._poll_s = poll_s
         self._subscribers: dict[str, set[Watcher]] = {}

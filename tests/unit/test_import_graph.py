@@ -3,6 +3,8 @@ is imported) and fail on an import that crosses a layer the wrong way or closes 
 
 - replica/ runs inside Ray workers: it imports nothing from the server's api/, store/,
   task_queue/, serving/ or its wiring (app, cli), so a replica never loads server code;
+- task_queue/ imports nothing from store/: its loops are typed against the domain's ports
+  (domain/task_queue_ports), so the queue's logic does not depend on how rows are stored;
 - wire/ is what the server and its replicas share: it imports only domain/ and other wire/
   modules;
 - domain/ imports no gRPC, protobuf stubs, Ray, SQLAlchemy/sqlmodel or boto3, and no adapter
@@ -86,6 +88,10 @@ SERVER_ONLY = tuple(
 
 def test_replica_imports_no_server_code() -> None:
     assert _violations("launch_server.replica", SERVER_ONLY) == []
+
+
+def test_task_queue_imports_no_store() -> None:
+    assert _violations("launch_server.task_queue", ("launch_server.store",)) == []
 
 
 def test_wire_imports_only_domain_and_wire() -> None:
