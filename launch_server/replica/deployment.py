@@ -13,14 +13,12 @@ from more replicas, which is what the autoscaler is for."""
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import logging
 import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from launch_server.domain.requests import (
-    AssemblePart,
     AssembleRequest,
     ChunkRequest,
     InferenceAnswer,
@@ -107,24 +105,18 @@ class LaunchReplica:
             return None
         return ingress
 
-    async def __call__(
-        self, request: InferenceRequest | dict[str, Any], timeout_s: float | None = None
-    ) -> InferenceAnswer | dict[str, Any]:
+    async def __call__(self, request: InferenceRequest, timeout_s: float | None = None) -> InferenceAnswer:
         """One predict request (see BundleRuntime.predict); never raises for user errors. An async
         task carries its endpoint's task_timeout_seconds: past it the call is given up and answered
         FAILURE; a cancelled call (Serve cancels it when the dispatcher does) is given up too
         (see stoppable)."""
-        if isinstance(request, dict):
-            return await self._legacy(request, timeout_s)
         return await run_stoppable(self._executor, self.runtime.predict, request, timeout_s)
 
     async def predict_many(
-        self, requests: list[InferenceRequest] | list[dict[str, Any]], timeout_s: float | None = None
-    ) -> list[InferenceAnswer] | list[dict[str, Any]]:
+        self, requests: list[InferenceRequest], timeout_s: float | None = None
+    ) -> list[InferenceAnswer]:
         """A group of requests in one call, answered in order, so per-call overhead is paid once;
         without a time limit they run in one go on the pool, with one each runs on its own clock."""
-        if any(isinstance(r, dict) for r in requests):
-            return [await self._legacy(r, timeout_s) for r in requests]  # type: ignore[arg-type]
         if not timeout_s:
             loop = asyncio.get_running_loop()
             return await loop.run_in_executor(self._executor, self.runtime.predict_many, requests)
@@ -140,36 +132,6 @@ class LaunchReplica:
         """Writes a batch job's results object from its chunks' outcomes (batch_chunks); the
         answer's result_url is where it went."""
         return await run_stoppable(self._executor, self._batch.assemble, request)
-
-    async def _legacy(self, body: dict[str, Any], timeout_s: float | None) -> dict[str, Any]:
-        """TRANSITIONAL, to be removed once every server caller uses the typed methods: the
-        plain-dict request forms ({"url"|"args_json", "return_pickled"}, {"chunk", ...},
-        {"assemble", ...}) routed to those methods, answered as a plain dict."""
-        answer: InferenceAnswer
-        if "chunk" in body:
-            chunk = ChunkRequest(
-                items=tuple(InferenceRequest.from_dict(i) for i in body["chunk"]),
-                format=str(body.get("format", "json")),
-                output_key=str(body["output_key"]),
-            )
-            answer = await self.run_chunk(chunk, timeout_s)
-        elif "assemble" in body:
-            parts = tuple(
-                AssemblePart(
-                    location=str(p.get("location") or ""),
-                    error=str(p.get("error") or ""),
-                    count=int(p.get("count") or 0),
-                )
-                for p in body["assemble"]
-            )
-            answer = await self.assemble(
-                AssembleRequest(parts=parts, format=str(body.get("format", "json")), output_key=str(body["output_key"]))
-            )
-        else:
-            answer = await run_stoppable(
-                self._executor, self.runtime.predict, InferenceRequest.from_dict(body), timeout_s
-            )
-        return dataclasses.asdict(answer)
 
     def record_autoscaling_stats(self) -> dict[str, float]:
         """Serve's custom-metrics hook: requests in flight on the direct route, which Serve cannot

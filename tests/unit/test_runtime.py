@@ -596,20 +596,3 @@ def test_a_pickle_chunk_keeps_python_values(storage: LocalStorage, config: Runti
     chunk = ChunkRequest(items=(args(n=2),), format="pickle", output_key="batch/j/0")
     summary = json.loads(asyncio.run(replica.run_chunk(chunk)).result)
     assert cloudpickle.loads(storage.read_bytes(summary["location"])) == [{"result": {0, 1}}]
-
-
-def test_the_plain_dict_forms_still_reach_the_typed_methods(storage: LocalStorage, config: RuntimeConfig) -> None:
-    """The transitional adapter for callers that still send dicts (removed once none do)."""
-    descriptor = cloudpickle_bundle(storage, FORM_PREDICT_FN_OR_CLS, predict_fn_or_cls=keywords)
-    replica = LaunchReplica(descriptor.to_dict(), config.to_dict())
-
-    async def run() -> tuple[Any, Any, Any]:
-        one = await replica(args(x=1).to_dict())
-        many = await replica.predict_many([args(x=2).to_dict()], timeout_s=30)
-        chunk = await replica({"chunk": [args(x=3).to_dict()], "format": "json", "output_key": "batch/j/0"})
-        return one, many, chunk
-
-    one, many, chunk = asyncio.run(run())
-    assert one == {"state": "SUCCESS", "result": '{"x": 1}', "result_url": "", "traceback": ""}
-    assert [a["result"] for a in many] == ['{"x": 2}']
-    assert json.loads(storage.read_bytes(json.loads(chunk["result"])["location"])) == [{"result": {"x": 3}}]
