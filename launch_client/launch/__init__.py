@@ -26,7 +26,9 @@ from .model_endpoint import (
     EndpointRequest,
     EndpointResponse,
     EndpointResponseFuture,
+    EndpointResponseStream,
     ModelEndpoint,
+    StreamingEndpoint,
     SyncEndpoint,
 )
 
@@ -43,6 +45,7 @@ __all__ = [
     "EndpointRequest",
     "EndpointResponse",
     "EndpointResponseFuture",
+    "EndpointResponseStream",
     "FailedPreconditionError",
     "InvalidArgumentError",
     "LaunchClient",
@@ -52,6 +55,7 @@ __all__ = [
     "NotFoundError",
     "PostInferenceHooks",
     "ResourceExhaustedError",
+    "StreamingEndpoint",
     "SyncEndpoint",
     "UnauthenticatedError",
     "UnavailableError",

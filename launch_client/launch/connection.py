@@ -155,10 +155,14 @@ class Connection:
                     continue
                 raise from_rpc_error(exc) from None
 
-    def open_stream(self, method: Callable[..., Any], request: Any, *, timeout: float | None = None) -> ServerStream:
+    def open_stream(
+        self, method: Callable[..., Any], request: Any, *, timeout: float | None = None, idempotent: bool = True
+    ) -> ServerStream:
         """Starts a server-streaming call and waits for its first message. UNAVAILABLE before it
         is retried (nothing was consumed yet, so a fresh call is the same call), never past
-        `timeout`, which bounds the whole call; after it, the caller decides. Raises LaunchError."""
+        `timeout`, which bounds the whole call; after it, the caller decides. A call that runs
+        something (PredictStream) passes idempotent=False and is not retried, as Predict is not.
+        Raises LaunchError."""
         retries = self.retry_budget(timeout)
         while True:
             left = None if timeout is None else max(0.0, timeout - (time.monotonic() - retries.started))
@@ -168,7 +172,7 @@ class Connection:
             except StopIteration:
                 return ServerStream(call, None)
             except grpc.RpcError as exc:
-                if retries.retry(exc):
+                if idempotent and retries.retry(exc):
                     continue
                 raise from_rpc_error(exc) from None
             return ServerStream(call, first)

@@ -1,5 +1,6 @@
-"""The SDK side of the direct route: sync predicts go straight to an endpoint's replicas, which
-answer launch.v1.InferenceService themselves, instead of through the server (one hop, not two).
+"""The SDK side of the direct route: sync and streaming predicts go straight to an endpoint's
+replicas, which answer launch.v1.InferenceService themselves, instead of through the server (one
+hop, not two).
 
 The server stays in charge: it says which replicas exist and hands out a short-lived token for
 them (ModelEndpointService.GetModelEndpointRoute, asked again every few seconds as the endpoint
@@ -14,6 +15,12 @@ requests. One that dies in the middle of a direct request answers UNAVAILABLE, a
 then sent once through the server: a sync predict may run twice in that case, never zero times.
 A replica address this client cannot reach (a node address private to the cluster) is skipped
 after a one-second connect attempt, so clients outside the cluster network use the server.
+
+Streaming predicts (PredictStream) take the same route, with one rule more: a stream falls back
+to the server only before the replica accepted it (its ACCEPTED_HEADER initial metadata) and
+before its first message. Past that the predict function is running and values may have been
+consumed, so a failure is the caller's error; replaying the stream would run it twice and repeat
+values already seen. An open stream counts as one request in flight on its replica until it ends.
 
 Each client keeps one channel per replica address and sends each request to the replica it has
 the fewest requests in flight on (ties go round-robin), the usual least-outstanding balancer."""
@@ -33,8 +40,12 @@ from launch.v1 import inference_pb2 as ipb
 from launch.v1 import inference_pb2_grpc as igrpc
 from launch.v1 import model_endpoint_pb2 as epb
 
-from .connection import BASE_CHANNEL_OPTIONS
+from .connection import BASE_CHANNEL_OPTIONS, ServerStream
 from .errors import LaunchError, UnimplementedError, from_rpc_error
+
+# Initial metadata a replica sends once a request passed its checks and is about to run (the
+# server's launch_server.wire.headers names it too; the SDK imports nothing of the server).
+ACCEPTED_HEADER = "launch-accepted"
 
 # Errors after which the server is asked instead (see module doc).
 _FALL_BACK = {
@@ -116,6 +127,48 @@ class DirectRouter:
         finally:
             with self._lock:
                 replica.in_flight -= 1
+
+    def open_stream(self, request: ipb.PredictStreamRequest, timeout: float) -> ServerStream | None:
+        """The replica's stream past its first message (None as first: it ended without one), or
+        None: send the request through the server instead. `timeout` bounds the whole stream,
+        the route's fetch included."""
+        started = time.monotonic()
+        name = request.endpoint_name
+        route = self._route(name, timeout)
+        if route is None or not route.addresses:
+            return None
+        picked = self._pick(route)
+        if picked is None:
+            return None
+        address, replica = picked
+        call = None
+        try:
+            if not replica.connected and not self._connect(address, replica):
+                return None
+            left = max(0.0, timeout - (time.monotonic() - started))
+            call = replica.stub.PredictStream(request, metadata=route.metadata, timeout=left)
+            try:
+                return ServerStream(call, next(call))
+            except StopIteration:
+                return ServerStream(call, None)
+        except grpc.RpcError as exc:
+            if exc.code() in _FALL_BACK and not _accepted(exc):
+                self._pause(name)
+                return None
+            raise from_rpc_error(exc) from None
+        finally:
+            self._release_when_done(replica, call)
+
+    def _release_when_done(self, replica: _Replica, call: Any) -> None:
+        """The stream stops counting against its replica once its call ends, however it ends
+        (last message, failure, cancellation, deadline); at once when there is no open call."""
+
+        def release() -> None:
+            with self._lock:
+                replica.in_flight -= 1
+
+        if call is None or not call.add_callback(release):
+            release()
 
     def _pause(self, name: str) -> None:
         """After a fallback: use the server for PAUSE_S, then ask for a fresh route."""
@@ -221,6 +274,11 @@ class DirectRouter:
         named = {a for route in self._routes.values() for a in route.addresses}
         for address in [a for a, r in self._replicas.items() if a not in named and r.in_flight == 0]:
             self._replicas.pop(address).channel.close()
+
+
+def _accepted(call: Any) -> bool:
+    """Whether the replica said it accepted the call (a finished call: this does not block)."""
+    return any(key == ACCEPTED_HEADER for key, _ in call.initial_metadata() or ())
 
 
 def _channel_to(address: str, route: _Route) -> grpc.Channel:

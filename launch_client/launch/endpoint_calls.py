@@ -1,10 +1,11 @@
 """EndpointCalls: the server calls behind predicts and tasks, shared by LaunchClient's request
 methods and the endpoint objects (model_endpoint.EndpointBackend), so neither reaches into the
-other. It owns the choices a request makes on the way: the direct route for sync predicts, and
-one call (CreateAndWatchTask) for an async submit where the server offers it."""
+other. It owns the choices a request makes on the way: the direct route for sync and streaming
+predicts, and one call (CreateAndWatchTask) for an async submit where the server offers it."""
 
 from __future__ import annotations
 
+import time
 import uuid
 from collections.abc import Iterator
 from typing import Any
@@ -13,10 +14,11 @@ from launch.v1 import inference_pb2 as ipb
 from launch.v1 import model_endpoint_pb2 as epb
 from launch.v1 import task_pb2 as tpb
 
-from .connection import Connection
+from .connection import Connection, ServerStream
 from .direct_route import DirectRouter
 from .errors import DeadlineExceededError
 from .model_endpoint import EndpointRequest
+from .predict_stream import PredictStream
 from .results import load_pickled_result
 from .task_stream import TaskStream, create_and_watch
 
@@ -64,6 +66,28 @@ class EndpointCalls:
                 self.connection.inference.Predict, message, idempotent=False, timeout=timeout
             )
         return response.result
+
+    def predict_stream(self, endpoint_name: str, request: EndpointRequest, timeout: float | None) -> PredictStream:
+        """A streaming request, sent when its iteration starts: to a replica when the direct route
+        can take it, else through the server. `timeout` (default: the connection's) bounds the
+        whole stream, the attempt on the direct route included. Not retried: a stream runs the
+        predict function, as Predict does."""
+        message = ipb.PredictStreamRequest(endpoint_name=endpoint_name, input=request.to_input())
+        limit = timeout or self.connection.timeout
+
+        def open_stream() -> ServerStream:
+            deadline = time.monotonic() + limit
+            opened = self.direct.open_stream(message, limit) if self.direct else None
+            if opened is not None:
+                return opened
+            return self.connection.open_stream(
+                self.connection.inference.PredictStream,
+                message,
+                timeout=max(0.0, deadline - time.monotonic()),
+                idempotent=False,
+            )
+
+        return PredictStream(open_stream)
 
     def create_task(self, endpoint_name: str, request: EndpointRequest) -> str:
         response = self.connection.call(

@@ -18,9 +18,13 @@ from .model_bundle import bundle_name_of
 REQUIRED = object()  # the keyword has no default
 
 
+# The endpoint types create_model_endpoint accepts; each names an ENDPOINT_TYPE_* of the contract.
+ENDPOINT_TYPES = ("sync", "async", "streaming")
+
+
 def _endpoint_type(value: str) -> int:
-    if value not in ("sync", "async"):
-        raise ValueError("endpoint_type should be one of 'sync' or 'async'")
+    if value not in ENDPOINT_TYPES:
+        raise ValueError("endpoint_type should be one of 'sync', 'async' or 'streaming'")
     return epb.EndpointType.Value(f"ENDPOINT_TYPE_{value.upper()}")
 
 

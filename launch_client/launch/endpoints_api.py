@@ -12,14 +12,27 @@ from .client_core import ClientCore
 from .endpoint_fields import create_payload, endpoint_from_payload, updatable, update_request
 from .errors import NotFoundError
 from .model_bundle import ModelBundle
-from .model_endpoint import AsyncEndpoint, Endpoint, ModelEndpoint, SyncEndpoint, endpoint_name_of
+from .model_endpoint import (
+    AsyncEndpoint,
+    Endpoint,
+    ModelEndpoint,
+    StreamingEndpoint,
+    SyncEndpoint,
+    endpoint_name_of,
+)
+
+AnyEndpoint = SyncEndpoint | AsyncEndpoint | StreamingEndpoint
 
 
 class EndpointsApi(ClientCore):
-    def _wrap_endpoint(self, message: epb.ModelEndpoint) -> SyncEndpoint | AsyncEndpoint:
+    def _wrap_endpoint(self, message: epb.ModelEndpoint) -> AnyEndpoint:
+        """The endpoint object for its type (ModelEndpoint.endpoint_type: the enum's name in lower
+        case, so "streaming" for ENDPOINT_TYPE_STREAMING)."""
         model_endpoint = ModelEndpoint.from_proto(message)
         if model_endpoint.endpoint_type == "async":
             return AsyncEndpoint(model_endpoint, self)
+        if model_endpoint.endpoint_type == "streaming":
+            return StreamingEndpoint(model_endpoint, self)
         return SyncEndpoint(model_endpoint, self)
 
     def create_model_endpoint(
@@ -42,11 +55,13 @@ class EndpointsApi(ClientCore):
         task_expiry_seconds: int | None = None,
         max_queue_size: int | None = None,
         task_timeout_seconds: int | None = None,
-    ) -> SyncEndpoint | AsyncEndpoint:
+    ) -> AnyEndpoint:
         """Creates an endpoint (status UPDATE_PENDING at first). With update_if_exists, an
         existing endpoint of that name is edited instead, to every setting given here but its
-        type, which is fixed at creation. `task_timeout_seconds` (async only): how long one task
-        may run before it is stopped and fails; None is the server's default."""
+        type, which is fixed at creation. `endpoint_type`: "sync" (SyncEndpoint), "async"
+        (AsyncEndpoint) or "streaming" (StreamingEndpoint, whose predict yields each value its
+        predict function yields). `task_timeout_seconds` (async only): how long one task may run
+        before it is stopped and fails; None is the server's default."""
         arguments = dict(locals())  # first statement: exactly this call's arguments
         settings = {k: v for k, v in arguments.items() if k not in ("self", "endpoint_name", "update_if_exists")}
         if update_if_exists and self.get_model_endpoint(endpoint_name) is not None:
@@ -75,26 +90,26 @@ class EndpointsApi(ClientCore):
         default_callback_url: str | None = None,
         labels: dict[str, str] | None = None,
         task_timeout_seconds: int | None = None,
-    ) -> SyncEndpoint | AsyncEndpoint:
+    ) -> AnyEndpoint:
         """Changes only the settings given (a new bundle rolls out a new version)."""
         changes = dict(locals())  # first statement: exactly this call's arguments
         del changes["self"], changes["model_endpoint"]
         return self._update_endpoint(endpoint_name_of(model_endpoint), changes)
 
-    def _update_endpoint(self, name: str, changes: dict[str, Any]) -> SyncEndpoint | AsyncEndpoint:
+    def _update_endpoint(self, name: str, changes: dict[str, Any]) -> AnyEndpoint:
         response = self.connection.call(
             self.connection.endpoints.UpdateModelEndpoint, update_request(name, changes), idempotent=True
         )
         return self._wrap_endpoint(response.endpoint)
 
-    def get_model_endpoint(self, endpoint_name: str) -> SyncEndpoint | AsyncEndpoint | None:
+    def get_model_endpoint(self, endpoint_name: str) -> AnyEndpoint | None:
         """The endpoint, or None when the caller has none of that name."""
         try:
             return self._wrap_endpoint(self.endpoint_calls.get_endpoint(endpoint_name))
         except NotFoundError:
             return None
 
-    def list_model_endpoints(self) -> list[SyncEndpoint | AsyncEndpoint]:
+    def list_model_endpoints(self) -> list[AnyEndpoint]:
         pages = self._pages(self.connection.endpoints.ListModelEndpoints, epb.ListModelEndpointsRequest, "endpoints")
         return [self._wrap_endpoint(e) for e in pages]
 

@@ -1,5 +1,6 @@
-"""Endpoints and requests: SyncEndpoint, AsyncEndpoint, EndpointRequest, EndpointResponse,
-EndpointResponseFuture and AsyncEndpointBatchResponse, as the Launch SDK documents them.
+"""Endpoints and requests: SyncEndpoint, AsyncEndpoint, StreamingEndpoint, EndpointRequest,
+EndpointResponse, EndpointResponseStream, EndpointResponseFuture and AsyncEndpointBatchResponse,
+as the Launch SDK documents them.
 
 These objects reach the server only through `EndpointBackend`, the few calls they need, which the
 client they were made with offers as `client.endpoint_calls`; so this module knows nothing of
@@ -48,6 +49,10 @@ class EndpointBackend(ResultLoader, Protocol):
         """Runs one request on a sync endpoint."""
         ...
 
+    def predict_stream(self, endpoint_name: str, request: EndpointRequest, timeout: float | None) -> ResultStream:
+        """Runs one request on a streaming endpoint; its results, read lazily."""
+        ...
+
     def submit(self, endpoint_name: str, request: EndpointRequest) -> tuple[str, TaskStream | None]:
         """Queues one task; its id, and the stream its result will come on, if the server offers one."""
         ...
@@ -59,6 +64,15 @@ class EndpointBackend(ResultLoader, Protocol):
     def watch(self, task_ids: list[str], timeout: float | None) -> Iterator[tpb.Task]:
         """The tasks' states as they change; TimeoutError once `timeout` passes."""
         ...
+
+
+class ResultStream(Protocol):
+    """A streaming request's results as they arrive (launch.predict_stream.PredictStream): the
+    call starts on the first next(); close() cancels it, from any thread."""
+
+    def __next__(self) -> ipb.InferenceResult: ...
+
+    def close(self) -> None: ...
 
 
 class EndpointClient(ResultLoader, Protocol):
@@ -180,7 +194,7 @@ class EndpointResponse:
 
 
 class Endpoint:
-    """Base of SyncEndpoint and AsyncEndpoint."""
+    """Base of SyncEndpoint, AsyncEndpoint and StreamingEndpoint."""
 
     def __init__(self, model_endpoint: ModelEndpoint, client: EndpointClient) -> None:
         self.model_endpoint = model_endpoint
@@ -216,6 +230,45 @@ class SyncEndpoint(Endpoint):
         """Runs the request and returns its outcome; waits while a scaled-to-zero endpoint starts."""
         result = self.client.endpoint_calls.predict(self.model_endpoint.name, request, timeout)
         return EndpointResponse.from_proto(self.client, result)
+
+
+class EndpointResponseStream:
+    """A streaming request's responses, one per value the predict function yields, each as it
+    arrives: status SUCCESS with `result` the value's JSON text; a FAILURE response (with its
+    traceback) is the last. The request is sent when iteration starts; errors are LaunchErrors
+    (DeadlineExceededError, a TimeoutError, once the predict's timeout passes). Stopping early
+    (close(), leaving a `with` block, dropping the iterator) cancels the request, which closes
+    the generator on the replica."""
+
+    def __init__(self, client: ResultLoader | None, results: ResultStream) -> None:
+        self.client = client
+        self._results = results
+
+    def __iter__(self) -> EndpointResponseStream:
+        return self
+
+    def __next__(self) -> EndpointResponse:
+        return EndpointResponse.from_proto(self.client, next(self._results))
+
+    def close(self) -> None:
+        """Cancels the request (from any thread); iteration then ends."""
+        self._results.close()
+
+    def __enter__(self) -> EndpointResponseStream:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+
+class StreamingEndpoint(Endpoint):
+    def predict(self, request: EndpointRequest, timeout: float | None = None) -> EndpointResponseStream:
+        """Runs the request and streams its values as the predict function yields them; waits
+        while a scaled-to-zero endpoint starts. `timeout` bounds the whole stream (default: the
+        client's). The request needs return_pickled=False: every value is answered as JSON text,
+        and the server refuses return_pickled (InvalidArgumentError, raised when iteration starts)."""
+        results = self.client.endpoint_calls.predict_stream(self.model_endpoint.name, request, timeout)
+        return EndpointResponseStream(self.client, results)
 
 
 class EndpointResponseFuture:
