@@ -2,7 +2,9 @@
 is imported) and fail on an import that crosses a layer the wrong way or closes a cycle.
 
 - replica/ runs inside Ray workers: it imports nothing from the server's api/, store/,
-  task_queue/, serving/ or its wiring (app, cli), so a replica never loads server code;
+  task_queue/, serving/ or its wiring (composition, cli), so a replica never loads server code;
+- composition.py is the one place that builds the server: only the cli imports it, so no service
+  reaches for the wiring instead of being handed its collaborators;
 - task_queue/ imports nothing from store/: its loops are typed against the domain's ports
   (domain/task_queue_ports), so the queue's logic does not depend on how rows are stored;
 - wire/ is what the server and its replicas share: it imports only domain/ and other wire/
@@ -82,12 +84,17 @@ def _violations(package: str, forbidden: tuple[str, ...]) -> list[str]:
 
 
 SERVER_ONLY = tuple(
-    f"launch_server.{part}" for part in ("api", "store", "task_queue", "serving", "app", "cli", "composition")
+    f"launch_server.{part}" for part in ("api", "store", "task_queue", "serving", "cli", "composition")
 )
 
 
 def test_replica_imports_no_server_code() -> None:
     assert _violations("launch_server.replica", SERVER_ONLY) == []
+
+
+def test_only_the_cli_imports_the_composition_root() -> None:
+    importers = sorted(name for name in MODULES if "launch_server.composition" in _internal(name))
+    assert importers == ["launch_server.cli"]
 
 
 def test_task_queue_imports_no_store() -> None:
