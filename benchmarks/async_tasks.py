@@ -24,7 +24,7 @@ How it is driven:
   - Server 2: SQLite with LAUNCH_TASK_GROUP_MAX=1 (no grouping), throughput run only.
   - Server 3: PostgreSQL (a throwaway database from tests.support), throughput run only.
   - Throughput run: N tasks `{"x": i}` in one `predict_batch` (one BatchCreateTasks call), then ONE
-    WatchTasks stream over all N ids (`client._watch_tasks`): completion is pushed by the server, so
+    WatchTasks stream over all N ids (`EndpointCalls.watch`): completion is pushed by the server, so
     the time of the last terminal message is the server's real drain time, without a polling
     interval in it. A second watch afterwards reads every task's stored state and result back from
     the database and checks each result equals its input (zero lost = N SUCCESS, 0 wrong).
@@ -222,7 +222,7 @@ def latency_pair(
     name = async_ep.model_endpoint.name
 
     def two_calls(request: launch.EndpointRequest) -> launch.EndpointResponse:
-        task_id = client._create_task(name, request)
+        task_id = client.endpoint_calls.create_task(name, request)
         return launch.EndpointResponseFuture(client, name, task_id).get(timeout=60)
 
     samples: list[list[float]] = [[], [], [], []]
@@ -310,7 +310,7 @@ def queue_run(client: launch.LaunchClient, endpoint: Any, n: int, offset: int = 
     finished: set[str] = set()
     last = math.nan
     try:
-        for task in client._watch_tasks(ids, timeout=60 + n / 20):
+        for task in client.endpoint_calls.watch(ids, timeout=60 + n / 20):
             if state_name(task.state) not in TERMINAL_STATES or task.task_id in finished:
                 continue
             finished.add(task.task_id)
@@ -332,7 +332,7 @@ def check_stored(client: launch.LaunchClient, request_ids: dict[str, str], run: 
     by_task = {task_id: int(rid) for rid, task_id in request_ids.items()}
     latest: dict[str, Any] = {}
     try:
-        for task in client._watch_tasks(list(by_task), timeout=30):
+        for task in client.endpoint_calls.watch(list(by_task), timeout=30):
             latest[task.task_id] = task
     except TimeoutError:
         pass  # some tasks are not terminal: the snapshot already arrived, the counts say the rest
