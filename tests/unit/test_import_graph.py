@@ -83,9 +83,7 @@ def _violations(package: str, forbidden: tuple[str, ...]) -> list[str]:
     )
 
 
-SERVER_ONLY = tuple(
-    f"launch_server.{part}" for part in ("api", "store", "task_queue", "serving", "cli", "composition")
-)
+SERVER_ONLY = tuple(f"launch_server.{part}" for part in ("api", "store", "task_queue", "serving", "cli", "composition"))
 
 
 def test_replica_imports_no_server_code() -> None:
