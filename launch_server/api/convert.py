@@ -71,12 +71,21 @@ def bundle_to_proto(bundle: Bundle) -> bpb.ModelBundle:
 DEFAULTS = EndpointSettings(bundle_name="")
 
 
+ENDPOINT_TYPES = {
+    epb.ENDPOINT_TYPE_SYNC: EndpointType.SYNC,
+    epb.ENDPOINT_TYPE_ASYNC: EndpointType.ASYNC,
+    epb.ENDPOINT_TYPE_STREAMING: EndpointType.STREAMING,
+}
+
+
 def endpoint_type_from_proto(value: int, field: str) -> EndpointType:
-    if value == epb.ENDPOINT_TYPE_SYNC:
-        return EndpointType.SYNC
-    if value == epb.ENDPOINT_TYPE_ASYNC:
-        return EndpointType.ASYNC
-    raise InvalidArgument(field, "must be ENDPOINT_TYPE_SYNC or ENDPOINT_TYPE_ASYNC (sync or async)")
+    endpoint_type = ENDPOINT_TYPES.get(value)
+    if endpoint_type is None:
+        raise InvalidArgument(
+            field,
+            "must be ENDPOINT_TYPE_SYNC, ENDPOINT_TYPE_ASYNC or ENDPOINT_TYPE_STREAMING (sync, async or streaming)",
+        )
+    return endpoint_type
 
 
 def _task_timeout(m: epb.ModelEndpoint) -> int:

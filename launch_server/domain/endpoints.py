@@ -8,7 +8,7 @@ import asyncio
 import dataclasses
 import math
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from enum import Enum
@@ -51,8 +51,38 @@ KNOWN_HOOKS = {"callback"}
 
 
 class EndpointType(str, Enum):
+    """How an endpoint is called: SYNC answers InferenceService.Predict, ASYNC takes tasks,
+    STREAMING answers InferenceService.PredictStream with one message per yielded value."""
+
     SYNC = "SYNC"
     ASYNC = "ASYNC"
+    STREAMING = "STREAMING"
+
+
+# Each type's calls, named in the error a call meant for another type gets, so the caller learns
+# what to call instead.
+_CALLED_BY = {
+    EndpointType.SYNC: ("sync", "call InferenceService.Predict (SyncEndpoint.predict in the SDK)"),
+    EndpointType.ASYNC: (
+        "async",
+        "submit tasks to it instead (TaskService.CreateTask; AsyncEndpoint.predict in the SDK)",
+    ),
+    EndpointType.STREAMING: (
+        "a streaming endpoint",
+        "use InferenceService.PredictStream (StreamingEndpoint.predict in the SDK)",
+    ),
+}
+# The types whose requests a replica answers within the call (the direct route serves them).
+ANSWERED_TYPES = frozenset({EndpointType.SYNC, EndpointType.STREAMING})
+
+
+def type_error(name: str, endpoint_type: EndpointType, accepted: Collection[EndpointType]) -> FailedPrecondition | None:
+    """The error for a call that endpoint `name`'s type does not take (None when it takes it):
+    Predict is for sync endpoints, PredictStream for streaming ones, tasks for async ones."""
+    if endpoint_type in accepted:
+        return None
+    described, instead = _CALLED_BY[endpoint_type]
+    return FailedPrecondition(f"model endpoint {name!r} is {described}: {instead}")
 
 
 class EndpointStatus(str, Enum):
@@ -151,8 +181,8 @@ class EndpointRepository(Protocol):
 def validate_settings(s: EndpointSettings, prefix: str = "endpoint") -> None:
     """Each rule names its field; order follows the proto so the first error is the first field."""
     validate_name(f"{prefix}.bundle_name", s.bundle_name)
-    if s.endpoint_type not in (EndpointType.SYNC, EndpointType.ASYNC):
-        raise InvalidArgument(f"{prefix}.endpoint_type", "must be sync or async")
+    if not isinstance(s.endpoint_type, EndpointType):
+        raise InvalidArgument(f"{prefix}.endpoint_type", "must be sync, async or streaming")
     if not (math.isfinite(s.cpus) and 1 <= s.cpus <= MAX_CPUS):
         raise InvalidArgument(f"{prefix}.resources.cpus", f"must be between 1 and {MAX_CPUS}, got {s.cpus}")
     parse_memory(f"{prefix}.resources.memory", s.memory)

@@ -20,6 +20,7 @@ from launch_server.domain.endpoints import (
     EndpointStatus,
     EndpointType,
     is_batch_endpoint,
+    type_error,
 )
 from launch_server.domain.errors import FailedPrecondition, InvalidArgument, NotFound
 from launch_server.domain.live_endpoints import LiveEndpoints
@@ -243,11 +244,9 @@ class TaskService:
         )
         if endpoint is None:
             raise NotFound("model endpoint", endpoint_name)
-        if endpoint.settings.endpoint_type is not EndpointType.ASYNC:
-            raise FailedPrecondition(
-                f"model endpoint {endpoint_name!r} is sync: call InferenceService.Predict "
-                "(SyncEndpoint.predict in the SDK) instead of queueing tasks"
-            )
+        wrong_type = type_error(endpoint_name, endpoint.settings.endpoint_type, (EndpointType.ASYNC,))
+        if wrong_type is not None:  # sync and streaming endpoints answer within the call, not as tasks
+            raise wrong_type
         if endpoint.status is EndpointStatus.DELETE_IN_PROGRESS:
             raise FailedPrecondition(f"model endpoint {endpoint_name!r} is being deleted")
         now = datetime.now(UTC)

@@ -15,6 +15,7 @@ or a raising predict function must never take the replica down.
 
 from __future__ import annotations
 
+import asyncio
 import importlib
 import inspect
 import io
@@ -24,6 +25,7 @@ import re
 import shutil
 import sys
 import tempfile
+import threading
 import time
 import traceback
 import urllib.error
@@ -44,7 +46,9 @@ from launch_server.domain.locations import LocationError
 from launch_server.domain.ownership import client_may_read
 from launch_server.domain.requests import InferenceAnswer, InferenceRequest
 from launch_server.domain.zip_check import DEFAULT_LIMITS, ZipLimits, limit_violation
+from launch_server.replica.call_kinds import call_kind_of
 from launch_server.replica.failures import RequestFailure, answer_or_failure
+from launch_server.replica.replica_loop import ReplicaLoop
 from launch_server.storage import open_storage
 from launch_server.storage.sweeper import sync_result_key
 
@@ -281,15 +285,32 @@ def _call_user_code(what: str, fn: Callable[..., Any], *args: Any, **kwargs: Any
         raise BundleLoadError(f"{what} raised while loading the bundle:\n{traceback.format_exc()}") from None
 
 
+async def settle(value: Any) -> Any:
+    """An async call's value, on the replica loop: what a coroutine returns, or the list of what
+    an async generator yields (closed however the reading ends)."""
+    if inspect.isasyncgen(value):
+        try:
+            return [item async for item in value]
+        finally:
+            await value.aclose()
+    if inspect.isawaitable(value):
+        return await value
+    return value
+
+
 class BundleRuntime:
     """One loaded bundle: builds its predict function once and answers requests with it.
 
-    `predict` is safe to call from several threads at once as far as this class goes; whether the
-    user's predict function is, is up to the caller's thread pool size."""
+    `predict` and `call` are safe to call from several threads at once as far as this class goes;
+    whether the user's predict function is, is up to the caller's thread pool size. They block, so
+    they run in the predict pool, never on the replica loop (async user code runs there, see
+    call_async; calls.py decides which of the two paths a request takes)."""
 
-    def __init__(self, descriptor: BundleDescriptor, config: RuntimeConfig) -> None:
+    def __init__(self, descriptor: BundleDescriptor, config: RuntimeConfig, loop: ReplicaLoop | None = None) -> None:
         self.descriptor = descriptor
         self.config = config
+        self._replica_loop = loop
+        self._loop_lock = threading.Lock()
         self.storage = open_storage(config.storage_url, config.s3_endpoint_url, config.s3_region)
         self.app_config = self._parse_app_config()
         if descriptor.packaging_type == PACKAGING_CLOUDPICKLE:
@@ -306,6 +327,16 @@ class BundleRuntime:
                 f"bundle {descriptor.name!r} produced a {type(self.predict_fn).__name__}, not a callable "
                 "predict function"
             )
+        self.kind = call_kind_of(self.predict_fn)
+
+    @property
+    def replica_loop(self) -> ReplicaLoop:
+        """The loop async user code runs on (replica_loop.py): the replica's, or one of this
+        runtime's own, started when first needed (a runtime used outside a replica)."""
+        with self._loop_lock:
+            if self._replica_loop is None:
+                self._replica_loop = ReplicaLoop().start()
+            return self._replica_loop
 
     # ----- loading -----
 
@@ -411,32 +442,69 @@ class BundleRuntime:
         paid once for a group (async tasks)."""
         return [self.predict(request) for request in requests]
 
-    def call(self, request: InferenceRequest) -> Any:
-        """The predict function's value for one request. Raises RequestFailure for a request it
-        cannot run (the reason is the answer), anything else when the user's code fails; batch
-        chunk work (batch_chunks.py) turns each into its input's outcome."""
+    def arguments(self, request: InferenceRequest) -> tuple[tuple[Any, ...], dict[str, Any]]:
+        """The predict function's arguments for one request: the bytes a url names (read here,
+        so this blocks for a url) or the request's keyword arguments. RequestFailure for a request
+        that cannot run."""
         if not isinstance(request, InferenceRequest):
             raise RequestFailure(f"a request must be an InferenceRequest, not {type(request).__name__}")
         if bool(request.url) == bool(request.args_json):
             raise RequestFailure("a request needs exactly one of url or args")
         if request.url:
-            return self.predict_fn(self.read_url(request.url))
+            return (self.read_url(request.url),), {}
         try:
             args = parse_json_object(
                 "args", request.args_json, MAX_ARGS_JSON_BYTES, "a JSON object of keyword arguments"
             )
         except InvalidArgument as exc:
             raise RequestFailure(exc.message) from None
-        return self.predict_fn(**args)
+        return (), args
+
+    def call(self, request: InferenceRequest) -> Any:
+        """The predict function's value for one request, in a thread that is not the replica
+        loop's (the predict pool): a generator's value is the list of what it yields, and async
+        code runs on the replica loop while this thread waits for it. Raises RequestFailure for a
+        request it cannot run (the reason is the answer), anything else when the user's code
+        fails; batch chunk work (batch_chunks.py) turns each into its input's outcome."""
+        args, kwargs = self.arguments(request)
+        if self.kind.on_loop:
+            return self.replica_loop.run_sync(self._settle_call(args, kwargs))
+        return self.settle_sync(self.predict_fn(*args, **kwargs))
+
+    def settle_sync(self, value: Any) -> Any:
+        """A value as one result, in a predict-pool thread: a generator's yielded values as a list;
+        a coroutine or async generator (returned by a plain function) settled on the replica loop."""
+        if inspect.isgenerator(value):
+            try:
+                return list(value)
+            finally:
+                value.close()
+        if inspect.isawaitable(value) or inspect.isasyncgen(value):
+            return self.replica_loop.run_sync(settle(value))
+        return value
+
+    async def call_async(self, request: InferenceRequest) -> Any:
+        """The value of an async predict function (kind.on_loop) for one request, on the replica
+        loop; a url is read off the loop, in its default executor."""
+        if isinstance(request, InferenceRequest) and request.url:
+            args, kwargs = await asyncio.get_running_loop().run_in_executor(None, self.arguments, request)
+        else:
+            args, kwargs = self.arguments(request)
+        return await self._settle_call(args, kwargs)
+
+    async def _settle_call(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+        return await settle(self.predict_fn(*args, **kwargs))
 
     def _predict(self, request: InferenceRequest) -> InferenceAnswer:
-        return self._answer(self.call(request), request.return_pickled)
+        return self.answer_value(self.call(request), request.return_pickled)
 
     def _check_result_size(self, size: int) -> None:
         if size > self.config.max_result_bytes:
             raise RequestFailure(f"result is {size} bytes, over the limit of {self.config.max_result_bytes}")
 
-    def _answer(self, value: Any, return_pickled: bool) -> InferenceAnswer:
+    def answer_value(self, value: Any, return_pickled: bool) -> InferenceAnswer:
+        """One value as an answer: stored pickled (blocking: storage) or as JSON text; RequestFailure
+        when it cannot be (not picklable, not JSON, over max_result_bytes)."""
         if return_pickled:
             try:
                 data = cloudpickle.dumps(value)

@@ -4,17 +4,20 @@
 `serve.deployment(LaunchReplica).options(...)` and binds `(descriptor_dict, config_dict)`, so this
 module imports neither ray nor serve and can be unit-tested without a cluster.
 
-User code is blocking and may be slow; with throughput-optimized Serve the replica's methods run
-on its event loop, so every predict runs in our own thread pool instead. The pool defaults to one
+Blocking user code may be slow; with throughput-optimized Serve the replica's methods run on its
+event loop, so every blocking predict runs in our own thread pool instead. The pool defaults to one
 thread: a user's predict function is not known to be thread-safe (models on a GPU rarely are), and
 Serve's own default also runs sync user code one call at a time. Concurrency beyond that comes
-from more replicas, which is what the autoscaler is for."""
+from more replicas, which is what the autoscaler is for. Async user code (`async def`, async
+generators) runs on the replica loop instead (replica_loop.py), one loop per replica that the
+direct route's listener shares; calls.py says which request goes where."""
 
 from __future__ import annotations
 
-import asyncio
+import contextlib
 import logging
 import time
+from collections.abc import AsyncIterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -33,6 +36,8 @@ from launch_server.replica.bundle_runtime import (
     RuntimeConfig,
     current_python_version,
 )
+from launch_server.replica.calls import ReplicaCalls
+from launch_server.replica.replica_loop import ReplicaLoop
 from launch_server.replica.stoppable import run_stoppable
 
 # Serve routes the "ray.serve" logger of a replica into that replica's own log file, which is
@@ -50,8 +55,9 @@ def _flush_log() -> None:
 
 class LaunchReplica:
     """Loads one bundle at start-up and answers requests with it. The server calls these methods
-    through Serve handles: `__call__` (one request), `predict_many` (a group of async tasks),
-    `run_chunk` (a batch job's chunk) and `assemble` (a batch job's results object)."""
+    through Serve handles: `__call__` (one request), `predict_stream` (one request's answers as a
+    stream), `predict_many` (a group of async tasks), `run_chunk` (a batch job's chunk) and
+    `assemble` (a batch job's results object)."""
 
     def __init__(
         self,
@@ -70,11 +76,17 @@ class LaunchReplica:
             current_python_version(),
         )
         started = time.monotonic()
+        # Started even without the direct route: async user code and streams run on it.
+        self._loop = ReplicaLoop().start()
         try:
-            self.runtime = BundleRuntime(bundle, RuntimeConfig.from_dict(config))
+            self.runtime = BundleRuntime(bundle, RuntimeConfig.from_dict(config), loop=self._loop)
         except BundleLoadError as exc:
             logger.error("Launch replica cannot load bundle %r (id %s): %s", bundle.name, bundle.bundle_id, exc)
             _flush_log()
+            self._loop.stop()
+            raise
+        except BaseException:
+            self._loop.stop()
             raise
         logger.info(
             "Launch replica ready: bundle %r (id %s) loaded in %.2f s",
@@ -84,6 +96,7 @@ class LaunchReplica:
         )
         self._batch = BatchChunkWork(self.runtime.call, self.runtime.storage)
         self._executor = ThreadPoolExecutor(max_workers=max(1, max_threads), thread_name_prefix="launch-predict")
+        self._calls = ReplicaCalls(self.runtime, self._executor, self._loop)
         self._direct = self._start_direct(direct) if direct else None
         _flush_log()
 
@@ -95,10 +108,16 @@ class LaunchReplica:
         from launch_server.replica.listener import DirectConfig, ReplicaListener
 
         context = serve.get_replica_context()
-        ingress = ReplicaListener(
-            DirectConfig.from_dict(direct), context.app_name, context.replica_tag, self.runtime.predict, self._executor
-        )
         try:
+            ingress = ReplicaListener(
+                DirectConfig.from_dict(direct),
+                context.app_name,
+                context.replica_tag,
+                self.runtime.predict,
+                self._executor,
+                calls=self._calls,
+                loop=self._loop,
+            )
             ingress.start()
         except Exception:  # noqa: BLE001 - see docstring
             logger.exception("Launch replica: the direct route is off for this replica")
@@ -109,23 +128,37 @@ class LaunchReplica:
         """One predict request (see BundleRuntime.predict); never raises for user errors. An async
         task carries its endpoint's task_timeout_seconds: past it the call is given up and answered
         FAILURE; a cancelled call (Serve cancels it when the dispatcher does) is given up too
-        (see stoppable)."""
-        return await run_stoppable(self._executor, self.runtime.predict, request, timeout_s)
+        (see stoppable). A generator's answer is the list of its values; async code runs on the
+        replica loop (calls.py)."""
+        return await self._calls.answer(request, timeout_s)
+
+    async def predict_stream(
+        self, request: InferenceRequest, timeout_s: float | None = None
+    ) -> AsyncIterator[InferenceAnswer]:
+        """One request's answers as the predict function yields them (streams.py: JSON text each,
+        a raise as one last FAILURE), for `handle.options(stream=True).predict_stream`. The
+        stream lives on the replica loop and is read from here a step at a time; when Serve
+        closes or cancels this generator (the caller went away), the user's generator is closed.
+        `timeout_s` bounds the whole stream."""
+        stream = await self._loop.run(_open_stream(self._calls, request, timeout_s))
+        async with contextlib.aclosing(self._loop.iterate(stream)) as answers:  # closed at once, however it ends
+            async for answer in answers:
+                yield answer
 
     async def predict_many(
         self, requests: list[InferenceRequest], timeout_s: float | None = None
     ) -> list[InferenceAnswer]:
         """A group of requests in one call, answered in order, so per-call overhead is paid once;
-        without a time limit they run in one go on the pool, with one each runs on its own clock."""
-        if not timeout_s:
-            loop = asyncio.get_running_loop()
-            return await loop.run_in_executor(self._executor, self.runtime.predict_many, requests)
-        return [await run_stoppable(self._executor, self.runtime.predict, r, timeout_s) for r in requests]
+        blocking code runs them one by one (in one go on the pool without a time limit, each on
+        its own clock with one), async code side by side on the replica loop."""
+        return await self._calls.answer_many(requests, timeout_s)
 
     async def run_chunk(self, chunk: ChunkRequest, timeout_s: float | None = None) -> InferenceAnswer:
         """A batch job's chunk: its outcomes go to storage and the answer's result summarizes
         them (batch_chunks). The chunk is one task of the job's endpoint, so the whole chunk runs
-        on one clock of task_timeout_seconds and is given up like any task."""
+        on one clock of task_timeout_seconds and is given up like any task. It runs on the pool;
+        an async predict function's items run on the replica loop while the pool thread waits
+        (BundleRuntime.call)."""
         return await run_stoppable(self._executor, self._batch.run_chunk, chunk, timeout_s)
 
     async def assemble(self, request: AssembleRequest) -> InferenceAnswer:
@@ -150,3 +183,11 @@ class LaunchReplica:
         executor = getattr(self, "_executor", None)
         if executor is not None:
             executor.shutdown(wait=False, cancel_futures=True)
+        loop = getattr(self, "_loop", None)
+        if loop is not None:
+            loop.stop()
+
+
+async def _open_stream(calls: ReplicaCalls, request: InferenceRequest, timeout_s: float | None) -> Any:
+    """Makes the stream on the replica loop, where it must live."""
+    return calls.stream(request, timeout_s)

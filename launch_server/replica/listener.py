@@ -11,13 +11,19 @@ node's address, checks a route token on each call, publishes its address in the 
 (replica_registry) and measures its own requests in flight, which the replica reports to Serve's
 autoscaler as a custom metric (autoscaling.direct_aware_policy adds it to Serve's own count).
 
-It runs on its own thread and event loop so it neither depends on nor stalls the loop Serve runs
-the replica on; predict calls go to the replica's predict thread pool, the same one Serve-routed
-calls use, so the user's function still sees one call at a time."""
+It runs on the replica loop (replica_loop.py), not on the loop Serve runs the replica on, so it
+neither depends on nor stalls Serve's; requests go where their code belongs (calls.py): blocking
+predict functions to the replica's predict thread pool, the same one Serve-routed calls use, so
+the user's function still sees one call at a time, and async ones on this same loop.
+
+PredictStream answers a streaming endpoint's requests with one message per yielded value, under
+the same checks as Predict; the endpoint's type (DirectConfig.endpoint_type) decides which of the
+two a request may use, as it does on the server."""
 
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import logging
 import threading
 import time
@@ -31,11 +37,13 @@ from launch.v1 import inference_pb2 as ipb
 from launch.v1 import inference_pb2_grpc as igrpc
 from launch.v1 import replica_pb2_grpc as rgrpc
 
-from launch_server.domain.errors import InvalidArgument, Unauthenticated
+from launch_server.domain.endpoints import EndpointType, type_error
+from launch_server.domain.errors import DomainError, InvalidArgument, Unauthenticated
 from launch_server.domain.requests import InferenceAnswer, InferenceRequest
 from launch_server.replica import registry as replica_registry
+from launch_server.replica.calls import Calls, PoolCalls
 from launch_server.replica.inflight import InflightGauge
-from launch_server.replica.stoppable import run_stoppable
+from launch_server.replica.replica_loop import ReplicaLoop
 from launch_server.replica.task_channel import TaskChannelServicer
 from launch_server.wire.headers import ACCEPTED_HEADER, bearer_token
 from launch_server.wire.limits import MESSAGE_SIZE_OPTIONS
@@ -50,6 +58,10 @@ logger = logging.getLogger("ray.serve")
 # replica's graceful_shutdown_timeout_s, after which Serve kills the process).
 DRAIN_QUIET_S = 1.5
 DRAIN_MAX_S = 6.0
+# Which endpoint types each call takes on this port. Predict stays open to async endpoints' replicas
+# (their port exists for the dispatcher's task channel; a token for it only the server mints).
+PREDICT_TYPES = (EndpointType.SYNC, EndpointType.ASYNC)
+STREAM_TYPES = (EndpointType.STREAMING,)
 
 
 @dataclass(frozen=True)
@@ -65,6 +77,9 @@ class DirectConfig:
     # With LAUNCH_REPLICA_TLS=1: the replica certificate and key (wire/replica_tls.py).
     tls_cert_pem: str = ""
     tls_key_pem: str = ""
+    # "SYNC", "ASYNC" or "STREAMING" (domain EndpointType): Predict is refused on a streaming
+    # endpoint, PredictStream on any other.
+    endpoint_type: str = "SYNC"
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -85,30 +100,39 @@ class ReplicaListener:
         replica_id: str,
         predict: Callable[[InferenceRequest], InferenceAnswer],
         executor: Executor,
+        *,
+        calls: Calls | None = None,
+        loop: ReplicaLoop | None = None,
     ) -> None:
+        """`calls` answers requests (calls.ReplicaCalls); without it, `predict` on `executor`
+        does. `loop` is the replica loop to serve on; without one, start() makes its own."""
         self.config = config
+        self.endpoint_type = EndpointType(config.endpoint_type)  # ValueError for an unknown type
         self.app_name = app_name
         self.replica_id = replica_id
         self.gauge = InflightGauge()
         self.address = ""
-        self._predict = predict
-        self._executor = executor
+        self._calls: Calls = calls if calls is not None else PoolCalls(predict, executor)
+        self._replica_loop = loop
+        self._own_loop = loop is None
+        self._serving: Any = None  # concurrent.futures.Future of _run on the loop
         self.tokens = TokenCheck(bytes.fromhex(config.key_hex), config.endpoint_id)
         self.closing = False  # drained: requests still read on an open task channel are refused
         self.last_request = 0.0
         self._loop: asyncio.AbstractEventLoop | None = None
         self._stop: asyncio.Event | None = None
-        self._thread: threading.Thread | None = None
         self._started = threading.Event()
         self._error: BaseException | None = None
 
     # ---- lifecycle -----------------------------------------------------------------------------
 
     def start(self, timeout: float = 30.0) -> str:
-        self._thread = threading.Thread(target=self._run, name="launch-direct-ingress", daemon=True)
-        self._thread.start()
+        if self._replica_loop is None:
+            self._replica_loop = ReplicaLoop("launch-direct-ingress").start()
+        self._serving = self._replica_loop.submit(self._run())
         if not self._started.wait(timeout):
-            self.stop()  # it must not come up later, unseen by the replica and the autoscaler
+            self._serving.cancel()  # it must not come up later, unseen by the replica and the autoscaler
+            self.stop()
             raise RuntimeError(f"the direct route did not start within {timeout:g} s")
         if self._error is not None:
             raise RuntimeError(f"the direct route could not start: {self._error}") from self._error
@@ -126,17 +150,22 @@ class ReplicaListener:
             loop.call_soon_threadsafe(stop.set)
         except RuntimeError:
             return
-        if self._thread is not None:
-            self._thread.join(DRAIN_MAX_S + 3.0)
+        replica_loop = self._replica_loop
+        if replica_loop is None or replica_loop.in_loop():
+            return  # asked from the loop itself: waiting here would block the drain it waits for
+        if self._serving is not None:
+            concurrent.futures.wait((self._serving,), timeout=DRAIN_MAX_S + 3.0)
+        if self._own_loop:
+            replica_loop.stop()
 
-    def _run(self) -> None:
+    async def _run(self) -> None:
         try:
-            asyncio.run(self._serve())
+            await self._serve()
         except BaseException as exc:  # noqa: BLE001 - reported to start() or logged; never kills the replica
             if not self._started.is_set():
                 self._error = exc
                 self._started.set()
-            else:
+            elif not isinstance(exc, asyncio.CancelledError):  # cancelled: the replica loop stopped
                 logger.exception("Launch direct route stopped with an error")
 
     async def _serve(self) -> None:
@@ -239,29 +268,61 @@ class ReplicaListener:
         return self.tokens.why_not(token)
 
     async def run(self, request: InferenceRequest, timeout_s: float | None = None) -> ipb.InferenceResult:
-        """One request on the replica's predict thread pool, the one Serve-routed calls use; given
-        up past `timeout_s` (a FAILURE answer) or when the awaiting task is cancelled (stoppable)."""
-        return answer_to_proto(await run_stoppable(self._executor, self._predict, request, timeout_s))
+        """One request where its code belongs (calls.py): blocking code on the replica's predict
+        thread pool, the one Serve-routed calls use, async code on the replica loop; given up past
+        `timeout_s` (a FAILURE answer) or when the awaiting task is cancelled."""
+        return answer_to_proto(await self._calls.answer(request, timeout_s))
+
+    def _checked(self, request: Any, accepted: tuple[EndpointType, ...]) -> InferenceRequest:
+        """The request's input after the checks Predict and PredictStream share: the endpoint's
+        name, then its type (the call meant for it, as on the server), then the input."""
+        if request.endpoint_name != self.config.endpoint_name:
+            raise InvalidArgument(
+                "endpoint_name",
+                f"this replica serves {self.config.endpoint_name!r}, not {request.endpoint_name!r}",
+            )
+        wrong_type = type_error(self.config.endpoint_name, self.endpoint_type, accepted)
+        if wrong_type is not None:
+            raise wrong_type
+        if accepted == STREAM_TYPES and request.HasField("input") and request.input.return_pickled:
+            raise InvalidArgument("input.return_pickled", "must be false: a stream answers each value as JSON text")
+        return request_of(request)
+
+    async def _admit(self, request: Any, context: Any, accepted: tuple[EndpointType, ...]) -> InferenceRequest:
+        _, why = self.token_of(context)
+        if why is not None:
+            await context.abort(grpc.StatusCode.UNAUTHENTICATED, why)
+        try:
+            inference = self._checked(request, accepted)
+        except DomainError as exc:
+            await context.abort_with_status(to_status(exc))
+        await context.send_initial_metadata(((ACCEPTED_HEADER, "1"),))
+        return inference
 
     async def predict(self, request: Any, context: Any) -> Any:
         self.last_request = time.monotonic()
         self.gauge.change(1)
         try:
-            _, why = self.token_of(context)
-            if why is not None:
-                await context.abort(grpc.StatusCode.UNAUTHENTICATED, why)
-            try:
-                if request.endpoint_name != self.config.endpoint_name:
-                    raise InvalidArgument(
-                        "endpoint_name",
-                        f"this replica serves {self.config.endpoint_name!r}, not {request.endpoint_name!r}",
-                    )
-                inference = request_of(request)
-            except InvalidArgument as exc:
-                await context.abort_with_status(to_status(exc))
-            await context.send_initial_metadata(((ACCEPTED_HEADER, "1"),))
+            inference = await self._admit(request, context, PREDICT_TYPES)
             return ipb.PredictResponse(result=await self.run(inference))
         finally:
+            self.gauge.change(-1)
+
+    async def predict_stream(self, request: Any, context: Any) -> None:
+        """One message per answer as the stream yields it; the open stream counts as one request
+        in flight. When the caller goes away gRPC cancels this call, and closing the stream
+        closes the user's generator."""
+        self.last_request = time.monotonic()
+        self.gauge.change(1)
+        stream = None
+        try:
+            inference = await self._admit(request, context, STREAM_TYPES)
+            stream = self._calls.stream(inference)
+            async for answer in stream:
+                await context.write(ipb.PredictStreamResponse(result=answer_to_proto(answer)))
+        finally:
+            if stream is not None:
+                await stream.aclose()
             self.gauge.change(-1)
 
 
@@ -281,3 +342,6 @@ class _Servicer(igrpc.InferenceServiceServicer):
 
     async def Predict(self, request: Any, context: Any) -> Any:
         return await self._ingress.predict(request, context)
+
+    async def PredictStream(self, request: Any, context: Any) -> None:
+        await self._ingress.predict_stream(request, context)

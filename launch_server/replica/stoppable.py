@@ -21,11 +21,12 @@ import ctypes
 import threading
 from collections.abc import Callable
 from concurrent.futures import Executor
-from typing import Any, TypeVar
+from typing import Any, Generic, TypeVar
 
 from launch_server.domain.requests import InferenceAnswer
 
 W = TypeVar("W")
+R = TypeVar("R")
 
 
 class CallStopped(BaseException):  # noqa: N818 - raised inside user code, named for what happened
@@ -71,44 +72,66 @@ class _Running:
                 ctypes.pythonapi.PyThreadState_SetAsyncExc(ctypes.c_ulong(thread_id), None)
 
 
+class StoppableCall(Generic[R]):
+    """fn(arg) started now on `executor` from the running loop: `future` is its value (None when
+    it was given up before or while it ran), `started` is set once a thread begins it, and
+    give_up() stops it as the module docstring says. run_stoppable is the usual way to await one;
+    streams (streams.py) hold one per generator step."""
+
+    def __init__(self, executor: Executor, fn: Callable[[W], R], arg: W) -> None:
+        loop = asyncio.get_running_loop()
+        running = self._running = _Running()
+        started = self.started = asyncio.Event()
+
+        def call() -> R | None:
+            if not running.enter():
+                return None
+            try:
+                loop.call_soon_threadsafe(started.set)
+                return fn(arg)
+            except CallStopped:
+                return None
+            finally:
+                running.leave()
+
+        self.future: asyncio.Future[R | None] = loop.run_in_executor(executor, call)
+        self.future.add_done_callback(_consume)
+
+    def give_up(self) -> None:
+        self._running.give_up()
+
+    async def wait_started(self) -> None:
+        """Returns once a thread started the call, or it ended without starting."""
+        if self.started.is_set() or self.future.done():
+            return
+        waiting = asyncio.ensure_future(self.started.wait())
+        try:
+            await asyncio.wait({self.future, waiting}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            waiting.cancel()
+
+
 async def run_stoppable(
     executor: Executor, fn: Callable[[W], InferenceAnswer], request: W, timeout_s: float | None = None
 ) -> InferenceAnswer:
     """fn(request) on `executor`; past `timeout_s` seconds of running (None or 0: no limit) it is
     given up and answered as a FAILURE; if the awaiting task is cancelled, it is given up and the
     cancellation goes on."""
-    loop = asyncio.get_running_loop()
-    running = _Running()
-    started = asyncio.Event()
-
-    def call() -> InferenceAnswer | None:
-        if not running.enter():
-            return None
-        try:
-            loop.call_soon_threadsafe(started.set)
-            return fn(request)
-        except CallStopped:
-            return None
-        finally:
-            running.leave()
-
-    future = loop.run_in_executor(executor, call)
-    future.add_done_callback(_consume)
+    call = StoppableCall(executor, fn, request)
     try:
         if not timeout_s:
-            return await asyncio.shield(future)
-        waiting = asyncio.ensure_future(started.wait())
-        try:
-            await asyncio.wait({future, waiting}, return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            waiting.cancel()
-        return await asyncio.wait_for(asyncio.shield(future), timeout_s)
+            answer = await asyncio.shield(call.future)
+        else:
+            await call.wait_started()
+            answer = await asyncio.wait_for(asyncio.shield(call.future), timeout_s)
     except TimeoutError:
-        running.give_up()
+        call.give_up()
         return InferenceAnswer.failure(timeout_message(timeout_s or 0))
     except asyncio.CancelledError:
-        running.give_up()
+        call.give_up()
         raise
+    # None only for a call given up, and only this function gives it up (and then does not get here).
+    return answer if answer is not None else InferenceAnswer.failure("the call was stopped")
 
 
 def _consume(future: asyncio.Future[Any]) -> None:
