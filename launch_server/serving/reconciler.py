@@ -318,6 +318,8 @@ class Reconciler:
             max_concurrent_rpcs=max_ongoing_requests,
             tls_cert_pem=cfg.replica_tls_cert_pem,
             tls_key_pem=cfg.replica_tls_key_pem,
+            # The replica's port refuses the calls this type does not take, as the server does.
+            endpoint_type=endpoint.settings.endpoint_type.value,
         ).to_dict()
 
     def _deploy(self, endpoint: Endpoint, app: str, was_running: bool) -> None:
@@ -350,7 +352,8 @@ class Reconciler:
             s3_region=cfg.s3_region,
             allow_local_file_urls=cfg.allow_local_file_urls,
             results_prefix=results_prefix(endpoint.owner),
-            sync_results=s.endpoint_type == EndpointType.SYNC,
+            # Answers within the call keep no task row, so their stored results are swept.
+            sync_results=s.endpoint_type is not EndpointType.ASYNC,
         )
         # Serve's per-replica limit, and the same limit on the replica's own (direct) port.
         max_ongoing = max(cfg.max_ongoing_requests, s.per_worker)

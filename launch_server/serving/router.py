@@ -1,17 +1,18 @@
-"""The sync predict path: finds the endpoint's Serve application in the live view (no database
-round trip), holds one DeploymentHandle per application, and awaits the call on the server's
-asyncio loop within the caller's deadline, cancelling it in Ray when the deadline passes."""
+"""The predict paths through the server, sync and streaming: finds the endpoint's Serve
+application in the live view (no database round trip), holds one DeploymentHandle per
+application, and awaits the call on the server's asyncio loop within the caller's deadline,
+cancelling it in Ray when the deadline passes or the caller goes away."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import AsyncGenerator, Callable, Collection
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-from launch_server.domain.endpoints import EndpointRepository, EndpointType
+from launch_server.domain.endpoints import ANSWERED_TYPES, EndpointRepository, EndpointType, type_error
 from launch_server.domain.errors import (
     DeadlineExceeded,
     EndpointUnavailable,
@@ -27,13 +28,14 @@ from launch_server.settings import Settings
 from launch_server.wire.route_tokens import SERVER_KEY_ID, mint
 
 T = TypeVar("T")
-ASYNC_HINT = "submit tasks to it instead (TaskService.CreateTask; AsyncEndpoint.predict in the SDK)"
+PREDICT_TYPES = (EndpointType.SYNC,)
+STREAM_TYPES = (EndpointType.STREAMING,)
 
 
 @dataclass(frozen=True)
 class DirectRoute:
-    """Where a sync endpoint's replicas answer directly (see replica.listener); no addresses means
-    "send Predict to the server"."""
+    """Where a sync or streaming endpoint's replicas answer directly (see replica.listener); no
+    addresses means "send Predict (or PredictStream) to the server"."""
 
     addresses: tuple[str, ...]
     token: str
@@ -59,15 +61,15 @@ class Router:
         self._lookups: dict[str, asyncio.Future[tuple[str, ...]]] = {}  # registry reads in flight
 
     async def route(self, owner: str, name: str, key_id: str) -> DirectRoute:
-        """The direct route for a sync endpoint of this owner: its running replicas' addresses
-        and a token for them, naming the API key `key_id` that asked (so revoking it stops it).
-        NOT_FOUND and FAILED_PRECONDITION (async) as for Predict; an endpoint that cannot take a
-        direct request now (not serving, zero workers, route off) gets no addresses, so the
-        client sends Predict here and gets the full answer or error."""
+        """The direct route for a sync or streaming endpoint of this owner: its running replicas'
+        addresses and a token for them, naming the API key `key_id` that asked (so revoking it
+        stops it). NOT_FOUND and FAILED_PRECONDITION (async) as for Predict; an endpoint that
+        cannot take a direct request now (not serving, zero workers, route off) gets no addresses,
+        so the client sends Predict (PredictStream) here and gets the full answer or error."""
         settings = self._settings
         empty = DirectRoute((), "", 0, settings.route_refresh_s)
         try:
-            endpoint_id, live = await self._resolve(owner, name)
+            endpoint_id, live = await self._resolve(owner, name, ANSWERED_TYPES)
         except EndpointUnavailable:
             return empty
         if not settings.direct_route:
@@ -147,40 +149,51 @@ class Router:
             except Exception:  # noqa: BLE001 - a handle of a dead cluster is dropped regardless
                 log.debug("shutting down a Serve handle of the lost cluster failed", exc_info=True)
 
-    async def _unavailable_reason(self, owner: str, name: str) -> EndpointUnavailable | NotFound | FailedPrecondition:
+    async def _unavailable_reason(
+        self, owner: str, name: str, accepted: Collection[EndpointType]
+    ) -> EndpointUnavailable | NotFound | FailedPrecondition:
         """Slow path for names the in-memory view does not know (yet): one database read."""
         endpoint = await asyncio.to_thread(self._endpoints.get, owner, name)
         if endpoint is None:
             return NotFound("model endpoint", name)
-        if endpoint.settings.endpoint_type is EndpointType.ASYNC:
-            return FailedPrecondition(f"model endpoint {name!r} is async: {ASYNC_HINT}")
+        wrong_type = type_error(name, endpoint.settings.endpoint_type, accepted)
+        if wrong_type is not None:
+            return wrong_type
         reason = f": {endpoint.status_reason}" if endpoint.status_reason else ""
         return EndpointUnavailable(f"model endpoint {name!r} is {endpoint.status.value}{reason}")
 
-    async def _resolve(self, owner: str, name: str) -> tuple[str, LiveRoute]:
-        """The owner's sync endpoint by name and its deployment, when it serves now; otherwise
-        the error a caller gets: NotFound, FailedPrecondition (async: tasks, not predicts) or
-        EndpointUnavailable saying the endpoint's status and why."""
+    async def _resolve(self, owner: str, name: str, accepted: Collection[EndpointType]) -> tuple[str, LiveRoute]:
+        """The owner's endpoint by name and its deployment, when it serves now and its type is
+        one of `accepted`; otherwise the error a caller gets: NotFound, FailedPrecondition (a
+        call its type does not take: tasks for async endpoints, PredictStream for streaming ones)
+        or EndpointUnavailable saying the endpoint's status and why."""
         endpoint = self._live.endpoint_for(owner, name)
         if endpoint is None:
-            raise await self._unavailable_reason(owner, name)
-        if endpoint.settings.endpoint_type is EndpointType.ASYNC:
-            raise FailedPrecondition(f"model endpoint {name!r} is async: {ASYNC_HINT}")
+            raise await self._unavailable_reason(owner, name, accepted)
+        wrong_type = type_error(name, endpoint.settings.endpoint_type, accepted)
+        if wrong_type is not None:
+            raise wrong_type
         live = self._live.route(endpoint.endpoint_id)
         if live is None:
-            raise await self._unavailable_reason(owner, name)
+            raise await self._unavailable_reason(owner, name, accepted)
         if not live.serving:
             reason = f": {live.reason}" if live.reason else ""
             raise EndpointUnavailable(f"model endpoint {name!r} is {live.status.value}{reason}")
         return endpoint.endpoint_id, live
 
-    async def predict(self, owner: str, name: str, request: InferenceRequest, timeout: float | None) -> InferenceAnswer:
+    async def _serving_handle(
+        self, owner: str, name: str, timeout: float | None, accepted: Collection[EndpointType]
+    ) -> Any:
+        """The Serve handle of the endpoint a request goes to, shared by Predict and PredictStream."""
         if not self._live.ready and not await self._live.wait_ready(min(timeout or 30.0, 30.0)):
             # The server just started: a request waits (within its deadline) for the first pass,
             # so a restart looks like a slow request rather than an error.
             raise EndpointUnavailable(f"the serving layer is starting; retry shortly ({self._live.error})")
-        _, live = await self._resolve(owner, name)
-        handle = await self.handle(live.app_name)
+        _, live = await self._resolve(owner, name, accepted)
+        return await self.handle(live.app_name)
+
+    async def predict(self, owner: str, name: str, request: InferenceRequest, timeout: float | None) -> InferenceAnswer:
+        handle = await self._serving_handle(owner, name, timeout, PREDICT_TYPES)
         response = handle.remote(request)
         try:
             async with asyncio.timeout(timeout):  # no extra task per request, unlike wait_for
@@ -193,6 +206,39 @@ class Router:
             raise
         except Exception as exc:  # noqa: BLE001 - Ray's errors are translated, never leaked
             raise _translate(name, exc) from None
+
+    async def predict_stream(
+        self, owner: str, name: str, request: InferenceRequest, timeout: float | None
+    ) -> AsyncGenerator[InferenceAnswer, None]:
+        """The answers of one request on a streaming endpoint, each as the replica yields it. One
+        answer is read from Serve only when the caller asks for the next, so nothing is buffered
+        here. The deadline bounds the whole stream; the Serve call (and with it the generator
+        in the replica) is cancelled when the deadline passes, the caller stops early or goes
+        away (CancelledError, or the generator closed), or Ray fails."""
+        deadline = None if timeout is None else asyncio.get_running_loop().time() + timeout
+        handle = await self._serving_handle(owner, name, timeout, STREAM_TYPES)
+        # No timeout_s for the replica: the deadline is kept here, so passing it always answers
+        # DEADLINE_EXCEEDED (never a replica's FAILURE racing it), and cancelling closes the generator.
+        stream = handle.options(stream=True).predict_stream.remote(request)
+        finished = False
+        try:
+            while True:
+                try:
+                    # Bounds only the wait for the next value (this generator's own await): while
+                    # a value is being sent, gRPC's deadline on the call bounds the rest.
+                    async with asyncio.timeout_at(deadline):
+                        answer = await stream.__anext__()
+                except StopAsyncIteration:
+                    finished = True
+                    return
+                except TimeoutError:
+                    raise DeadlineExceeded(f"model endpoint {name!r} did not finish within the deadline") from None
+                except Exception as exc:  # noqa: BLE001 - Ray's errors are translated, never leaked
+                    raise _translate(name, exc) from None
+                yield answer
+        finally:
+            if not finished:
+                stream.cancel()  # stop the work in Ray, whatever ended the stream early
 
 
 def _gated(fn: Callable[..., T], *args: Any) -> T:
