@@ -7,6 +7,7 @@ through, and the endpoint calls it shares with the endpoint objects."""
 
 from __future__ import annotations
 
+import functools
 import os
 from collections.abc import Callable
 from typing import Any
@@ -15,7 +16,7 @@ from .batch_jobs_api import BatchJobsApi
 from .bundles_api import BundlesApi
 from .connection import Connection
 from .direct_route import DirectRouter, is_enabled
-from .endpoint_calls import EndpointCalls
+from .endpoint_calls import EndpointCalls, fetch_route
 from .endpoints_api import EndpointsApi
 from .self_hosted import SelfHostedHooks
 from .tasks_api import TasksApi
@@ -37,12 +38,13 @@ class LaunchClient(SelfHostedHooks, BundlesApi, EndpointsApi, TasksApi, BatchJob
         """direct_route: send sync predicts straight to the endpoint's replicas when the server
         offers a route (default: on unless LAUNCH_DIRECT_ROUTE=0); see launch.direct_route."""
         self.connection = Connection(api_key, endpoint, timeout=timeout)
-        self.endpoint_calls = EndpointCalls(self.connection, None)
+        direct = None
         if is_enabled(direct_route, os.environ):
             # Over TLS to the server, replicas are used only when they speak TLS too, unless the
             # caller asked for the direct route explicitly (accepting plaintext replicas).
             require_tls = self.connection.secure and direct_route is None
-            self.endpoint_calls.direct = DirectRouter(self.endpoint_calls.get_route, require_tls=require_tls)
+            direct = DirectRouter(functools.partial(fetch_route, self.connection), require_tls=require_tls)
+        self.endpoint_calls = EndpointCalls(self.connection, direct)
         self.self_hosted = self_hosted
         self.upload_bundle_fn: Callable[[bytes, Any], None] | None = None
         self.upload_batch_csv_fn: Callable[[str, Any], None] | None = None

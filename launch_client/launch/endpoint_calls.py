@@ -34,6 +34,17 @@ def task_spec(request: EndpointRequest) -> tpb.TaskSpec:
     )
 
 
+def fetch_route(connection: Connection, endpoint_name: str, timeout: float) -> epb.GetModelEndpointRouteResponse:
+    """The direct route's fetch. Not retried: while the server cannot answer, predicts go
+    through its Predict, which waits and gives the authoritative error."""
+    return connection.call(
+        connection.endpoints.GetModelEndpointRoute,
+        epb.GetModelEndpointRouteRequest(name=endpoint_name),
+        idempotent=False,
+        timeout=timeout,
+    )
+
+
 class EndpointCalls:
     """Thread-safe, like the Connection it uses; one per LaunchClient."""
 
@@ -41,16 +52,6 @@ class EndpointCalls:
         self.connection = connection
         self.direct = direct
         self._create_and_watch = True  # until the server says it lacks CreateAndWatchTask
-
-    def get_route(self, endpoint_name: str, timeout: float) -> epb.GetModelEndpointRouteResponse:
-        """The direct route's fetch. Not retried: while the server cannot answer, predicts go
-        through its Predict, which waits and gives the authoritative error."""
-        return self.connection.call(
-            self.connection.endpoints.GetModelEndpointRoute,
-            epb.GetModelEndpointRouteRequest(name=endpoint_name),
-            idempotent=False,
-            timeout=timeout,
-        )
 
     def get_endpoint(self, name: str) -> epb.ModelEndpoint:
         return self.connection.call(
