@@ -1,7 +1,9 @@
 """Operator tooling check: `buf curl` (a generic gRPC client that learns the schema only through
 server reflection) can list the services, upload a zip bundle over the client-streaming
 UploadModelBundle RPC, list it back and check health. docs/grpc-cli.md shows the same commands, so
-this test keeps that page honest. Runs against both backends (see conftest)."""
+this test keeps that page honest. Runs against both backends (see conftest); the PredictStream test
+needs endpoints, so it has a server with its serving layer of its own (one backend: streaming does
+not touch the store)."""
 
 from __future__ import annotations
 
@@ -11,9 +13,13 @@ import io
 import json
 import subprocess
 import zipfile
+from collections.abc import Callable, Iterator
 
+import launch
 import pytest
 
+from tests.integration.test_endpoints import ENV, SMALL, client_for, wait_status
+from tests.server_fixtures import serving_server_fixture
 from tests.support import REPO, ServerHandle
 
 BUF = REPO / "node_modules" / ".bin" / "buf"
@@ -30,6 +36,7 @@ LAUNCH_SERVICES = {
 }
 # buf curl exits with the gRPC status code shifted left by three bits when the RPC itself fails.
 UNAUTHENTICATED_EXIT = 16 << 3
+INVALID_ARGUMENT_EXIT = 3 << 3
 
 
 def buf_curl(
@@ -44,6 +51,19 @@ def buf_curl(
     *flags, path = args
     cmd += [*flags, f"http://{server.address}{path}"]
     return subprocess.run(cmd, input=stdin, capture_output=True, text=True, timeout=120, cwd=REPO)
+
+
+streaming_server = serving_server_fixture("buf-stream", "b{dir}")
+
+
+def json_documents(text: str) -> list[dict]:
+    """buf curl prints each message of a stream as its own (indented) JSON document."""
+    decoder, documents, text, at = json.JSONDecoder(), [], text.strip(), 0
+    while at < len(text):
+        document, end = decoder.raw_decode(text, at)
+        documents.append(document)
+        at = len(text) - len(text[end:].lstrip())
+    return documents
 
 
 def small_zip() -> bytes:
@@ -150,3 +170,54 @@ def test_bad_key_is_unauthenticated(server: ServerHandle) -> None:
     result = buf_curl(server, "/launch.v1.ModelBundleService/ListModelBundles", key="lk_bad_key")
     assert result.returncode == UNAUTHENTICATED_EXIT, (result.returncode, result.stderr)
     assert '"code": "unauthenticated"' in result.stderr
+
+
+def make_counter() -> Callable:
+    """Yields {"i": 0..n-1}; raises after `fail_after` values when set."""
+
+    def count(n: int, fail_after: int = -1):  # type: ignore[no-untyped-def]
+        for i in range(n):
+            if i == fail_after:
+                raise ValueError(f"failed after {i} values")
+            yield {"i": i}
+
+    return count
+
+
+@pytest.fixture(scope="module")
+def chat(streaming_server: ServerHandle) -> Iterator[launch.Endpoint]:
+    """The streaming endpoint docs/serving.md and docs/grpc-cli.md stream from."""
+    client = client_for(streaming_server)
+    bundle = client.create_model_bundle("chat", ENV, predict_fn_or_cls=make_counter(), requirements=[])
+    ep = client.create_model_endpoint("chat", bundle, **SMALL, endpoint_type="streaming", min_workers=1)
+    wait_status(ep, "READY")
+    yield ep
+    client.delete_model_endpoint(ep)
+
+
+def test_predict_stream_prints_one_document_per_value(streaming_server: ServerHandle, chat) -> None:  # type: ignore[no-untyped-def]
+    # The docs' command: -d with the request as JSON, the method's full path on the server's URL.
+    key = streaming_server.key_for("alice")
+    body = json.dumps({"endpoint_name": "chat", "input": {"args_json": json.dumps({"n": 3})}})
+    result = buf_curl(streaming_server, "-d", body, "/launch.v1.InferenceService/PredictStream", key=key)
+    assert result.returncode == 0, result.stderr
+    assert json_documents(result.stdout) == [
+        {"result": {"state": "RESULT_STATE_SUCCESS", "result": json.dumps({"i": i})}} for i in range(3)
+    ]
+
+    body = json.dumps({"endpoint_name": "chat", "input": {"args_json": json.dumps({"n": 3, "fail_after": 1})}})
+    result = buf_curl(streaming_server, "-d", body, "/launch.v1.InferenceService/PredictStream", key=key)
+    assert result.returncode == 0, result.stderr  # the failure is the last message; the call ends OK
+    first, last = json_documents(result.stdout)
+    assert first == {"result": {"state": "RESULT_STATE_SUCCESS", "result": '{"i": 0}'}}
+    assert last["result"]["state"] == "RESULT_STATE_FAILURE"
+    assert "failed after 1 values" in last["result"]["traceback"]
+
+
+def test_predict_stream_with_return_pickled_fails_the_call(streaming_server: ServerHandle, chat) -> None:  # type: ignore[no-untyped-def]
+    body = json.dumps({"endpoint_name": "chat", "input": {"args_json": "{}", "return_pickled": True}})
+    key = streaming_server.key_for("alice")
+    result = buf_curl(streaming_server, "-d", body, "/launch.v1.InferenceService/PredictStream", key=key)
+    assert result.returncode == INVALID_ARGUMENT_EXIT, (result.returncode, result.stderr)
+    assert '"code": "invalid_argument"' in result.stderr
+    assert result.stdout.strip() == ""
