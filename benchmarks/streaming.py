@@ -30,7 +30,6 @@ import shutil
 import statistics
 import sys
 import tempfile
-import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -40,7 +39,7 @@ from typing import Any
 import cloudpickle
 import launch
 
-from benchmarks.sync_predict import ENV_PARAMS, Procs, prepare_environment, wait_ready
+from benchmarks.sync_predict import ENV_PARAMS, HandlePath, Procs, prepare_environment, wait_ready
 from tests.constants import SERVING_START_S
 from tests.server_process import start_launch_server
 
@@ -79,14 +78,9 @@ def start_ray() -> str:
     return ray.get_runtime_context().gcs_address
 
 
-class ServeStreams:
-    """Ray Serve's own streaming, awaited from an asyncio loop that lives for the whole run (a
+class ServeStreams(HandlePath):
+    """Ray Serve's own streaming, awaited from the run-long asyncio loop HandlePath keeps (a
     handle's router stays on the loop that first used it)."""
-
-    def __init__(self) -> None:
-        self.loop = asyncio.new_event_loop()
-        self.thread = threading.Thread(target=self.loop.run_forever, name="serve-streams", daemon=True)
-        self.thread.start()
 
     def stream_seconds(self, n: int, times: int) -> list[float]:
         from ray import serve
@@ -105,20 +99,6 @@ class ServeStreams:
             return durations
 
         return asyncio.run_coroutine_threadsafe(run(), self.loop).result(timeout=600)
-
-    def stop(self) -> None:
-        import ray
-        from ray import serve
-
-        try:
-            if ray.is_initialized():
-                try:
-                    asyncio.run_coroutine_threadsafe(serve.shutdown_async(), self.loop).result(timeout=120)
-                finally:
-                    ray.shutdown()
-        finally:
-            self.loop.call_soon_threadsafe(self.loop.stop)
-            self.thread.join(timeout=10)
 
 
 def first_chunk_s(endpoint: launch.StreamingEndpoint, n: int = 5) -> float:
@@ -238,7 +218,7 @@ def main() -> None:
     finally:
         procs.stop_all()
         if serve_streams is not None:
-            serve_streams.stop()
+            serve_streams.stop_ray()
         shutil.rmtree(root, ignore_errors=True)
 
     print()

@@ -108,13 +108,10 @@ class DirectRouter:
     def predict(self, request: ipb.PredictRequest, timeout: float) -> ipb.PredictResponse | None:
         """The replica's answer, or None: send the request through the server instead."""
         name = request.endpoint_name
-        route = self._route(name, timeout)
-        if route is None or not route.addresses:
+        chosen = self._choose(name, timeout)
+        if chosen is None:
             return None
-        picked = self._pick(route)
-        if picked is None:
-            return None
-        address, replica = picked
+        route, address, replica = chosen
         try:
             if not replica.connected and not self._connect(address, replica):
                 return None
@@ -134,13 +131,10 @@ class DirectRouter:
         the route's fetch included."""
         started = time.monotonic()
         name = request.endpoint_name
-        route = self._route(name, timeout)
-        if route is None or not route.addresses:
+        chosen = self._choose(name, timeout)
+        if chosen is None:
             return None
-        picked = self._pick(route)
-        if picked is None:
-            return None
-        address, replica = picked
+        route, address, replica = chosen
         call = None
         try:
             if not replica.connected and not self._connect(address, replica):
@@ -158,6 +152,17 @@ class DirectRouter:
             raise from_rpc_error(exc) from None
         finally:
             self._release_when_done(replica, call)
+
+    def _choose(self, name: str, timeout: float) -> tuple[_Route, str, _Replica] | None:
+        """The endpoint's route and the replica to send to (counted in flight), or None: the
+        server takes the request."""
+        route = self._route(name, timeout)
+        if route is None or not route.addresses:
+            return None
+        picked = self._pick(route)
+        if picked is None:
+            return None
+        return route, *picked
 
     def _release_when_done(self, replica: _Replica, call: Any) -> None:
         """The stream stops counting against its replica once its call ends, however it ends

@@ -10,12 +10,13 @@ import os
 import shutil
 import subprocess
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 
 import launch
 import pytest
 
 from tests.integration.test_endpoints import ENV, SMALL, client_for, wait_status
+from tests.integration.test_streaming_server import make_counter
 from tests.server_fixtures import serving_server_fixture
 from tests.support import REPO, ServerHandle
 
@@ -30,22 +31,6 @@ pytestmark = pytest.mark.skipif(
 )
 
 server = serving_server_fixture("node-stream", "n{dir}")
-
-
-def make_counter() -> Callable:
-    """Yields {"i": 0..n-1}, `pause` seconds apart; raises after `fail_after` values when set."""
-
-    def count(n: int, pause: float = 0.0, fail_after: int = -1):  # type: ignore[no-untyped-def]
-        import time
-
-        for i in range(n):
-            if i == fail_after:
-                raise ValueError(f"failed after {i} values")
-            if i and pause:
-                time.sleep(pause)
-            yield {"i": i}
-
-    return count
 
 
 def node_env() -> dict[str, str]:
