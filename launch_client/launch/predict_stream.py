@@ -3,8 +3,9 @@
 The call starts on the first next(), not before, so building the iterator costs nothing and an
 error the server answers at once (return_pickled refused, a non-streaming endpoint) is raised
 there, as the SDK's LaunchError for its status. Each result is handed over as soon as its message
-arrives: nothing is read ahead, so a slow reader slows the replica's generator (gRPC flow control)
-instead of filling this process's memory. The call is started at most once: an error or the end
+arrives (a message may carry several, `more`: values that were waiting when the replica sent it);
+the next message is read only once those are taken, so a slow reader slows the replica's generator
+(gRPC flow control) instead of filling this process's memory. The call is started at most once: an error or the end
 of the stream ends the iterator for good, since a second call would run the request again.
 
 Stopping early (close(), leaving a `with` block, break in a for loop over a dropped iterator,
@@ -13,6 +14,7 @@ garbage collection) cancels the call, which closes the generator in the replica.
 from __future__ import annotations
 
 import threading
+from collections import deque
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -30,6 +32,7 @@ class PredictStream:
         self._open_stream = open_stream
         self._stream: ServerStream | None = None
         self._messages: Iterator[Any] | None = None
+        self._waiting: deque[ipb.InferenceResult] = deque()  # the rest of the last message
         self._closed = False
         self._lock = threading.Lock()
 
@@ -39,6 +42,8 @@ class PredictStream:
     def __next__(self) -> ipb.InferenceResult:
         if self._closed:
             raise StopIteration
+        if self._waiting:
+            return self._handed(self._waiting.popleft())
         if self._messages is None:
             self._messages = self._start()
         try:
@@ -52,9 +57,14 @@ class PredictStream:
             if closed:
                 raise StopIteration from None
             raise
-        if message.result.state == ipb.RESULT_STATE_FAILURE:
-            self.close()  # a failure is the stream's last message
-        return message.result
+        self._waiting.extend(message.more)
+        return self._handed(message.result)
+
+    def _handed(self, result: ipb.InferenceResult) -> ipb.InferenceResult:
+        if result.state == ipb.RESULT_STATE_FAILURE:
+            self._waiting.clear()
+            self.close()  # a failure is the stream's last result
+        return result
 
     def _start(self) -> Iterator[Any]:
         try:

@@ -16,9 +16,10 @@ neither depends on nor stalls Serve's; requests go where their code belongs (cal
 predict functions to the replica's predict thread pool, the same one Serve-routed calls use, so
 the user's function still sees one call at a time, and async ones on this same loop.
 
-PredictStream answers a streaming endpoint's requests with one message per yielded value, under
-the same checks as Predict; the endpoint's type (DirectConfig.endpoint_type) decides which of the
-two a request may use, as it does on the server."""
+PredictStream answers a streaming endpoint's requests with a message as soon as a value is
+yielded (carrying along any values already waiting behind it), under the same checks as Predict;
+the endpoint's type (DirectConfig.endpoint_type) decides which of the two a request may use, as it
+does on the server."""
 
 from __future__ import annotations
 
@@ -46,8 +47,8 @@ from launch_server.replica.inflight import InflightGauge
 from launch_server.replica.replica_loop import ReplicaLoop
 from launch_server.replica.task_channel import TaskChannelServicer
 from launch_server.wire.headers import ACCEPTED_HEADER, bearer_token
-from launch_server.wire.limits import MESSAGE_SIZE_OPTIONS
-from launch_server.wire.messages import answer_to_proto, request_of
+from launch_server.wire.limits import MESSAGE_SIZE_OPTIONS, STREAM_MORE_BYTES, STREAM_MORE_MAX
+from launch_server.wire.messages import answer_to_proto, request_of, stream_message
 from launch_server.wire.route_tokens import TokenCheck
 from launch_server.wire.status import to_status
 
@@ -319,7 +320,10 @@ class ReplicaListener:
             inference = await self._admit(request, context, STREAM_TYPES)
             stream = self._calls.stream(inference)
             async for answer in stream:
-                await context.write(ipb.PredictStreamResponse(result=answer_to_proto(answer)))
+                # Whatever else is made by now goes along: a sender that lags behind the
+                # generator catches up in fewer messages, and none waits for more to come.
+                more = stream.take_ready(STREAM_MORE_MAX, STREAM_MORE_BYTES)
+                await context.write(stream_message(answer, more))
         finally:
             if stream is not None:
                 await stream.aclose()

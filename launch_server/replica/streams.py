@@ -3,25 +3,31 @@ predict function yields (JSON text, via BundleRuntime.answer_value), where a rai
 FAILURE answer with its traceback and then the end. A function that returns rather than yields
 answers its one value as a one-answer stream.
 
-Pull-based: the generator is advanced only while fewer than READ_AHEAD of its answers wait to be
-taken, so a slow consumer (gRPC flow control behind it) holds the user's generator still instead
-of letting answers pile up in memory. A small read-ahead lets the next value be computed while the
-previous one is being sent.
+Pull-based: the generator is advanced only while fewer than READ_AHEAD of its answers (and less
+than READ_AHEAD_BYTES of their text) wait to be taken (Credits), so a slow consumer (gRPC flow
+control behind it) holds the user's generator still instead of letting answers pile up in memory.
+The read-ahead lets the next values be computed while earlier ones are being sent, and lets a
+sender that lags take several at once (take_ready).
 
-The stream lives on the replica loop (replica_loop.py), where one producer task advances the
-user's generator: a sync generator by one `next()` per step on the predict pool, each step a
-StoppableCall (stoppable.py); an async generator in the producer task itself, so its code always
-runs in one task. When the consumer stops early (aclose, or cancellation while it waits for an
-answer) the generator is closed at once: a step in progress is given up (its CallStopped unwinds
-the generator, running its `finally`), otherwise a sync generator is closed on the predict pool
-and an async one with aclose() on the loop. `timeout_s` bounds the whole stream, its clock
-starting when the first step starts running, as run_stoppable's does."""
+The stream lives on the replica loop (replica_loop.py), where one producer task fills it. A sync
+generator runs on the predict pool: each pool call (a StoppableCall, stoppable.py) advances it
+while credits last, for at most SLICE_S, and hands values to the loop as they are made, with one
+wake-up of the loop for all the loop has not seen yet; so a fast generator costs one hop between
+threads per several values rather than per value, and streams sharing the pool still take turns
+between values. An async generator runs in the producer task itself, so its code always runs in
+one task. When the consumer stops early (aclose, or cancellation while it waits for an answer)
+the generator is closed at once: a run in progress is given up (its CallStopped unwinds the
+generator, running its `finally`), otherwise a sync generator is closed on the predict pool and
+an async one with aclose() on the loop. `timeout_s` bounds the whole stream, its clock starting
+when the user's code first starts running, as run_stoppable's does."""
 
 from __future__ import annotations
 
 import asyncio
 import inspect
 import logging
+import time
+from collections import deque
 from collections.abc import Awaitable, Callable
 from concurrent.futures import Executor
 from typing import Any, Protocol
@@ -31,23 +37,70 @@ from launch_server.replica.bundle_runtime import BundleRuntime
 from launch_server.replica.failures import reason_of
 from launch_server.replica.stoppable import StoppableCall
 
-READ_AHEAD = 2
+# How many answers a generator may run ahead of its reader. It bounds a stream's memory on the
+# replica and how many values one message can carry (listener.py).
+READ_AHEAD = 32
+READ_AHEAD_BYTES = 1 << 20  # ... and at most about this much of their text (plus one value)
+# How long one pool call may go on advancing a sync generator. The pool is the replica's one
+# thread for blocking user code (one call at a time), shared by every request: a stream that
+# keeps it longer would hold up the others (other streams, sync requests) between its values.
+SLICE_S = 0.002
+
+logger = logging.getLogger("ray.serve")
+_END = None  # what the producer puts last
+Put = Callable[[InferenceAnswer], None]
 
 
 def stream_timeout_message(timeout_s: float) -> str:
     return f"the stream did not finish within its time limit of {timeout_s:g} s"
 
 
-logger = logging.getLogger("ray.serve")
-_END = None  # what the producer puts last
+class Credits:
+    """Whether the producer may make another answer: while fewer than `values` answers, and fewer
+    than `max_bytes` of their text, wait to be taken. The producer (on the loop or a pool thread,
+    one run at a time) counts what it made, the reader (on the loop) what it took; each counter
+    has one writer, so plain ints are safe under the GIL without a lock, which matters: a lock
+    held by a pool thread when its call is given up (CallStopped) would never be freed."""
+
+    def __init__(self, values: int, max_bytes: int) -> None:
+        self._values = max(1, values)
+        self._bytes = max(1, max_bytes)
+        self.made = self.made_bytes = 0
+        self.taken = self.taken_bytes = 0
+        self._waiter: asyncio.Future[None] | None = None
+
+    def may_make(self) -> bool:
+        return self.made - self.taken < self._values and self.made_bytes - self.taken_bytes < self._bytes
+
+    def made_one(self, answer: InferenceAnswer) -> None:
+        self.made += 1
+        self.made_bytes += _size(answer)
+
+    def taken_one(self, answer: InferenceAnswer) -> None:
+        self.taken += 1
+        self.taken_bytes += _size(answer)
+        waiter, self._waiter = self._waiter, None
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+    async def available(self) -> None:
+        while not self.may_make():
+            self._waiter = asyncio.get_running_loop().create_future()
+            await self._waiter
+
+
+def _size(answer: InferenceAnswer) -> int:
+    return len(answer.result) + len(answer.traceback)
 
 
 class Source(Protocol):
-    """The user side of one stream. step() answers the next value (or the failure that ends the
-    stream), None at the end; it calls `started` once its code has begun running (the stream's
-    clock starts then). close() ends the user's generator; it is called once, last."""
+    """The user side of one stream. fill() makes answers while `credits` last and hands each to
+    `put` (on the loop) as it is made, and says whether more may come:
+    False once it put the last answer (the end, or the failure that ends the stream). It calls
+    `started` once the user's code has begun running (the stream's clock starts then). close()
+    ends the user's generator; it is called once, last."""
 
-    async def step(self, started: Callable[[], None]) -> InferenceAnswer | None: ...
+    async def fill(self, credits: Credits, put: Put, started: Callable[[], None]) -> bool: ...
 
     async def close(self) -> None: ...
 
@@ -59,13 +112,14 @@ class AnswerStream:
     def __init__(self, source: Source, timeout_s: float | None = None, read_ahead: int = READ_AHEAD) -> None:
         self._source = source
         self._timeout_s = timeout_s or None
-        self._queue: asyncio.Queue[InferenceAnswer | None] = asyncio.Queue()
-        self._credits = asyncio.Semaphore(max(1, read_ahead))
+        self._ready: deque[InferenceAnswer | None] = deque()  # made, not yet taken; None last
+        self._waiter: asyncio.Future[None] | None = None  # the reader, waiting for an answer
+        self._credits = Credits(read_ahead, READ_AHEAD_BYTES)
         self._producer: asyncio.Task[None] | None = None
         self._clock: asyncio.Timeout | None = None
         self._ended = False
         self._closed = False
-        self._finishing = False  # the producer is past its last step, closing the source
+        self._finishing = False  # the producer is past its last fill, closing the source
 
     def __aiter__(self) -> AnswerStream:
         return self
@@ -75,19 +129,46 @@ class AnswerStream:
             raise StopAsyncIteration
         if self._producer is None:
             self._producer = asyncio.ensure_future(self._produce())
-        try:
-            answer = await self._queue.get()
-        except asyncio.CancelledError:
-            await self.aclose()
-            raise
+        if not self._ready:
+            self._waiter = asyncio.get_running_loop().create_future()
+            try:
+                await self._waiter
+            except asyncio.CancelledError:
+                await self.aclose()
+                raise
+        answer = self._ready.popleft()
         if answer is _END:
             self._ended = True
             raise StopAsyncIteration
-        self._credits.release()
+        self._credits.taken_one(answer)
         return answer
 
+    def take_ready(self, limit: int, max_bytes: int) -> list[InferenceAnswer]:
+        """Up to `limit` further answers that are already made, of at most `max_bytes` of text
+        in all, without waiting for any (the end, if it is next, is left for __anext__)."""
+        taken: list[InferenceAnswer] = []
+        ready = self._ready
+        size = 0
+        while len(taken) < limit and ready and ready[0] is not _END:
+            answer = ready[0]
+            assert answer is not None
+            size += len(answer.result) + len(answer.traceback)
+            if size > max_bytes:
+                break
+            ready.popleft()
+            self._credits.taken_one(answer)
+            taken.append(answer)
+        return taken
+
+    def _put(self, answer: InferenceAnswer | None) -> None:
+        """On the loop: one more answer (None: the end) for the reader."""
+        self._ready.append(answer)
+        waiter, self._waiter = self._waiter, None
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
     async def aclose(self) -> None:
-        """Stops the producer and closes the user's generator (waits for that, not for a step
+        """Stops the producer and closes the user's generator (waits for that, not for a run
         given up inside a long call into C: that one ends when the call returns)."""
         if self._closed:
             return
@@ -105,31 +186,27 @@ class AnswerStream:
             clock.reschedule(asyncio.get_running_loop().time() + self._timeout_s)  # type: ignore[operator]
 
     async def _produce(self) -> None:
-        queue = self._queue
+        put = self._put
         try:
             async with asyncio.timeout(None) as clock:
                 if self._timeout_s:
                     self._clock = clock
                 while True:
-                    await self._credits.acquire()
-                    answer = await self._source.step(self._start_clock)
-                    if answer is None:
-                        break
-                    queue.put_nowait(answer)
-                    if not answer.succeeded:
+                    await self._credits.available()
+                    if not await self._source.fill(self._credits, put, self._start_clock):
                         break
         except TimeoutError:
-            queue.put_nowait(InferenceAnswer.failure(stream_timeout_message(self._timeout_s or 0)))
-        except Exception as exc:  # noqa: BLE001 - steps answer user errors; this is the replica's own
+            put(InferenceAnswer.failure(stream_timeout_message(self._timeout_s or 0)))
+        except Exception as exc:  # noqa: BLE001 - fills answer user errors; this is the replica's own
             logger.exception("Launch replica: a stream failed")
-            queue.put_nowait(InferenceAnswer.failure(f"the replica failed: {exc!r}"))
+            put(InferenceAnswer.failure(f"the replica failed: {exc!r}"))
         finally:
             self._finishing = True
             try:
                 await self._source.close()
             except Exception:  # noqa: BLE001 - the stream is over; the user's cleanup failing changes nothing
                 logger.warning("Launch replica: closing a stream's generator failed", exc_info=True)
-            queue.put_nowait(_END)
+            put(_END)
 
 
 def _failure(exc: BaseException) -> InferenceAnswer:
@@ -137,9 +214,9 @@ def _failure(exc: BaseException) -> InferenceAnswer:
 
 
 class SyncSource:
-    """A blocking predict function's stream: its call and each `next()` on the predict pool. What
-    it returns decides the rest: a generator is stepped, a coroutine or async generator goes on
-    as an AsyncSource on the loop, any other value is the one answer."""
+    """A blocking predict function's stream: its call and its generator's `next()`s on the
+    predict pool. What it returns decides the rest: a generator is run, a coroutine or async
+    generator goes on as an AsyncSource on the loop, any other value is the one answer."""
 
     def __init__(self, runtime: BundleRuntime, executor: Executor, request: InferenceRequest) -> None:
         self._runtime = runtime
@@ -149,29 +226,65 @@ class SyncSource:
         self._gen: Any = None
         self._done = False
         self._handed: AsyncSource | None = None
-        self._stepping: StoppableCall[Any] | None = None  # a step given up while it ran
+        self._running: StoppableCall[Any] | None = None  # a run given up while it ran
 
-    async def step(self, started: Callable[[], None]) -> InferenceAnswer | None:
+    async def fill(self, credits: Credits, put: Put, started: Callable[[], None]) -> bool:
         if self._handed is not None:
-            return await self._handed.step(started)
+            return await self._handed.fill(credits, put, started)
         if self._done:
-            return None
-        call = StoppableCall(self._executor, self._advance, None)
+            return False
+        loop = asyncio.get_running_loop()
+        made: deque[InferenceAnswer] = deque()  # put by the pool thread, not yet seen by the loop
+        woken = False  # a hand-over to the loop is scheduled and has not started
+
+        def hand_over() -> None:
+            nonlocal woken
+            woken = False  # first, so a value appended from now on schedules another hand-over
+            while made:
+                put(made.popleft())
+
+        def put_from_pool(answer: InferenceAnswer) -> None:
+            # One wake-up of the loop for however many values it has not seen yet, not one per
+            # value: nothing waits, but values made while the loop is busy go over together. In
+            # order with the call's own completion (both go through call_soon_threadsafe), so the
+            # end the producer puts after this fill never overtakes a value.
+            nonlocal woken
+            made.append(answer)
+            if not woken:
+                woken = True
+                loop.call_soon_threadsafe(hand_over)
+
+        call = StoppableCall(self._executor, self._run, (credits, put_from_pool))
         try:
             await call.wait_started()
             started()
             outcome = await asyncio.shield(call.future)
         except asyncio.CancelledError:
             call.give_up()
-            self._stepping = call
+            self._running = call
             raise
         if isinstance(outcome, _HandOff):
             self._handed = AsyncSource(self._runtime, self._request, outcome.value)
-            return await self._handed.step(started)
-        return outcome
+            return await self._handed.fill(credits, put, started)
+        return not self._done
 
-    def _advance(self, _: None) -> InferenceAnswer | _HandOff | None:
-        """One step, on a predict-pool thread: the call itself first, then one `next()`."""
+    def _run(self, sink: tuple[Credits, Put]) -> _HandOff | None:
+        """On a predict-pool thread: the call itself first, then one `next()` per credit, each
+        answer put as it is made; returns once credits run out, the stream ended or SLICE_S
+        passed (then the next run queues behind whatever else waits for the pool)."""
+        credits, put = sink
+        ends = time.monotonic() + SLICE_S
+        while credits.may_make():
+            answer = self._advance()
+            if answer is None or isinstance(answer, _HandOff):
+                return answer
+            credits.made_one(answer)
+            put(answer)
+            if self._done or time.monotonic() >= ends:
+                return None
+        return None
+
+    def _advance(self) -> InferenceAnswer | _HandOff | None:
         try:
             if not self._opened:
                 self._opened = True
@@ -199,11 +312,11 @@ class SyncSource:
             await self._handed.close()
             return
         gen = self._gen
-        stepping, self._stepping = self._stepping, None
-        if stepping is not None:
-            # Given up mid-step: its CallStopped unwinds the generator when the thread runs Python
-            # again; should the step have finished just then, close it after (never concurrently).
-            stepping.future.add_done_callback(lambda _: self._close_later())
+        running, self._running = self._running, None
+        if running is not None:
+            # Given up mid-run: its CallStopped unwinds the generator when the thread runs Python
+            # again; should the run have finished just then, close it after (never concurrently).
+            running.future.add_done_callback(lambda _: self._close_later())
             return
         if gen is None:
             return
@@ -241,9 +354,15 @@ class AsyncSource:
         self._opened = opened is not None
         self._done = False
 
-    async def step(self, started: Callable[[], None]) -> InferenceAnswer | None:
-        if self._done:
-            return None
+    async def fill(self, credits: Credits, put: Put, started: Callable[[], None]) -> bool:
+        while not self._done and credits.may_make():
+            answer = await self._step(started)
+            if answer is not None:
+                credits.made_one(answer)
+                put(answer)
+        return not self._done
+
+    async def _step(self, started: Callable[[], None]) -> InferenceAnswer | None:
         started()
         try:
             if not self._opened:
@@ -286,12 +405,14 @@ class AnswerOnce:
         self._answer = answer
         self._done = False
 
-    async def step(self, started: Callable[[], None]) -> InferenceAnswer | None:
-        if self._done:
-            return None
-        self._done = True
-        started()
-        return await self._answer()
+    async def fill(self, credits: Credits, put: Put, started: Callable[[], None]) -> bool:
+        if not self._done:
+            self._done = True
+            started()
+            answer = await self._answer()
+            credits.made_one(answer)
+            put(answer)
+        return False
 
     async def close(self) -> None:
         return None

@@ -7,6 +7,12 @@ MAX_MESSAGE_BYTES = 64 << 20
 # An answer sent on a task channel leaves room for the tagged message's own framing.
 MAX_ANSWER_BYTES = MAX_MESSAGE_BYTES - 1024
 
+# One PredictStreamResponse carries its first value and at most this many more that were waiting,
+# of at most this much JSON text in all (so a message of waiting values stays far below the
+# message limit whatever their number).
+STREAM_MORE_MAX = 64
+STREAM_MORE_BYTES = 1 << 20
+
 MESSAGE_SIZE_OPTIONS = [
     ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
     ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),

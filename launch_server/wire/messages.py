@@ -56,6 +56,16 @@ def answer_to_proto(answer: InferenceAnswer) -> ipb.InferenceResult:
     )
 
 
+def stream_message(first: InferenceAnswer, more: list[InferenceAnswer]) -> ipb.PredictStreamResponse:
+    """One PredictStream message: the next answer and those already waiting behind it."""
+    return ipb.PredictStreamResponse(result=answer_to_proto(first), more=[answer_to_proto(a) for a in more])
+
+
+def answers_of_message(message: ipb.PredictStreamResponse) -> list[InferenceAnswer]:
+    """The answers one PredictStream message carries, in order."""
+    return [answer_from_proto(message.result), *(answer_from_proto(r) for r in message.more)]
+
+
 def answer_from_proto(result: ipb.InferenceResult) -> InferenceAnswer:
     return InferenceAnswer(
         state=SUCCESS if result.state == ipb.RESULT_STATE_SUCCESS else FAILURE,

@@ -14,6 +14,7 @@ import json
 import subprocess
 import zipfile
 from collections.abc import Callable, Iterator
+from typing import Any
 
 import launch
 import pytest
@@ -201,17 +202,23 @@ def test_predict_stream_prints_one_document_per_value(streaming_server: ServerHa
     body = json.dumps({"endpoint_name": "chat", "input": {"args_json": json.dumps({"n": 3})}})
     result = buf_curl(streaming_server, "-d", body, "/launch.v1.InferenceService/PredictStream", key=key)
     assert result.returncode == 0, result.stderr
-    assert json_documents(result.stdout) == [
-        {"result": {"state": "RESULT_STATE_SUCCESS", "result": json.dumps({"i": i})}} for i in range(3)
+    assert stream_values(result.stdout) == [
+        {"state": "RESULT_STATE_SUCCESS", "result": json.dumps({"i": i})} for i in range(3)
     ]
 
     body = json.dumps({"endpoint_name": "chat", "input": {"args_json": json.dumps({"n": 3, "fail_after": 1})}})
     result = buf_curl(streaming_server, "-d", body, "/launch.v1.InferenceService/PredictStream", key=key)
     assert result.returncode == 0, result.stderr  # the failure is the last message; the call ends OK
-    first, last = json_documents(result.stdout)
-    assert first == {"result": {"state": "RESULT_STATE_SUCCESS", "result": '{"i": 0}'}}
-    assert last["result"]["state"] == "RESULT_STATE_FAILURE"
-    assert "failed after 1 values" in last["result"]["traceback"]
+    first, last = stream_values(result.stdout)
+    assert first == {"state": "RESULT_STATE_SUCCESS", "result": '{"i": 0}'}
+    assert last["state"] == "RESULT_STATE_FAILURE"
+    assert "failed after 1 values" in last["traceback"]
+
+
+def stream_values(stdout: str) -> list[dict[str, Any]]:
+    """The values of buf curl's PredictStream documents, in order: each message's `result`, then
+    the values that came along with it in `more`."""
+    return [value for doc in json_documents(stdout) for value in (doc["result"], *doc.get("more", []))]
 
 
 def test_predict_stream_with_return_pickled_fails_the_call(streaming_server: ServerHandle, chat) -> None:  # type: ignore[no-untyped-def]

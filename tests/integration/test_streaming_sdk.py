@@ -383,7 +383,7 @@ def direct_stream(address: str, token: str, name: str, return_pickled: bool = Fa
         call = igrpc.InferenceServiceStub(channel).PredictStream(
             request, metadata=(("authorization", f"Bearer {token}"),), timeout=30
         )
-        results = [m.result.result for m in call]
+        results = [r.result for m in call for r in (m.result, *m.more)]
         return results, dict(call.initial_metadata())
 
 

@@ -84,7 +84,8 @@ def field_of(err: grpc.RpcError) -> str:
 
 
 def results(call: Iterator) -> list[tuple[int, str, str]]:
-    return [(m.result.state, m.result.result, m.result.traceback) for m in call]
+    """Every value of the stream's messages in order: each one's result, then its `more`."""
+    return [(r.state, r.result, r.traceback) for m in call for r in (m.result, *m.more)]
 
 
 @pytest.fixture(scope="module")

@@ -1,14 +1,15 @@
 #!/usr/bin/env node
 // Cross-language check of streaming: a Node.js client that knows nothing but the .proto files
 // (loaded at run time with @grpc/proto-loader, no generated code) calls the server-streaming
-// InferenceService.PredictStream and prints each message the moment it arrives, so a caller can
-// see that values come as they are yielded, not all at the end.
+// InferenceService.PredictStream and prints each value the moment its message arrives, so a caller
+// can see that values come as they are yielded, not all at the end. A message carries one value in
+// `result` and, when the replica had more waiting, the ones after it in `more`.
 //
 // Usage: node tests/node/predict_stream.js ADDRESS API_KEY ENDPOINT [ARGS_JSON] [DEADLINE_S]
 //   An empty ADDRESS means $LAUNCH_ADDRESS (host:port), an empty API_KEY $LAUNCH_API_KEY;
 //   ARGS_JSON (the predict function's keyword arguments) defaults to "{}", DEADLINE_S (the
 //   deadline of the whole stream) to 60.
-// Prints one JSON line per message on stdout: {"state": "RESULT_STATE_...", "result": "<JSON text>",
+// Prints one JSON line per value on stdout: {"state": "RESULT_STATE_...", "result": "<JSON text>",
 // "traceback": "..."}. On an RPC error (after any messages already printed) prints
 // "<STATUS_NAME>: <details>" on stderr and exits 1.
 'use strict';
@@ -65,9 +66,10 @@ function main() {
   const call = client.PredictStream(request, metadata, { deadline });
 
   call.on('data', (message) => {
-    const { state, result, traceback } = message.result || {};
-    // stdout to a pipe is synchronous on POSIX, so each line leaves before the next message is read.
-    process.stdout.write(`${JSON.stringify({ state, result, traceback })}\n`);
+    for (const { state, result, traceback } of [message.result || {}, ...(message.more || [])]) {
+      // stdout to a pipe is synchronous on POSIX, so each line leaves before the next message is read.
+      process.stdout.write(`${JSON.stringify({ state, result, traceback })}\n`);
+    }
   });
   call.on('error', (err) => {
     const statusName = Object.keys(grpc.status).find((k) => grpc.status[k] === err.code) || String(err.code);

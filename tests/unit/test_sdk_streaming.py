@@ -316,6 +316,28 @@ def test_a_failure_is_the_last_response(fake: StreamingFake, route: StreamServic
     ]
 
 
+def test_values_that_travel_together_are_each_one_response(fake: StreamingFake, route: StreamService) -> None:
+    def handler(request: Any, context: Any) -> Iterator[ipb.PredictStreamResponse]:
+        yield ok(0)
+        together = ok(1)
+        together.more.extend([ok(2).result, ok(3).result])
+        yield together
+        last = ok(4)
+        last.more.extend([failed("Traceback: boom").result, ok("never seen").result])
+        yield last
+
+    route.handler = handler
+    responses = list(_endpoint(fake).predict(_request()))
+    assert [(r.status, r.result) for r in responses] == [
+        ("SUCCESS", "0"),
+        ("SUCCESS", "1"),
+        ("SUCCESS", "2"),
+        ("SUCCESS", "3"),
+        ("SUCCESS", "4"),
+        ("FAILURE", None),  # the failure ends the stream, whatever a broken server sent after it
+    ]
+
+
 def test_an_empty_stream_has_no_responses(fake: StreamingFake, route: StreamService) -> None:
     route.handler = values()
     assert list(_endpoint(fake).predict(_request())) == []

@@ -33,6 +33,7 @@ from launch_server.replica.replica_loop import ReplicaLoop
 from launch_server.replica.streams import READ_AHEAD
 from launch_server.storage.local import LocalStorage
 from launch_server.wire.headers import ACCEPTED_HEADER
+from launch_server.wire.limits import STREAM_MORE_BYTES, STREAM_MORE_MAX
 from launch_server.wire.route_tokens import endpoint_key, mint
 
 SECRET = b"test-secret"
@@ -255,26 +256,26 @@ def test_a_slow_reader_holds_the_generator_at_most_read_ahead_values_ahead(harne
 
     async def read() -> list[int]:
         leads = []
-        async for _ in (stream := harness.calls.stream(args(n=8))):
-            await asyncio.sleep(0.05)  # the generator has all the time it wants to run ahead
+        async for _ in (stream := harness.calls.stream(args(n=2 * READ_AHEAD + 2))):
+            await asyncio.sleep(0.01)  # the generator has all the time it wants to run ahead
             leads.append(probe.produced - (len(leads) + 1))
         await stream.aclose()
         return leads
 
     leads = harness.run(read())
-    assert len(leads) == 8
-    assert max(leads) == READ_AHEAD == 2  # it does read ahead, by no more than that
+    assert len(leads) == 2 * READ_AHEAD + 2
+    assert max(leads) == READ_AHEAD  # it does read ahead, by no more than that
 
 
 @pytest.mark.parametrize("kind", [0, 1], ids=["sync", "async"])
 def test_aclose_between_values_runs_the_finally_at_once(harness: Harness, kind: int) -> None:
-    probe = Probe(delay=DELAY)
+    probe = Probe(delay=0.01)
     harness.serve(kinds(probe)[kind])
 
     async def read() -> float:
         stream = harness.calls.stream(args(n=100), None)
         await stream.__anext__()
-        await asyncio.sleep(5 * DELAY)  # the read-ahead steps are done: the generator waits at a yield
+        await asyncio.sleep(READ_AHEAD * 0.01 + 0.5)  # read ahead in full: the generator waits at a yield
         closed = time.monotonic()
         await stream.aclose()
         return closed
@@ -511,10 +512,46 @@ def test_a_failure_is_the_last_message_and_the_call_ends_ok(direct: DirectRoute)
 
     direct.harness.serve(broken)
     call = direct.stream(stream_request(args_json='{"n": 7}'))
-    messages = list(call)
-    assert [m.result.state for m in messages] == [ipb.RESULT_STATE_SUCCESS, ipb.RESULT_STATE_FAILURE]
-    assert "RuntimeError: no more" in messages[1].result.traceback
+    results = results_of(list(call))
+    assert [r.state for r in results] == [ipb.RESULT_STATE_SUCCESS, ipb.RESULT_STATE_FAILURE]
+    assert "RuntimeError: no more" in results[1].traceback
     assert call.code() == grpc.StatusCode.OK
+
+
+def results_of(messages: list[ipb.PredictStreamResponse]) -> list[ipb.InferenceResult]:
+    return [result for m in messages for result in (m.result, *m.more)]
+
+
+def test_values_waiting_behind_a_slow_sender_travel_together(direct: DirectRoute) -> None:
+    """A fast generator read slowly: each message takes along what waited behind its value, at
+    most the read-ahead; every value comes once, in order."""
+    direct.harness.serve(gen)
+    messages = []
+    for message in direct.stream(stream_request(args_json='{"n": 200}')):
+        messages.append(message)
+        time.sleep(0.002)
+    assert [json.loads(r.result) for r in results_of(messages)] == list(range(200))
+    sizes = [1 + len(m.more) for m in messages]
+    assert max(sizes) > 1 and max(sizes) <= READ_AHEAD and len(messages) < 200, sizes
+
+
+def test_values_taken_together_stay_within_the_byte_budget(harness: Harness) -> None:
+    def big(n: int) -> Iterator[str]:
+        for _ in range(n):
+            yield "x" * 400_000
+
+    harness.serve(big)
+
+    async def read() -> tuple[int, int]:
+        stream = harness.calls.stream(args(n=6))
+        await stream.__anext__()
+        await asyncio.sleep(0.3)  # the rest is made by now
+        together = len(stream.take_ready(STREAM_MORE_MAX, STREAM_MORE_BYTES))
+        rest = len([a async for a in stream])
+        return together, rest
+
+    together, rest = harness.run(read())
+    assert (together, rest) == (2, 3)  # 2 x 400 kB of text fit in 1 MiB, a third would not
 
 
 def test_a_client_that_cancels_closes_the_generator(direct: DirectRoute) -> None:

@@ -1,3 +1,3 @@
 """Generated gRPC stubs for launch.v1 (do not edit; run scripts/gen_protos.sh)."""
 
-PROTO_SHA256 = "633acb66d87cb776243c5b3ea091f8fdfa4038f11dc8a5860047586962a244ab"
+PROTO_SHA256 = "e8a1d6378f3a6acedb50055ef0efcbcebfeb60fc22d91ae108633bc80a955c55"

@@ -24,7 +24,7 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x19launch/v1/inference.proto\x12\tlaunch.v1\"S\n\x0cRequestInput\x12\r\n\x03url\x18\x01 \x01(\tH\x00\x12\x13\n\targs_json\x18\x02 \x01(\tH\x00\x12\x16\n\x0ereturn_pickled\x18\x03 \x01(\x08\x42\x07\n\x05input\"O\n\x0ePredictRequest\x12\x15\n\rendpoint_name\x18\x01 \x01(\t\x12&\n\x05input\x18\x02 \x01(\x0b\x32\x17.launch.v1.RequestInput\"o\n\x0fInferenceResult\x12%\n\x05state\x18\x01 \x01(\x0e\x32\x16.launch.v1.ResultState\x12\x0e\n\x06result\x18\x02 \x01(\t\x12\x12\n\nresult_url\x18\x03 \x01(\t\x12\x11\n\ttraceback\x18\x04 \x01(\t\"=\n\x0fPredictResponse\x12*\n\x06result\x18\x01 \x01(\x0b\x32\x1a.launch.v1.InferenceResult\"U\n\x14PredictStreamRequest\x12\x15\n\rendpoint_name\x18\x01 \x01(\t\x12&\n\x05input\x18\x02 \x01(\x0b\x32\x17.launch.v1.RequestInput\"C\n\x15PredictStreamResponse\x12*\n\x06result\x18\x01 \x01(\x0b\x32\x1a.launch.v1.InferenceResult*\xaf\x01\n\x0bResultState\x12\x1c\n\x18RESULT_STATE_UNSPECIFIED\x10\x00\x12\x18\n\x14RESULT_STATE_PENDING\x10\x01\x12\x18\n\x14RESULT_STATE_STARTED\x10\x02\x12\x18\n\x14RESULT_STATE_SUCCESS\x10\x03\x12\x18\n\x14RESULT_STATE_FAILURE\x10\x04\x12\x1a\n\x16RESULT_STATE_CANCELLED\x10\x05\x32\xaa\x01\n\x10InferenceService\x12@\n\x07Predict\x12\x19.launch.v1.PredictRequest\x1a\x1a.launch.v1.PredictResponse\x12T\n\rPredictStream\x12\x1f.launch.v1.PredictStreamRequest\x1a .launch.v1.PredictStreamResponse0\x01\x42\x14Z\x12launch/v1;launchv1b\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x19launch/v1/inference.proto\x12\tlaunch.v1\"S\n\x0cRequestInput\x12\r\n\x03url\x18\x01 \x01(\tH\x00\x12\x13\n\targs_json\x18\x02 \x01(\tH\x00\x12\x16\n\x0ereturn_pickled\x18\x03 \x01(\x08\x42\x07\n\x05input\"O\n\x0ePredictRequest\x12\x15\n\rendpoint_name\x18\x01 \x01(\t\x12&\n\x05input\x18\x02 \x01(\x0b\x32\x17.launch.v1.RequestInput\"o\n\x0fInferenceResult\x12%\n\x05state\x18\x01 \x01(\x0e\x32\x16.launch.v1.ResultState\x12\x0e\n\x06result\x18\x02 \x01(\t\x12\x12\n\nresult_url\x18\x03 \x01(\t\x12\x11\n\ttraceback\x18\x04 \x01(\t\"=\n\x0fPredictResponse\x12*\n\x06result\x18\x01 \x01(\x0b\x32\x1a.launch.v1.InferenceResult\"U\n\x14PredictStreamRequest\x12\x15\n\rendpoint_name\x18\x01 \x01(\t\x12&\n\x05input\x18\x02 \x01(\x0b\x32\x17.launch.v1.RequestInput\"m\n\x15PredictStreamResponse\x12*\n\x06result\x18\x01 \x01(\x0b\x32\x1a.launch.v1.InferenceResult\x12(\n\x04more\x18\x02 \x03(\x0b\x32\x1a.launch.v1.InferenceResult*\xaf\x01\n\x0bResultState\x12\x1c\n\x18RESULT_STATE_UNSPECIFIED\x10\x00\x12\x18\n\x14RESULT_STATE_PENDING\x10\x01\x12\x18\n\x14RESULT_STATE_STARTED\x10\x02\x12\x18\n\x14RESULT_STATE_SUCCESS\x10\x03\x12\x18\n\x14RESULT_STATE_FAILURE\x10\x04\x12\x1a\n\x16RESULT_STATE_CANCELLED\x10\x05\x32\xaa\x01\n\x10InferenceService\x12@\n\x07Predict\x12\x19.launch.v1.PredictRequest\x1a\x1a.launch.v1.PredictResponse\x12T\n\rPredictStream\x12\x1f.launch.v1.PredictStreamRequest\x1a .launch.v1.PredictStreamResponse0\x01\x42\x14Z\x12launch/v1;launchv1b\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -32,8 +32,8 @@ _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'launch.v1.inference_pb2', _
 if not _descriptor._USE_C_DESCRIPTORS:
   _globals['DESCRIPTOR']._loaded_options = None
   _globals['DESCRIPTOR']._serialized_options = b'Z\022launch/v1;launchv1'
-  _globals['_RESULTSTATE']._serialized_start=539
-  _globals['_RESULTSTATE']._serialized_end=714
+  _globals['_RESULTSTATE']._serialized_start=581
+  _globals['_RESULTSTATE']._serialized_end=756
   _globals['_REQUESTINPUT']._serialized_start=40
   _globals['_REQUESTINPUT']._serialized_end=123
   _globals['_PREDICTREQUEST']._serialized_start=125
@@ -45,7 +45,7 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_PREDICTSTREAMREQUEST']._serialized_start=382
   _globals['_PREDICTSTREAMREQUEST']._serialized_end=467
   _globals['_PREDICTSTREAMRESPONSE']._serialized_start=469
-  _globals['_PREDICTSTREAMRESPONSE']._serialized_end=536
-  _globals['_INFERENCESERVICE']._serialized_start=717
-  _globals['_INFERENCESERVICE']._serialized_end=887
+  _globals['_PREDICTSTREAMRESPONSE']._serialized_end=578
+  _globals['_INFERENCESERVICE']._serialized_start=759
+  _globals['_INFERENCESERVICE']._serialized_end=929
 # @@protoc_insertion_point(module_scope)

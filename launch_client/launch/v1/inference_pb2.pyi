@@ -1,7 +1,8 @@
+from google.protobuf.internal import containers as _containers
 from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
-from collections.abc import Mapping as _Mapping
+from collections.abc import Iterable as _Iterable, Mapping as _Mapping
 from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 
 DESCRIPTOR: _descriptor.FileDescriptor
@@ -66,7 +67,9 @@ class PredictStreamRequest(_message.Message):
     def __init__(self, endpoint_name: _Optional[str] = ..., input: _Optional[_Union[RequestInput, _Mapping]] = ...) -> None: ...
 
 class PredictStreamResponse(_message.Message):
-    __slots__ = ("result",)
+    __slots__ = ("result", "more")
     RESULT_FIELD_NUMBER: _ClassVar[int]
+    MORE_FIELD_NUMBER: _ClassVar[int]
     result: InferenceResult
-    def __init__(self, result: _Optional[_Union[InferenceResult, _Mapping]] = ...) -> None: ...
+    more: _containers.RepeatedCompositeFieldContainer[InferenceResult]
+    def __init__(self, result: _Optional[_Union[InferenceResult, _Mapping]] = ..., more: _Optional[_Iterable[_Union[InferenceResult, _Mapping]]] = ...) -> None: ...

@@ -67,11 +67,13 @@ class InferenceServiceServicer:
 
     def PredictStream(self, request, context):
         """Runs one request on a streaming endpoint and streams each value its predict function yields,
-        as it is yielded (a function that returns instead answers its one value). The stream ends
-        with status OK after the last value; a predict function that raises ends it with one FAILURE
-        message after the values already sent. Cancelling the call closes the generator in the
-        replica. A request that meets zero workers waits, within its deadline, while the endpoint
-        scales up.
+        as it is yielded (a function that returns instead answers its one value). A message is sent
+        as soon as a value is ready, never held back to wait for more; values that were already
+        waiting when it was sent (the reader lagged behind the generator) travel in the same message
+        (PredictStreamResponse.more). The stream ends with status OK after the last value; a predict
+        function that raises ends it with one FAILURE result after the values already sent.
+        Cancelling the call closes the generator in the replica. A request that meets zero workers
+        waits, within its deadline, while the endpoint scales up.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
