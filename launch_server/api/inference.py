@@ -1,6 +1,6 @@
 """InferenceService servicer: the data plane through the server. Builds the replica request from
 the message, lets the router run it within the caller's deadline, and maps the replica's answers
-back: one for Predict, one message per yielded value for PredictStream."""
+back: one for Predict, the replica's messages as they come for PredictStream."""
 
 from __future__ import annotations
 
@@ -43,7 +43,7 @@ class InferenceServicer(igrpc.InferenceServiceServicer):
             raise InvalidArgument("input.return_pickled", "must be false: every value is answered as JSON text")
         if self._router is None:
             raise EndpointUnavailable(NO_SERVING)
-        answers = self._router.predict_stream(owner(), request.endpoint_name, inference, context.time_remaining())
-        async with aclosing(answers):  # closed with this call: the Serve call is cancelled at once
-            async for answer in answers:
-                yield ipb.PredictStreamResponse(result=answer_to_proto(answer))
+        replies = self._router.predict_stream(owner(), request.endpoint_name, inference, context.time_remaining())
+        async with aclosing(replies):  # closed with this call: the replica's stream is cancelled at once
+            async for reply in replies:
+                yield reply

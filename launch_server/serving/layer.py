@@ -88,6 +88,7 @@ class ServingLayer:
             await self.reconciler.run(stop)
         finally:
             await asyncio.gather(*loops, return_exceptions=True)
+            await self.router.close()
             await self.ray.stop_serve()
 
     def shutdown(self) -> None:

@@ -1,7 +1,8 @@
 """The predict paths through the server, sync and streaming: finds the endpoint's Serve
 application in the live view (no database round trip), holds one DeploymentHandle per
 application, and awaits the call on the server's asyncio loop within the caller's deadline,
-cancelling it in Ray when the deadline passes or the caller goes away."""
+cancelling it in Ray when the deadline passes or the caller goes away. Streams go to a replica's
+own port when they can (replica_streams.py), for its flow control."""
 
 from __future__ import annotations
 
@@ -9,8 +10,11 @@ import asyncio
 import logging
 import time
 from collections.abc import AsyncGenerator, Callable, Collection
+from contextlib import aclosing
 from dataclasses import dataclass
 from typing import Any, TypeVar
+
+from launch.v1 import inference_pb2 as ipb
 
 from launch_server.domain.endpoints import ANSWERED_TYPES, EndpointRepository, EndpointType, type_error
 from launch_server.domain.errors import (
@@ -24,7 +28,9 @@ from launch_server.domain.live_endpoints import LiveEndpoints, LiveRoute
 from launch_server.domain.requests import InferenceAnswer, InferenceRequest
 from launch_server.replica import registry as replica_registry
 from launch_server.serving.ray_gate import gate
+from launch_server.serving.replica_streams import ReplicaStreams
 from launch_server.settings import Settings
+from launch_server.wire.messages import request_to_proto, stream_message
 from launch_server.wire.route_tokens import SERVER_KEY_ID, mint
 
 T = TypeVar("T")
@@ -59,6 +65,7 @@ class Router:
         self._addresses: dict[str, tuple[float, tuple[str, ...]]] = {}
         self._tokens: dict[str, tuple[str, int]] = {}  # endpoint id -> (token, expiry), server's own calls
         self._lookups: dict[str, asyncio.Future[tuple[str, ...]]] = {}  # registry reads in flight
+        self._streams = ReplicaStreams(self.replica_route, settings.replica_tls_ca_pem)
 
     async def route(self, owner: str, name: str, key_id: str) -> DirectRoute:
         """The direct route for a sync or streaming endpoint of this owner: its running replicas'
@@ -141,6 +148,7 @@ class Router:
         controller until it is shut down (no Ray call; bounded regardless)."""
         handles = list(self._handles.values())
         self._handles.clear()
+        await self._streams.close()
         self._addresses.clear()
         self._tokens.clear()
         for handle in handles:
@@ -181,15 +189,20 @@ class Router:
             raise EndpointUnavailable(f"model endpoint {name!r} is {live.status.value}{reason}")
         return endpoint.endpoint_id, live
 
-    async def _serving_handle(
+    async def _live_route(
         self, owner: str, name: str, timeout: float | None, accepted: Collection[EndpointType]
-    ) -> Any:
-        """The Serve handle of the endpoint a request goes to, shared by Predict and PredictStream."""
+    ) -> tuple[str, LiveRoute]:
+        """The endpoint a request goes to and its deployment, shared by Predict and PredictStream."""
         if not self._live.ready and not await self._live.wait_ready(min(timeout or 30.0, 30.0)):
             # The server just started: a request waits (within its deadline) for the first pass,
             # so a restart looks like a slow request rather than an error.
             raise EndpointUnavailable(f"the serving layer is starting; retry shortly ({self._live.error})")
-        _, live = await self._resolve(owner, name, accepted)
+        return await self._resolve(owner, name, accepted)
+
+    async def _serving_handle(
+        self, owner: str, name: str, timeout: float | None, accepted: Collection[EndpointType]
+    ) -> Any:
+        _, live = await self._live_route(owner, name, timeout, accepted)
         return await self.handle(live.app_name)
 
     async def predict(self, owner: str, name: str, request: InferenceRequest, timeout: float | None) -> InferenceAnswer:
@@ -209,14 +222,32 @@ class Router:
 
     async def predict_stream(
         self, owner: str, name: str, request: InferenceRequest, timeout: float | None
-    ) -> AsyncGenerator[InferenceAnswer, None]:
-        """The answers of one request on a streaming endpoint, each as the replica yields it. One
-        answer is read from Serve only when the caller asks for the next, so nothing is buffered
-        here. The deadline bounds the whole stream; the Serve call (and with it the generator
-        in the replica) is cancelled when the deadline passes, the caller stops early or goes
-        away (CancelledError, or the generator closed), or Ray fails."""
+    ) -> AsyncGenerator[ipb.PredictStreamResponse, None]:
+        """The messages of one request on a streaming endpoint, each as the replica sends it.
+        Over a replica's own port when one has a port (replica_streams.py: gRPC flow control holds
+        the generator back for a slow reader), otherwise through the Serve handle. Either way a
+        message is read only when the caller asks for the next, so nothing is buffered here, and
+        the deadline bounds the whole stream; the call (and with it the generator in the replica)
+        is cancelled when the deadline passes, the caller stops early or goes away
+        (CancelledError, or this generator closed), or the path fails."""
         deadline = None if timeout is None else asyncio.get_running_loop().time() + timeout
-        handle = await self._serving_handle(owner, name, timeout, STREAM_TYPES)
+        endpoint_id, live = await self._live_route(owner, name, timeout, STREAM_TYPES)
+        message = ipb.PredictStreamRequest(endpoint_name=name, input=request_to_proto(request))
+        relayed = await self._streams.open(endpoint_id, live.app_name, message, deadline)
+        if relayed is not None:
+            async with aclosing(relayed):
+                async for reply in relayed:
+                    yield reply
+            return
+        answers = self._serve_stream(name, await self.handle(live.app_name), request, deadline)
+        async with aclosing(answers):
+            async for answer in answers:
+                yield stream_message(answer, [])
+
+    async def _serve_stream(
+        self, name: str, handle: Any, request: InferenceRequest, deadline: float | None
+    ) -> AsyncGenerator[InferenceAnswer, None]:
+        """The answers of the Serve handle's stream (LaunchReplica.predict_stream)."""
         # No timeout_s for the replica: the deadline is kept here, so passing it always answers
         # DEADLINE_EXCEEDED (never a replica's FAILURE racing it), and cancelling closes the generator.
         stream = handle.options(stream=True).predict_stream.remote(request)
@@ -239,6 +270,10 @@ class Router:
         finally:
             if not finished:
                 stream.cancel()  # stop the work in Ray, whatever ended the stream early
+
+    async def close(self) -> None:
+        """Server stopping: the connections to replicas end."""
+        await self._streams.close()
 
 
 def _gated(fn: Callable[..., T], *args: Any) -> T:

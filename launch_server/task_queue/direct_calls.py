@@ -29,10 +29,9 @@ import grpc
 from launch.v1 import replica_pb2_grpc as rgrpc
 
 from launch_server.domain.requests import InferenceAnswer, InferenceRequest
+from launch_server.serving.replica_channel import replica_channel
 from launch_server.serving.router import Router
 from launch_server.task_queue.task_channel_client import ChannelBroken, NotRun, ReplicaChannel
-from launch_server.wire import replica_tls
-from launch_server.wire.limits import MESSAGE_SIZE_OPTIONS
 from launch_server.wire.messages import answer_from_proto, request_to_proto
 from launch_server.wire.route_tokens import expiry_of
 
@@ -40,13 +39,6 @@ log = logging.getLogger(__name__)
 CONNECT_S = 1.0  # a replica port that does not connect within this is skipped for SKIP_S
 SKIP_S = 10.0
 IDLE_CLOSE_S = 60.0  # connections to replicas unused this long (scaled away, say) are closed
-
-
-CHANNEL_OPTIONS = [
-    *MESSAGE_SIZE_OPTIONS,
-    ("grpc.keepalive_time_ms", 20_000),  # the replica's server accepts these (replica/listener.py)
-    ("grpc.keepalive_timeout_ms", 10_000),
-]
 
 
 class DirectCallFailed(Exception):
@@ -169,15 +161,7 @@ class DirectCalls:
     def _channel(self, address: str) -> grpc.aio.Channel:
         channel = self._channels.get(address)
         if channel is None:
-            ca_pem = self._router.replica_ca_pem
-            if ca_pem:  # replica ports speak TLS (wire/replica_tls.py): verify against our authority
-                credentials = grpc.ssl_channel_credentials(root_certificates=ca_pem.encode())
-                channel = grpc.aio.secure_channel(
-                    address, credentials, options=[*CHANNEL_OPTIONS, *replica_tls.channel_options(ca_pem)]
-                )
-            else:
-                channel = grpc.aio.insecure_channel(address, options=CHANNEL_OPTIONS)
-            self._channels[address] = channel
+            channel = self._channels[address] = replica_channel(address, self._router.replica_ca_pem)
         return channel
 
     def _prune(self, now: float, endpoint_id: str, routed: set[str]) -> None:

@@ -273,20 +273,7 @@ def test_a_client_process_that_dies_closes_the_generator(server: ServerHandle, e
 # ---- backpressure ------------------------------------------------------------------------------
 
 
-# Through the server, the Serve handle's stream (router.predict_stream -> LaunchReplica.predict_stream)
-# does not hold the generator back: Ray's streaming generator keeps producing for a reader that
-# stopped (about 11 MB of 4 KiB values after 3 s). A known defect of the streaming issue, kept
-# visible here until the server path has flow control of its own; strict, so a fix shows.
-THROUGH_SERVER_UNBOUNDED = pytest.mark.xfail(
-    strict=True, reason="known defect: no backpressure through the server's Serve-handle stream"
-)
-
-
-@pytest.mark.parametrize(
-    "direct",
-    [True, pytest.param(False, marks=THROUGH_SERVER_UNBOUNDED)],
-    ids=["direct-route", "through-server"],
-)
+@pytest.mark.parametrize("direct", [True, False], ids=["direct-route", "through-server"])
 def test_a_slow_reader_holds_the_generator_back(server: ServerHandle, endpoints, tmp_path: Path, direct: bool) -> None:  # type: ignore[no-untyped-def]
     """20,000 values of 4 KiB (80 MiB): only gRPC flow control (the SDK channel's receive window
     grows to a few MiB) and a small read-ahead lie between the generator and a reader that stops,

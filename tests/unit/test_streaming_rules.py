@@ -41,6 +41,7 @@ from launch_server.settings import Settings
 from launch_server.store.db import make_engine, upgrade
 from launch_server.store.endpoint_repository import SqlEndpointRepository
 from launch_server.store.repositories import SqlBundleRepository
+from launch_server.wire.messages import answers_of_message
 
 NOW = datetime(2026, 12, 2, tzinfo=UTC)
 REQUEST = InferenceRequest(args_json='{"n": 3}')
@@ -218,14 +219,16 @@ class FakeHandle:
 
 
 def router_with(stream: FakeStream, live: FakeLive | None = None, rows: dict[str, Endpoint] | None = None) -> Router:
-    router = Router(Settings(data_dir=Path("/nonexistent")), live or FakeLive(), FakeRows(rows or {}))  # type: ignore[arg-type]
+    # The Serve-handle path: without the direct route the router never looks for replica ports.
+    settings = Settings(data_dir=Path("/nonexistent"), direct_route=False)
+    router = Router(settings, live or FakeLive(), FakeRows(rows or {}))  # type: ignore[arg-type]
     for name in ENDPOINTS:
         router._handles[f"app-{name}"] = FakeHandle(stream)
     return router
 
 
-async def collect(answers: AsyncIterator[InferenceAnswer]) -> list[InferenceAnswer]:
-    return [answer async for answer in answers]
+async def collect(messages: AsyncIterator[ipb.PredictStreamResponse]) -> list[InferenceAnswer]:
+    return [answer async for message in messages for answer in answers_of_message(message)]
 
 
 def test_predict_on_a_streaming_endpoint_and_predict_stream_on_the_others_are_refused() -> None:
@@ -280,10 +283,10 @@ def test_each_value_is_read_from_serve_only_when_the_caller_asks_for_it() -> Non
 
     async def scenario() -> list[InferenceAnswer]:
         answers = router.predict_stream("alice", "chat", REQUEST, 30)
-        first = await anext(answers)
+        first = answers_of_message(await anext(answers))
         assert stream.reads == 1  # nothing read ahead of the caller
         rest = await collect(answers)
-        return [first, *rest]
+        return [*first, *rest]
 
     got = asyncio.run(scenario())
     assert [(a.state, a.result, a.traceback) for a in got] == [
@@ -330,8 +333,8 @@ def test_the_deadline_bounds_the_whole_stream() -> None:
     got: list[InferenceAnswer] = []
 
     async def scenario() -> None:
-        async for one in router.predict_stream("alice", "chat", REQUEST, 0.2):
-            got.append(one)
+        async for message in router.predict_stream("alice", "chat", REQUEST, 0.2):
+            got.extend(answers_of_message(message))
 
     with pytest.raises(DeadlineExceeded, match="'chat' did not finish within the deadline"):
         asyncio.run(scenario())
@@ -347,8 +350,8 @@ def test_ray_errors_are_translated_after_the_values_already_sent() -> None:
     got: list[InferenceAnswer] = []
 
     async def scenario() -> None:
-        async for one in router.predict_stream("alice", "chat", REQUEST, 30):
-            got.append(one)
+        async for message in router.predict_stream("alice", "chat", REQUEST, 30):
+            got.extend(answers_of_message(message))
 
     with pytest.raises(EndpointUnavailable, match="the worker serving 'chat' died"):
         asyncio.run(scenario())

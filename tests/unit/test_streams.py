@@ -23,6 +23,7 @@ from launch.packaging import FORM_PREDICT_FN_OR_CLS, pickle_bundle
 from launch.v1 import inference_pb2 as ipb
 from launch.v1 import inference_pb2_grpc as igrpc
 
+from launch_server.domain.errors import EndpointUnavailable
 from launch_server.domain.requests import ChunkRequest, InferenceAnswer, InferenceRequest
 from launch_server.replica.bundle_runtime import BundleDescriptor, BundleRuntime, RuntimeConfig, current_python_version
 from launch_server.replica.call_kinds import CallKind, call_kind_of
@@ -31,6 +32,7 @@ from launch_server.replica.deployment import LaunchReplica
 from launch_server.replica.listener import DirectConfig, ReplicaListener, _Servicer
 from launch_server.replica.replica_loop import ReplicaLoop
 from launch_server.replica.streams import READ_AHEAD
+from launch_server.serving.replica_streams import ReplicaStreams
 from launch_server.storage.local import LocalStorage
 from launch_server.wire.headers import ACCEPTED_HEADER
 from launch_server.wire.limits import STREAM_MORE_BYTES, STREAM_MORE_MAX
@@ -463,6 +465,7 @@ class DirectRoute:
             return server, port
 
         self.server, port = harness.run(start())
+        self.port = port
         self.channel = grpc.insecure_channel(f"127.0.0.1:{port}")
         self.stub = igrpc.InferenceServiceStub(self.channel)
         self.metadata = (("authorization", f"Bearer {mint(SECRET, 'e1', 300)[0]}"),)
@@ -593,6 +596,82 @@ def test_the_direct_route_checks_token_name_type_and_input(harness: Harness, dir
         direct.stub.Predict(predict, metadata=direct.metadata, timeout=10)
     assert refused.value.code() == grpc.StatusCode.FAILED_PRECONDITION
     assert "streaming endpoint" in refused.value.details() and "PredictStream" in refused.value.details()
+
+
+# ----- the server's relay to the replica's port (serving/replica_streams.py) -----
+
+
+def relay_for(direct: DirectRoute, token: str | None = None) -> ReplicaStreams:
+    address = f"127.0.0.1:{direct.port}"
+    token = token if token is not None else mint(SECRET, "e1", 300)[0]
+
+    async def route(endpoint_id: str, app_name: str) -> tuple[tuple[str, ...], str]:
+        assert (endpoint_id, app_name) == ("e1", "app")
+        return (address,), token
+
+    return ReplicaStreams(route, "")
+
+
+def test_the_relay_passes_the_replicas_messages_on_and_closes_with_its_reader(direct: DirectRoute) -> None:
+    probe = Probe(delay=0.02)
+    direct.harness.serve(probe.sync)
+    relay = relay_for(direct)
+
+    async def read() -> tuple[list[int], list[int], float]:
+        replies = await relay.open("e1", "app", stream_request(args_json='{"n": 3}'), None)
+        assert replies is not None
+        whole = [json.loads(r.result) async for r in _flat(replies)]
+        replies = await relay.open("e1", "app", stream_request(args_json='{"n": 100000}'), None)
+        assert replies is not None
+        first = [json.loads(r.result) async for r in _flat(replies, limit=1)]
+        await replies.aclose()  # the reader stops: the replica's call is cancelled
+        closed = time.monotonic()
+        await relay.close()
+        return whole, first, closed
+
+    whole, first, closed = asyncio.run(read())
+    assert whole == [0, 1, 2] and first == [0]
+    deadline = time.monotonic() + 2
+    while (probe.finally_at is None or probe.finally_at < closed) and time.monotonic() < deadline:
+        time.sleep(0.005)
+    assert probe.finally_at is not None and probe.finally_at - closed < 0.1
+
+
+def test_a_refusal_before_the_replica_accepts_leaves_the_stream_to_serve(direct: DirectRoute) -> None:
+    direct.harness.serve(gen)
+    relay = relay_for(direct, token="lr1.forged")
+
+    async def open_twice() -> tuple[Any, Any]:
+        first = await relay.open("e1", "app", stream_request(args_json='{"n": 1}'), None)
+        second = await relay.open("e1", "app", stream_request(args_json='{"n": 1}'), None)  # skipped now
+        await relay.close()
+        return first, second
+
+    assert asyncio.run(open_twice()) == (None, None)
+
+
+def test_an_error_the_replica_answers_before_accepting_is_raised(direct: DirectRoute) -> None:
+    direct.harness.serve(gen)
+    relay = relay_for(direct)
+
+    async def open_bad() -> None:
+        try:
+            await relay.open("e1", "app", stream_request("other", args_json="{}"), None)
+        finally:
+            await relay.close()
+
+    with pytest.raises(EndpointUnavailable, match="INVALID_ARGUMENT"):
+        asyncio.run(open_bad())
+
+
+async def _flat(replies: Any, limit: int | None = None) -> AsyncIterator[ipb.InferenceResult]:
+    count = 0
+    async for message in replies:
+        for result in (message.result, *message.more):
+            yield result
+            count += 1
+            if limit is not None and count >= limit:
+                return
 
 
 @pytest.mark.parametrize("endpoint_type", ["SYNC", "ASYNC"])
