@@ -48,12 +48,10 @@ BASE_CHANNEL_OPTIONS = [
     ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
     ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
     ("grpc.keepalive_time_ms", 30_000),
-]
-_CHANNEL_OPTIONS = [
-    *BASE_CHANNEL_OPTIONS,
-    # Server-streaming calls (WatchTasks, CreateAndWatchTask, DownloadResult) read their messages
-    # on the calling thread instead of through the channel's polling thread: one thread hand-off
-    # less per message, which an async request's latency feels.
+    # Server-streaming calls (WatchTasks, CreateAndWatchTask, DownloadResult, PredictStream) read
+    # their messages on the calling thread instead of through the channel's polling thread: one
+    # thread hand-off less per message, which a stream's every chunk and an async request's
+    # latency feel.
     ("SingleThreadedUnaryStream", 1),
 ]
 
@@ -90,9 +88,9 @@ class Connection:
         self.secure = secure
         if secure:
             credentials = grpc.ssl_channel_credentials(root_certificates=root_certificates)
-            self.channel = grpc.secure_channel(target, credentials, options=_CHANNEL_OPTIONS)
+            self.channel = grpc.secure_channel(target, credentials, options=BASE_CHANNEL_OPTIONS)
         else:
-            self.channel = grpc.insecure_channel(target, options=_CHANNEL_OPTIONS)
+            self.channel = grpc.insecure_channel(target, options=BASE_CHANNEL_OPTIONS)
         self.bundles = model_bundle_pb2_grpc.ModelBundleServiceStub(self.channel)
         self.endpoints = model_endpoint_pb2_grpc.ModelEndpointServiceStub(self.channel)
         self.inference = inference_pb2_grpc.InferenceServiceStub(self.channel)
@@ -194,10 +192,14 @@ class Connection:
 
 @dataclass
 class ServerStream:
-    """An open server-streaming call past its first message (None: it ended without one)."""
+    """An open server-streaming call past its first message (None: it ended without one).
+    `on_end` runs once when the stream is over for its reader (read to its end or failure, or
+    cancelled): on a single-threaded channel (SingleThreadedUnaryStream) a cancelled call's own
+    callbacks run only if someone reads on, so the end is noticed here instead."""
 
     call: Any
     first: Any
+    on_end: Callable[[], None] | None = None
 
     def rest(self) -> Iterator[Any]:
         """The messages after the first; a failure (the call cancelled included) raises LaunchError."""
@@ -205,10 +207,18 @@ class ServerStream:
             yield from self.call
         except grpc.RpcError as exc:
             raise from_rpc_error(exc) from None
+        finally:
+            self._ended()
 
     def cancel(self) -> None:
         """Ends the call from any thread; a reader in rest() then gets a LaunchError."""
         self.call.cancel()
+        self._ended()
+
+    def _ended(self) -> None:
+        on_end, self.on_end = self.on_end, None  # once, whichever thread gets here first
+        if on_end is not None:
+            on_end()
 
 
 class RetryBudget:

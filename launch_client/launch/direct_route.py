@@ -135,23 +135,25 @@ class DirectRouter:
         if chosen is None:
             return None
         route, address, replica = chosen
-        call = None
+        opened = None
         try:
             if not replica.connected and not self._connect(address, replica):
                 return None
             left = max(0.0, timeout - (time.monotonic() - started))
             call = replica.stub.PredictStream(request, metadata=route.metadata, timeout=left)
             try:
-                return ServerStream(call, next(call))
+                opened = ServerStream(call, next(call), on_end=lambda: self._release(replica))
             except StopIteration:
                 return ServerStream(call, None)
+            return opened
         except grpc.RpcError as exc:
             if exc.code() in _FALL_BACK and not _accepted(exc):
                 self._pause(name)
                 return None
             raise from_rpc_error(exc) from None
         finally:
-            self._release_when_done(replica, call)
+            if opened is None:  # no stream to read on: it stops counting against its replica now
+                self._release(replica)
 
     def _choose(self, name: str, timeout: float) -> tuple[_Route, str, _Replica] | None:
         """The endpoint's route and the replica to send to (counted in flight), or None: the
@@ -164,16 +166,10 @@ class DirectRouter:
             return None
         return route, *picked
 
-    def _release_when_done(self, replica: _Replica, call: Any) -> None:
-        """The stream stops counting against its replica once its call ends, however it ends
-        (last message, failure, cancellation, deadline); at once when there is no open call."""
-
-        def release() -> None:
-            with self._lock:
-                replica.in_flight -= 1
-
-        if call is None or not call.add_callback(release):
-            release()
+    def _release(self, replica: _Replica) -> None:
+        """A stream stops counting against its replica (once its reader is done with it)."""
+        with self._lock:
+            replica.in_flight -= 1
 
     def _pause(self, name: str) -> None:
         """After a fallback: use the server for PAUSE_S, then ask for a fresh route."""
