@@ -289,14 +289,19 @@ class ReplicaListener:
             raise InvalidArgument("input.return_pickled", "must be false: a stream answers each value as JSON text")
         return request_of(request)
 
-    async def _admit(self, request: Any, context: Any, accepted: tuple[EndpointType, ...]) -> InferenceRequest:
+    async def _checked_call(self, request: Any, context: Any, accepted: tuple[EndpointType, ...]) -> InferenceRequest:
+        """The request's input once the call passed every check; aborts the call otherwise."""
         _, why = self.token_of(context)
         if why is not None:
             await context.abort(grpc.StatusCode.UNAUTHENTICATED, why)
         try:
-            inference = self._checked(request, accepted)
+            return self._checked(request, accepted)
         except DomainError as exc:
             await context.abort_with_status(to_status(exc))
+            raise  # not reached: abort raises
+
+    async def _admit(self, request: Any, context: Any, accepted: tuple[EndpointType, ...]) -> InferenceRequest:
+        inference = await self._checked_call(request, context, accepted)
         await context.send_initial_metadata(((ACCEPTED_HEADER, "1"),))
         return inference
 
@@ -317,8 +322,10 @@ class ReplicaListener:
         self.gauge.change(1)
         stream = None
         try:
-            inference = await self._admit(request, context, STREAM_TYPES)
+            inference = await self._checked_call(request, context, STREAM_TYPES)
             stream = self._calls.stream(inference)
+            stream.start()  # the first value is being made while the header goes out
+            await context.send_initial_metadata(((ACCEPTED_HEADER, "1"),))
             async for answer in stream:
                 # Whatever else is made by now goes along: a sender that lags behind the
                 # generator catches up in fewer messages, and none waits for more to come.

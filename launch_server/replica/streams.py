@@ -49,6 +49,7 @@ SLICE_S = 0.002
 logger = logging.getLogger("ray.serve")
 _END = None  # what the producer puts last
 Put = Callable[[InferenceAnswer], None]
+Started = Callable[[], None] | None
 
 
 def stream_timeout_message(timeout_s: float) -> str:
@@ -97,10 +98,11 @@ class Source(Protocol):
     """The user side of one stream. fill() makes answers while `credits` last and hands each to
     `put` (on the loop) as it is made, and says whether more may come:
     False once it put the last answer (the end, or the failure that ends the stream). It calls
-    `started` once the user's code has begun running (the stream's clock starts then). close()
+    `started` once the user's code has begun running (the stream's clock starts then; None: the
+    stream has no clock, nothing to wait for). close()
     ends the user's generator; it is called once, last."""
 
-    async def fill(self, credits: Credits, put: Put, started: Callable[[], None]) -> bool: ...
+    async def fill(self, credits: Credits, put: Put, started: Started) -> bool: ...
 
     async def close(self) -> None: ...
 
@@ -124,11 +126,16 @@ class AnswerStream:
     def __aiter__(self) -> AnswerStream:
         return self
 
+    def start(self) -> None:
+        """Starts making answers now, before the first is asked for (so the user's code can run
+        while the caller does something else, such as sending headers); once, on the loop."""
+        if self._producer is None and not self._closed:
+            self._producer = asyncio.ensure_future(self._produce())
+
     async def __anext__(self) -> InferenceAnswer:
         if self._ended or self._closed:
             raise StopAsyncIteration
-        if self._producer is None:
-            self._producer = asyncio.ensure_future(self._produce())
+        self.start()
         if not self._ready:
             self._waiter = asyncio.get_running_loop().create_future()
             try:
@@ -187,13 +194,14 @@ class AnswerStream:
 
     async def _produce(self) -> None:
         put = self._put
+        started = self._start_clock if self._timeout_s else None
         try:
             async with asyncio.timeout(None) as clock:
                 if self._timeout_s:
                     self._clock = clock
                 while True:
                     await self._credits.available()
-                    if not await self._source.fill(self._credits, put, self._start_clock):
+                    if not await self._source.fill(self._credits, put, started):
                         break
         except TimeoutError:
             put(InferenceAnswer.failure(stream_timeout_message(self._timeout_s or 0)))
@@ -228,7 +236,7 @@ class SyncSource:
         self._handed: AsyncSource | None = None
         self._running: StoppableCall[Any] | None = None  # a run given up while it ran
 
-    async def fill(self, credits: Credits, put: Put, started: Callable[[], None]) -> bool:
+    async def fill(self, credits: Credits, put: Put, started: Started) -> bool:
         if self._handed is not None:
             return await self._handed.fill(credits, put, started)
         if self._done:
@@ -256,8 +264,9 @@ class SyncSource:
 
         call = StoppableCall(self._executor, self._run, (credits, put_from_pool))
         try:
-            await call.wait_started()
-            started()
+            if started is not None:  # the clock starts with the user's code, not in the pool's queue
+                await call.wait_started()
+                started()
             outcome = await asyncio.shield(call.future)
         except asyncio.CancelledError:
             call.give_up()
@@ -354,7 +363,7 @@ class AsyncSource:
         self._opened = opened is not None
         self._done = False
 
-    async def fill(self, credits: Credits, put: Put, started: Callable[[], None]) -> bool:
+    async def fill(self, credits: Credits, put: Put, started: Started) -> bool:
         while not self._done and credits.may_make():
             answer = await self._step(started)
             if answer is not None:
@@ -362,8 +371,9 @@ class AsyncSource:
                 put(answer)
         return not self._done
 
-    async def _step(self, started: Callable[[], None]) -> InferenceAnswer | None:
-        started()
+    async def _step(self, started: Started) -> InferenceAnswer | None:
+        if started is not None:
+            started()
         try:
             if not self._opened:
                 self._opened = True
@@ -405,10 +415,11 @@ class AnswerOnce:
         self._answer = answer
         self._done = False
 
-    async def fill(self, credits: Credits, put: Put, started: Callable[[], None]) -> bool:
+    async def fill(self, credits: Credits, put: Put, started: Started) -> bool:
         if not self._done:
             self._done = True
-            started()
+            if started is not None:
+                started()
             answer = await self._answer()
             credits.made_one(answer)
             put(answer)
