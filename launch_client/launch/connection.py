@@ -154,17 +154,26 @@ class Connection:
                 raise from_rpc_error(exc) from None
 
     def open_stream(
-        self, method: Callable[..., Any], request: Any, *, timeout: float | None = None, idempotent: bool = True
+        self,
+        method: Callable[..., Any],
+        request: Any,
+        *,
+        timeout: float | None = None,
+        idempotent: bool = True,
+        started: Callable[[Any], None] | None = None,
     ) -> ServerStream:
         """Starts a server-streaming call and waits for its first message. UNAVAILABLE before it
         is retried (nothing was consumed yet, so a fresh call is the same call), never past
         `timeout`, which bounds the whole call; after it, the caller decides. A call that runs
         something (PredictStream) passes idempotent=False and is not retried, as Predict is not.
-        Raises LaunchError."""
+        `started` gets each call as soon as it exists, so another thread can cancel it while
+        this one waits for the first message. Raises LaunchError."""
         retries = self.retry_budget(timeout)
         while True:
             left = None if timeout is None else max(0.0, timeout - (time.monotonic() - retries.started))
             call = method(request, metadata=self._metadata, timeout=left)
+            if started is not None:
+                started(call)
             try:
                 first = next(call)
             except StopIteration:

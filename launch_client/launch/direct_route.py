@@ -125,11 +125,14 @@ class DirectRouter:
             with self._lock:
                 replica.in_flight -= 1
 
-    def open_stream(self, request: ipb.PredictStreamRequest, timeout: float) -> ServerStream | None:
+    def open_stream(
+        self, request: ipb.PredictStreamRequest, timeout: float, started: Callable[[Any], None] | None = None
+    ) -> ServerStream | None:
         """The replica's stream past its first message (None as first: it ended without one), or
         None: send the request through the server instead. `timeout` bounds the whole stream,
-        the route's fetch included."""
-        started = time.monotonic()
+        the route's fetch included; `started` gets the call as soon as it exists (see
+        Connection.open_stream)."""
+        began = time.monotonic()
         name = request.endpoint_name
         chosen = self._choose(name, timeout)
         if chosen is None:
@@ -139,8 +142,10 @@ class DirectRouter:
         try:
             if not replica.connected and not self._connect(address, replica):
                 return None
-            left = max(0.0, timeout - (time.monotonic() - started))
+            left = max(0.0, timeout - (time.monotonic() - began))
             call = replica.stub.PredictStream(request, metadata=route.metadata, timeout=left)
+            if started is not None:
+                started(call)
             try:
                 opened = ServerStream(call, next(call), on_end=lambda: self._release(replica))
             except StopIteration:

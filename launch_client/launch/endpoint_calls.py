@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from launch.v1 import inference_pb2 as ipb
@@ -76,9 +76,9 @@ class EndpointCalls:
         message = ipb.PredictStreamRequest(endpoint_name=endpoint_name, input=request.to_input())
         limit = timeout or self.connection.timeout
 
-        def open_stream() -> ServerStream:
+        def open_stream(started: Callable[[Any], None]) -> ServerStream:
             deadline = time.monotonic() + limit
-            opened = self.direct.open_stream(message, limit) if self.direct else None
+            opened = self.direct.open_stream(message, limit, started) if self.direct else None
             if opened is not None:
                 return opened
             return self.connection.open_stream(
@@ -86,6 +86,7 @@ class EndpointCalls:
                 message,
                 timeout=max(0.0, deadline - time.monotonic()),
                 idempotent=False,
+                started=started,
             )
 
         return PredictStream(open_stream)

@@ -25,11 +25,14 @@ from .errors import LaunchError
 
 
 class PredictStream:
-    """An iterator of ipb.InferenceResult; thread-safe close(). `open_stream` starts the call and
-    returns it past its first message (raising LaunchError when it fails before one)."""
+    """An iterator of ipb.InferenceResult; thread-safe close(). `open_stream` starts the call,
+    hands it to the callable it is given as soon as it exists (so close() can cancel a call still
+    waiting for its first message), and returns it past its first message (raising LaunchError
+    when it fails before one)."""
 
-    def __init__(self, open_stream: Callable[[], ServerStream]) -> None:
+    def __init__(self, open_stream: Callable[[Callable[[Any], None]], ServerStream]) -> None:
         self._open_stream = open_stream
+        self._call: Any = None  # the call being opened, before its first message
         self._stream: ServerStream | None = None
         self._messages: Iterator[Any] | None = None
         self._waiting: deque[ipb.InferenceResult] = deque()  # the rest of the last message
@@ -68,25 +71,42 @@ class PredictStream:
 
     def _start(self) -> Iterator[Any]:
         try:
-            stream = self._open_stream()
+            stream = self._open_stream(self._call_started)
+        except LaunchError:
+            with self._lock:
+                closed, self._closed = self._closed, True  # never started again: that would run it twice
+            if closed:  # closed by the caller while waiting for the first message: that is the end
+                raise StopIteration from None
+            raise
         except BaseException:
-            self._closed = True  # never started again: that would run the request twice
+            self._closed = True
             raise
         with self._lock:
             self._stream = stream
+            self._call = None
             closed = self._closed
         if closed:  # closed from another thread while the call was being opened
             stream.cancel()
         return _messages(stream)
 
+    def _call_started(self, call: Any) -> None:
+        with self._lock:
+            self._call = call
+            closed = self._closed
+        if closed:
+            call.cancel()
+
     def close(self) -> None:
-        """Ends the stream and cancels its call; from any thread, any number of times. A reader
-        blocked in next() on another thread then sees the end of the stream."""
+        """Ends the stream and cancels its call; from any thread, any number of times, also
+        while the call still waits for its first message. A reader blocked in next() on another
+        thread then sees the end of the stream."""
         with self._lock:
             self._closed = True
-            stream = self._stream
+            stream, call = self._stream, self._call
         if stream is not None:
             stream.cancel()
+        elif call is not None:
+            call.cancel()
 
     def __enter__(self) -> PredictStream:
         return self

@@ -281,6 +281,18 @@ def test_close_from_another_thread_ends_a_blocked_reader(fake: StreamingFake, ro
     assert route.cancelled.wait(WAIT_S)
 
 
+def test_close_from_another_thread_ends_a_reader_waiting_for_the_first_value(
+    fake: StreamingFake, route: StreamService
+) -> None:
+    route.handler = route.hold_until_cancelled()  # no value at all until the call ends
+    responses = _endpoint(fake).predict(_request())
+    threading.Timer(0.3, responses.close).start()
+    started = time.monotonic()
+    assert list(responses) == []  # the wait for the first value ends with the iteration, no error
+    assert time.monotonic() - started < WAIT_S
+    assert route.cancelled.wait(WAIT_S)
+
+
 def test_a_dropped_iterator_cancels_the_call(fake: StreamingFake, route: StreamService) -> None:
     route.handler = route.hold_until_cancelled(1)
     responses = _endpoint(fake).predict(_request())
