@@ -8,9 +8,14 @@ answer and each further chunk costs little. Two measures, each beside its refere
      request by request (goal: ≤ 1.2×);
   2. per-chunk cost: a 1,000-chunk stream's duration ÷ 1,000, against Ray Serve's own streaming
      (`handle.options(stream=True)` on a generator deployment, consumed from an asyncio loop in
-     this driver process) in the same run (goal: ≤ 0.5× Ray Serve's).
-Both Launch rows use the SDK's default path (the direct route: SDK → replica) and, for
-reference, the path through the server (`LaunchClient(direct_route=False)`).
+     this driver process) in the same run (goal: ≤ 0.5× Ray Serve's);
+  3. 64 concurrent streams × 200 chunks: chunks/s, against Ray Serve's streaming handle with 64
+     streams open at once from the same asyncio loop (goal: ≥ 2×);
+  4. cancellation: from the client's close() to the generator's `finally` in the replica (which
+     writes the time to a file), p50/p99.
+Launch rows use the SDK's default path (the direct route: SDK → replica) and, for reference, the
+path through the server (`LaunchClient(direct_route=False)`); Launch's concurrent streams are
+read by 64 threads of this process, each iterating its own stream.
 
 One Ray cluster (num_cpus=16, the environment launch-server sets for a Ray of its own) hosts the
 Serve generator deployment and the Launch server's endpoints (min_workers=max_workers=1).
@@ -30,6 +35,7 @@ import shutil
 import statistics
 import sys
 import tempfile
+import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -46,6 +52,9 @@ from tests.server_process import start_launch_server
 REPO = Path(__file__).resolve().parent.parent
 SERVE_APP = "stream-gen"  # must not start with the Launch server's app prefix
 LONG_STREAM = 1000
+CONCURRENT_STREAMS = 64
+CONCURRENT_CHUNKS = 200
+SERVE_ROW = "Ray Serve handle, stream=True"
 
 if __name__ != "__main__":
     cloudpickle.register_pickle_by_value(sys.modules[__name__])
@@ -59,6 +68,21 @@ def generate(n: int = 5) -> Iterator[int]:
 def echo(**kwargs: Any) -> Any:
     """The sync bundle: returns its arguments."""
     return kwargs
+
+
+def until_closed(marker: str) -> Iterator[int]:
+    """The cancellation bundle: yields until the stream is closed, then notes when in `marker`."""
+    import time
+
+    try:
+        i = 0
+        while True:
+            yield i
+            i += 1
+            time.sleep(0.001)  # a step of work: close() waits for at most one to end
+    finally:
+        with open(marker, "w") as out:
+            out.write(repr(time.time()))
 
 
 def start_ray() -> str:
@@ -99,6 +123,65 @@ class ServeStreams(HandlePath):
             return durations
 
         return asyncio.run_coroutine_threadsafe(run(), self.loop).result(timeout=600)
+
+    def concurrent_chunks_per_s(self, streams: int, n: int) -> float:
+        from ray import serve
+
+        async def run() -> float:
+            handle = serve.get_app_handle(SERVE_APP).options(stream=True)
+
+            async def one() -> int:
+                return sum([1 async for _ in handle.remote(n)])
+
+            start = time.perf_counter()
+            counts = await asyncio.gather(*(one() for _ in range(streams)))
+            if sum(counts) != streams * n:
+                raise AssertionError(f"Serve streamed {sum(counts)} of {streams * n} values")
+            return sum(counts) / (time.perf_counter() - start)
+
+        return asyncio.run_coroutine_threadsafe(run(), self.loop).result(timeout=600)
+
+
+def concurrent_chunks_per_s(endpoint: launch.StreamingEndpoint, streams: int, n: int) -> float:
+    """`streams` streams of `n` chunks at once, one reading thread each; chunks per second."""
+    counts: list[int] = []
+    errors: list[BaseException] = []
+    barrier = threading.Barrier(streams + 1)
+
+    def read() -> None:
+        try:
+            barrier.wait()
+            request = launch.EndpointRequest(args={"n": n}, return_pickled=False)
+            counts.append(sum(1 for _ in endpoint.predict(request, timeout=300)))
+        except BaseException as exc:  # noqa: BLE001 - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=read, daemon=True) for _ in range(streams)]
+    for thread in threads:
+        thread.start()
+    barrier.wait()
+    start = time.perf_counter()
+    for thread in threads:
+        thread.join(300)
+    seconds = time.perf_counter() - start
+    if errors or sum(counts) != streams * n:
+        raise AssertionError(f"streamed {sum(counts)} of {streams * n} values; errors: {errors[:3]!r}")
+    return sum(counts) / seconds
+
+
+def cancel_to_finally_s(endpoint: launch.StreamingEndpoint, marker_dir: Path) -> float:
+    """Seconds from close() after the first chunk to the generator's finally in the replica."""
+    marker = marker_dir / f"closed-{uuid.uuid4().hex}"
+    stream = endpoint.predict(launch.EndpointRequest(args={"marker": str(marker)}, return_pickled=False), timeout=60)
+    next(stream)
+    closed = time.time()
+    stream.close()
+    deadline = time.monotonic() + 10
+    while not marker.exists() or not marker.read_text():
+        if time.monotonic() > deadline:
+            raise AssertionError("the generator's finally did not run within 10 s of close()")
+        time.sleep(0.001)
+    return float(marker.read_text()) - closed
 
 
 def first_chunk_s(endpoint: launch.StreamingEndpoint, n: int = 5) -> float:
@@ -160,6 +243,7 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=5, help="1,000-chunk streams per path")
     args = parser.parse_args()
     latency_n, warmup = (50, 10) if args.quick else (300, 30)
+    cancel_n = 10 if args.quick else 50
     repeats = 3 if args.quick else args.repeats
 
     root = Path(tempfile.mkdtemp(prefix="streaming-"))
@@ -190,10 +274,17 @@ def main() -> None:
             "gen", env_params=ENV_PARAMS, predict_fn_or_cls=generate, requirements=[]
         )
         echo_bundle = client.create_model_bundle("echo", env_params=ENV_PARAMS, predict_fn_or_cls=echo, requirements=[])
+        closing_bundle = client.create_model_bundle(
+            "until-closed", env_params=ENV_PARAMS, predict_fn_or_cls=until_closed, requirements=[]
+        )
         streaming = client.create_model_endpoint("gen-ep", gen_bundle, endpoint_type="streaming", **workers)
         sync = client.create_model_endpoint("echo-ep", echo_bundle, endpoint_type="sync", **workers)
-        wait_ready(streaming, timeout=240)
-        wait_ready(sync, timeout=240)
+        wide = client.create_model_endpoint(
+            "gen-wide", gen_bundle, endpoint_type="streaming", **{**workers, "per_worker": CONCURRENT_STREAMS}
+        )
+        closing = client.create_model_endpoint("closing-ep", closing_bundle, endpoint_type="streaming", **workers)
+        for endpoint in (streaming, sync, wide, closing):
+            wait_ready(endpoint, timeout=240)
         streaming_via_server = via_server.get_model_endpoint("gen-ep")
         sync_via_server = via_server.get_model_endpoint("echo-ep")
         assert isinstance(streaming, launch.StreamingEndpoint) and isinstance(sync, launch.SyncEndpoint)
@@ -211,8 +302,25 @@ def main() -> None:
         long_streams = {
             "Launch, direct": [stream_s(streaming, LONG_STREAM) for _ in range(repeats)],
             "Launch, server": [stream_s(streaming_via_server, LONG_STREAM) for _ in range(repeats)],
-            "Ray Serve handle, stream=True": serve_streams.stream_seconds(LONG_STREAM, repeats),
+            SERVE_ROW: serve_streams.stream_seconds(LONG_STREAM, repeats),
         }
+        wide_via_server = via_server.get_model_endpoint("gen-wide")
+        concurrent: dict[str, list[float]] = {"Launch, direct": [], "Launch, server": [], SERVE_ROW: []}
+        for _ in range(repeats):  # alternating, so drift hits all alike
+            concurrent["Launch, direct"].append(concurrent_chunks_per_s(wide, CONCURRENT_STREAMS, CONCURRENT_CHUNKS))
+            concurrent["Launch, server"].append(
+                concurrent_chunks_per_s(wide_via_server, CONCURRENT_STREAMS, CONCURRENT_CHUNKS)
+            )
+            concurrent[SERVE_ROW].append(serve_streams.concurrent_chunks_per_s(CONCURRENT_STREAMS, CONCURRENT_CHUNKS))
+        closing_via_server = via_server.get_model_endpoint("closing-ep")
+        cancels = alternate(
+            {
+                "direct": lambda: cancel_to_finally_s(closing, root),
+                "server": lambda: cancel_to_finally_s(closing_via_server, root),
+            },
+            cancel_n,
+            3,
+        )
         client.connection.close()
         via_server.connection.close()
     finally:
@@ -242,13 +350,34 @@ def main() -> None:
     print()
     print(f"Per-chunk cost: a {LONG_STREAM:,}-chunk stream's duration ÷ {LONG_STREAM:,} (median of {repeats}):")
     print()
-    serve_chunk = statistics.median(long_streams["Ray Serve handle, stream=True"]) / LONG_STREAM
+    serve_chunk = statistics.median(long_streams[SERVE_ROW]) / LONG_STREAM
     print("| path | µs per chunk | / Ray Serve's | streams (s) |")
     print("|---|---:|---:|---|")
     for name, durations in long_streams.items():
         per_chunk = statistics.median(durations) / LONG_STREAM
         runs = ", ".join(f"{d:.3f}" for d in durations)
         print(f"| {name} | {per_chunk * 1e6:.1f} | {per_chunk / serve_chunk:.2f} | {runs} |")
+
+    print()
+    print(
+        f"{CONCURRENT_STREAMS} concurrent streams × {CONCURRENT_CHUNKS} chunks (median of {repeats}, alternating; "
+        "one replica each):"
+    )
+    print()
+    serve_rate = statistics.median(concurrent[SERVE_ROW])
+    print("| path | chunks/s | × Ray Serve's | runs (chunks/s) |")
+    print("|---|---:|---:|---|")
+    for name, rates in concurrent.items():
+        rate = statistics.median(rates)
+        runs = ", ".join(f"{r:,.0f}" for r in rates)
+        print(f"| {name} | {rate:,.0f} | {rate / serve_rate:.2f} | {runs} |")
+    print()
+    print(f"Cancellation, client close() → the generator's finally in the replica ({cancel_n} samples per path):")
+    print()
+    print("| path | p50 ms | p99 ms | max ms |")
+    print("|---|---:|---:|---:|")
+    for route, values in cancels.items():
+        print(f"| {route} | {ms(statistics.median(values))} | {ms(percentile(values, 0.99))} | {ms(max(values))} |")
 
 
 if __name__ == "__main__":
