@@ -45,9 +45,10 @@ from launch_server.replica import registry as replica_registry
 from launch_server.replica.calls import Calls, PoolCalls
 from launch_server.replica.inflight import InflightGauge
 from launch_server.replica.replica_loop import ReplicaLoop
+from launch_server.replica.streams import answer_size
 from launch_server.replica.task_channel import TaskChannelServicer
 from launch_server.wire.headers import ACCEPTED_HEADER, bearer_token
-from launch_server.wire.limits import MESSAGE_SIZE_OPTIONS, STREAM_MORE_BYTES, STREAM_MORE_MAX
+from launch_server.wire.limits import MAX_ANSWER_BYTES, MESSAGE_SIZE_OPTIONS, STREAM_MORE_BYTES, STREAM_MORE_MAX
 from launch_server.wire.messages import answer_to_proto, request_of, stream_message
 from launch_server.wire.route_tokens import TokenCheck
 from launch_server.wire.status import to_status
@@ -289,19 +290,14 @@ class ReplicaListener:
             raise InvalidArgument("input.return_pickled", "must be false: a stream answers each value as JSON text")
         return request_of(request)
 
-    async def _checked_call(self, request: Any, context: Any, accepted: tuple[EndpointType, ...]) -> InferenceRequest:
-        """The request's input once the call passed every check; aborts the call otherwise."""
+    async def _admit(self, request: Any, context: Any, accepted: tuple[EndpointType, ...]) -> InferenceRequest:
         _, why = self.token_of(context)
         if why is not None:
             await context.abort(grpc.StatusCode.UNAUTHENTICATED, why)
         try:
-            return self._checked(request, accepted)
+            inference = self._checked(request, accepted)
         except DomainError as exc:
             await context.abort_with_status(to_status(exc))
-            raise  # not reached: abort raises
-
-    async def _admit(self, request: Any, context: Any, accepted: tuple[EndpointType, ...]) -> InferenceRequest:
-        inference = await self._checked_call(request, context, accepted)
         await context.send_initial_metadata(((ACCEPTED_HEADER, "1"),))
         return inference
 
@@ -315,21 +311,22 @@ class ReplicaListener:
             self.gauge.change(-1)
 
     async def predict_stream(self, request: Any, context: Any) -> None:
-        """One message per answer as the stream yields it; the open stream counts as one request
-        in flight. When the caller goes away gRPC cancels this call, and closing the stream
-        closes the user's generator."""
+        """A message as soon as the stream has an answer, carrying the answers already waiting
+        behind it; the open stream counts as one request in flight. When the caller goes away
+        gRPC cancels this call, and closing the stream closes the user's generator."""
         self.last_request = time.monotonic()
         self.gauge.change(1)
         stream = None
         try:
-            inference = await self._checked_call(request, context, STREAM_TYPES)
+            inference = await self._admit(request, context, STREAM_TYPES)
+            # Only now, with the header sent: a caller that lost the call without it knows the
+            # generator never started, and may send the stream elsewhere.
             stream = self._calls.stream(inference)
-            stream.start()  # the first value is being made while the header goes out
-            await context.send_initial_metadata(((ACCEPTED_HEADER, "1"),))
             async for answer in stream:
                 # Whatever else is made by now goes along: a sender that lags behind the
                 # generator catches up in fewer messages, and none waits for more to come.
-                more = stream.take_ready(STREAM_MORE_MAX, STREAM_MORE_BYTES)
+                budget = min(STREAM_MORE_BYTES, MAX_ANSWER_BYTES - answer_size(answer))
+                more = stream.take_ready(STREAM_MORE_MAX, budget)
                 await context.write(stream_message(answer, more))
         finally:
             if stream is not None:

@@ -75,11 +75,11 @@ class Credits:
 
     def made_one(self, answer: InferenceAnswer) -> None:
         self.made += 1
-        self.made_bytes += _size(answer)
+        self.made_bytes += answer_size(answer)
 
     def taken_one(self, answer: InferenceAnswer) -> None:
         self.taken += 1
-        self.taken_bytes += _size(answer)
+        self.taken_bytes += answer_size(answer)
         waiter, self._waiter = self._waiter, None
         if waiter is not None and not waiter.done():
             waiter.set_result(None)
@@ -90,7 +90,8 @@ class Credits:
             await self._waiter
 
 
-def _size(answer: InferenceAnswer) -> int:
+def answer_size(answer: InferenceAnswer) -> int:
+    """About how many bytes an answer takes in a message (its text; what counts against budgets)."""
     return len(answer.result) + len(answer.traceback)
 
 
@@ -126,16 +127,11 @@ class AnswerStream:
     def __aiter__(self) -> AnswerStream:
         return self
 
-    def start(self) -> None:
-        """Starts making answers now, before the first is asked for (so the user's code can run
-        while the caller does something else, such as sending headers); once, on the loop."""
-        if self._producer is None and not self._closed:
-            self._producer = asyncio.ensure_future(self._produce())
-
     async def __anext__(self) -> InferenceAnswer:
         if self._ended or self._closed:
             raise StopAsyncIteration
-        self.start()
+        if self._producer is None:
+            self._producer = asyncio.ensure_future(self._produce())
         if not self._ready:
             self._waiter = asyncio.get_running_loop().create_future()
             try:
@@ -159,7 +155,7 @@ class AnswerStream:
         while len(taken) < limit and ready and ready[0] is not _END:
             answer = ready[0]
             assert answer is not None
-            size += len(answer.result) + len(answer.traceback)
+            size += answer_size(answer)
             if size > max_bytes:
                 break
             ready.popleft()

@@ -5,8 +5,8 @@ generator (replica/streams.py). A Serve handle's stream does not: Ray's streamin
 producing for a reader that stopped. Messages are relayed as they come, so values the replica
 sent together (PredictStreamResponse.more) stay together.
 
-Used whenever the endpoint has a replica with a port. Before the replica accepts the call (the
-launch-accepted header: the generator has not started), a refusal (the replica is full or
+Used whenever the endpoint has a replica with a port. Before the replica accepts the call (it
+sends the launch-accepted header before it starts the generator), a refusal (the replica is full or
 stopping, its port does not connect) means the stream was not run, so the caller may use the
 Serve handle instead, which also wakes an endpoint scaled to zero. Once accepted, a failure is
 the stream's end, never a second run."""
@@ -23,13 +23,14 @@ import grpc
 from launch.v1 import inference_pb2 as ipb
 from launch.v1 import inference_pb2_grpc as igrpc
 
-from launch_server.domain.errors import DeadlineExceeded, EndpointUnavailable
+from launch_server.domain.errors import DeadlineExceeded, EndpointUnavailable, FailedPrecondition, InvalidArgument
 from launch_server.serving.replica_channel import replica_channel
 from launch_server.wire.headers import ACCEPTED_HEADER, AUTHORIZATION_HEADER
 
 log = logging.getLogger(__name__)
 CONNECT_S = 1.0  # a replica port that does not connect within this is skipped for SKIP_S
 SKIP_S = 10.0
+FULL_SKIP_S = 1.0  # a replica at its concurrency limit is passed over for this long only
 IDLE_CLOSE_S = 60.0  # connections to replicas unused this long (scaled away, say) are closed
 # What this server reads ahead of its reader on each stream from a replica: a fixed HTTP/2
 # stream window instead of one that grows with the measured bandwidth (BDP probing grows it to
@@ -52,6 +53,7 @@ class ReplicaStreams:
         self._skip_until: dict[str, float] = {}
         self._last_used: dict[str, float] = {}
         self._next_prune = 0.0
+        self._closing: set[asyncio.Future[None]] = set()  # connections closing in the background
 
     async def open(
         self, endpoint_id: str, app_name: str, request: ipb.PredictStreamRequest, deadline: float | None
@@ -99,13 +101,15 @@ class ReplicaStreams:
     ) -> grpc.aio.UnaryStreamCall | None:
         """The call, once the replica accepted it; None (the address skipped) when it refused."""
         channel = self._channel(address)
+        loop = asyncio.get_running_loop()
         if channel.get_state(try_to_connect=True) is not grpc.ChannelConnectivity.READY:
+            connect_s = CONNECT_S if deadline is None else max(0.0, min(CONNECT_S, deadline - loop.time()))
             try:
-                await asyncio.wait_for(channel.channel_ready(), CONNECT_S)
+                await asyncio.wait_for(channel.channel_ready(), connect_s)
             except (TimeoutError, grpc.RpcError):
                 self._skip(address, request.endpoint_name, "its port did not connect")
                 return None
-        timeout = None if deadline is None else max(0.0, deadline - asyncio.get_running_loop().time())
+        timeout = None if deadline is None else max(0.0, deadline - loop.time())
         call = igrpc.InferenceServiceStub(channel).PredictStream(
             request, metadata=((AUTHORIZATION_HEADER, f"Bearer {token}"),), timeout=timeout
         )
@@ -119,19 +123,20 @@ class ReplicaStreams:
             call.cancel()
             raise
         if code in NOT_RUN:
-            self._skip(address, request.endpoint_name, f"{code.name}: {details}")
+            full = code == grpc.StatusCode.RESOURCE_EXHAUSTED
+            self._skip(address, request.endpoint_name, f"{code.name}: {details}", FULL_SKIP_S if full else SKIP_S)
             return None
         raise _failed(request.endpoint_name, code, details)
 
-    def _skip(self, address: str, endpoint_name: str, why: str) -> None:
+    def _skip(self, address: str, endpoint_name: str, why: str, skip_s: float = SKIP_S) -> None:
         log.warning(
             "replica %s of %s did not take a stream on its direct port (%s); using Serve for %.0f s",
             address,
             endpoint_name,
             why,
-            SKIP_S,
+            skip_s,
         )
-        self._skip_until[address] = time.monotonic() + SKIP_S
+        self._skip_until[address] = time.monotonic() + skip_s
 
     def _channel(self, address: str) -> grpc.aio.Channel:
         channel = self._channels.get(address)
@@ -150,7 +155,9 @@ class ReplicaStreams:
                     table.pop(address, None)
                 channel = self._channels.pop(address, None)
                 if channel is not None:
-                    asyncio.ensure_future(channel.close())
+                    closing = asyncio.ensure_future(channel.close())
+                    self._closing.add(closing)
+                    closing.add_done_callback(self._closing.discard)
 
     async def close(self) -> None:
         """Server stopping, or the cluster lost: every connection ends (open streams with it)."""
@@ -172,11 +179,24 @@ async def _relay(call: grpc.aio.UnaryStreamCall, endpoint_name: str) -> AsyncIte
             yield message
     except grpc.aio.AioRpcError as exc:
         raise _failed(endpoint_name, exc.code(), exc.details() or "") from None
+    except asyncio.CancelledError:
+        task = asyncio.current_task()
+        if call.cancelled() and (task is None or not task.cancelling()):
+            # The call was cancelled here, not this task: its connection was closed (the server
+            # stopping, the cluster lost). For the client that is the endpoint going away.
+            raise EndpointUnavailable(f"the connection to the replica streaming {endpoint_name!r} closed") from None
+        raise
     finally:
         call.cancel()  # a no-op for a call that ended
 
 
 def _failed(endpoint_name: str, code: grpc.StatusCode, details: str) -> Exception:
+    """The replica's status as the domain error the client gets: the same code where the replica's
+    checks speak for the request (its input, the endpoint's type), UNAVAILABLE otherwise."""
     if code == grpc.StatusCode.DEADLINE_EXCEEDED:
         return DeadlineExceeded(f"model endpoint {endpoint_name!r} did not finish within the deadline")
+    if code == grpc.StatusCode.INVALID_ARGUMENT:
+        return InvalidArgument("input", details)
+    if code == grpc.StatusCode.FAILED_PRECONDITION:
+        return FailedPrecondition(details)
     return EndpointUnavailable(f"the replica streaming {endpoint_name!r} failed: {code.name}: {details}")

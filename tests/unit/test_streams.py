@@ -23,7 +23,7 @@ from launch.packaging import FORM_PREDICT_FN_OR_CLS, pickle_bundle
 from launch.v1 import inference_pb2 as ipb
 from launch.v1 import inference_pb2_grpc as igrpc
 
-from launch_server.domain.errors import EndpointUnavailable
+from launch_server.domain.errors import EndpointUnavailable, InvalidArgument
 from launch_server.domain.requests import ChunkRequest, InferenceAnswer, InferenceRequest
 from launch_server.replica.bundle_runtime import BundleDescriptor, BundleRuntime, RuntimeConfig, current_python_version
 from launch_server.replica.call_kinds import CallKind, call_kind_of
@@ -637,6 +637,25 @@ def test_the_relay_passes_the_replicas_messages_on_and_closes_with_its_reader(di
     assert probe.finally_at is not None and probe.finally_at - closed < 0.1
 
 
+def test_a_relayed_stream_whose_connection_closes_ends_unavailable(direct: DirectRoute) -> None:
+    """The server closing its replica connections (stopping, or Ray lost) ends an open relayed
+    stream with UNAVAILABLE for its reader, not as a cancellation of the reader's own call."""
+    probe = Probe(delay=0.05)
+    direct.harness.serve(probe.sync)
+    relay = relay_for(direct)
+
+    async def read() -> None:
+        replies = await relay.open("e1", "app", stream_request(args_json='{"n": 100000}'), None)
+        assert replies is not None
+        await anext(replies)
+        asyncio.get_running_loop().call_later(0.1, lambda: asyncio.ensure_future(relay.close()))
+        async for _ in replies:
+            pass
+
+    with pytest.raises(EndpointUnavailable, match="connection to the replica"):
+        asyncio.run(read())
+
+
 def test_a_refusal_before_the_replica_accepts_leaves_the_stream_to_serve(direct: DirectRoute) -> None:
     direct.harness.serve(gen)
     relay = relay_for(direct, token="lr1.forged")
@@ -660,7 +679,7 @@ def test_an_error_the_replica_answers_before_accepting_is_raised(direct: DirectR
         finally:
             await relay.close()
 
-    with pytest.raises(EndpointUnavailable, match="INVALID_ARGUMENT"):
+    with pytest.raises(InvalidArgument, match="endpoint_name"):  # the replica's own status, passed on
         asyncio.run(open_bad())
 
 
