@@ -17,9 +17,10 @@ from __future__ import annotations
 
 import os
 import random
+import threading
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 import grpc
@@ -209,6 +210,7 @@ class ServerStream:
     call: Any
     first: Any
     on_end: Callable[[], None] | None = None
+    _end_lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     def rest(self) -> Iterator[Any]:
         """The messages after the first; a failure (the call cancelled included) raises LaunchError."""
@@ -225,7 +227,8 @@ class ServerStream:
         self._ended()
 
     def _ended(self) -> None:
-        on_end, self.on_end = self.on_end, None  # once, whichever thread gets here first
+        with self._end_lock:  # once, whichever thread (reader, closer) gets here first
+            on_end, self.on_end = self.on_end, None
         if on_end is not None:
             on_end()
 

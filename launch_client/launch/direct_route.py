@@ -101,7 +101,9 @@ class DirectRouter:
         self._replicas: dict[str, _Replica] = {}
         self._unreachable: dict[str, float] = {}  # address -> time.monotonic() to try again
         self._paused: dict[str, float] = {}  # endpoint -> time.monotonic() to try again
-        self._lock = threading.Lock()
+        # Reentrant: a stream dropped without close() is released from PredictStream.__del__,
+        # which garbage collection may run on a thread that holds this lock already.
+        self._lock = threading.RLock()
         self._turn = itertools.count()
         self.supported = True  # False once the server says it has no GetModelEndpointRoute
 

@@ -85,8 +85,9 @@ class PredictStream:
             self._stream = stream
             self._call = None
             closed = self._closed
-        if closed:  # closed from another thread while the call was being opened
+        if closed:  # closed from another thread while the call was being opened: that is the end
             stream.cancel()
+            raise StopIteration
         return _messages(stream)
 
     def _call_started(self, call: Any) -> None:
