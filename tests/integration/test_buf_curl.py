@@ -174,12 +174,16 @@ def test_bad_key_is_unauthenticated(server: ServerHandle) -> None:
 
 
 def make_counter() -> Callable:
-    """Yields {"i": 0..n-1}; raises after `fail_after` values when set."""
+    """Yields {"i": 0..n-1}, `pause` seconds apart; raises after `fail_after` values when set."""
 
-    def count(n: int, fail_after: int = -1):  # type: ignore[no-untyped-def]
+    def count(n: int, fail_after: int = -1, pause: float = 0.0):  # type: ignore[no-untyped-def]
+        import time
+
         for i in range(n):
             if i == fail_after:
                 raise ValueError(f"failed after {i} values")
+            if i and pause:
+                time.sleep(pause)
             yield {"i": i}
 
     return count
@@ -204,6 +208,14 @@ def test_predict_stream_prints_one_document_per_value(streaming_server: ServerHa
     assert result.returncode == 0, result.stderr
     assert stream_values(result.stdout) == [
         {"state": "RESULT_STATE_SUCCESS", "result": json.dumps({"i": i})} for i in range(3)
+    ]
+
+    # docs/grpc-cli.md's command: values yielded apart arrive one document each, nothing in `more`.
+    body = json.dumps({"endpoint_name": "chat", "input": {"args_json": json.dumps({"n": 3, "pause": 0.3})}})
+    result = buf_curl(streaming_server, "-d", body, "/launch.v1.InferenceService/PredictStream", key=key)
+    assert result.returncode == 0, result.stderr
+    assert json_documents(result.stdout) == [
+        {"result": {"state": "RESULT_STATE_SUCCESS", "result": json.dumps({"i": i})}} for i in range(3)
     ]
 
     body = json.dumps({"endpoint_name": "chat", "input": {"args_json": json.dumps({"n": 3, "fail_after": 1})}})
