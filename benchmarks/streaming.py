@@ -218,11 +218,15 @@ def sync_s(endpoint: launch.SyncEndpoint) -> float:
 
 
 def alternate(calls: dict[str, Callable[[], float]], n: int, warmup: int) -> dict[str, list[float]]:
-    """Each call n times after `warmup`, alternating call by call so drift hits all alike."""
+    """Each call n times after `warmup`, alternating call by call so drift hits all alike. The
+    order rotates every round, so each call follows each other one equally often: what one path
+    leaves behind (a through-the-server call's after-work) does not always land on the same next."""
     samples: dict[str, list[float]] = {name: [] for name in calls}
+    names = list(calls)
     for i in range(warmup + n):
-        for name, call in calls.items():
-            seconds = call()
+        shift = i % len(names)
+        for name in names[shift:] + names[:shift]:
+            seconds = calls[name]()
             if i >= warmup:
                 samples[name].append(seconds)
     return samples
