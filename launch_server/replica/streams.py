@@ -80,14 +80,19 @@ class Credits:
     def taken_one(self, answer: InferenceAnswer) -> None:
         self.taken += 1
         self.taken_bytes += answer_size(answer)
-        waiter, self._waiter = self._waiter, None
-        if waiter is not None and not waiter.done():
-            waiter.set_result(None)
+        self._waiter = _wake(self._waiter)
 
     async def available(self) -> None:
         while not self.may_make():
             self._waiter = asyncio.get_running_loop().create_future()
             await self._waiter
+
+
+def _wake(waiter: asyncio.Future[None] | None) -> None:
+    """Wakes whoever waits on `waiter` (the reader, or the producer waiting for credits); the
+    caller drops its reference (None), so a waiter is woken at most once."""
+    if waiter is not None and not waiter.done():
+        waiter.set_result(None)
 
 
 def answer_size(answer: InferenceAnswer) -> int:
@@ -166,9 +171,7 @@ class AnswerStream:
     def _put(self, answer: InferenceAnswer | None) -> None:
         """On the loop: one more answer (None: the end) for the reader."""
         self._ready.append(answer)
-        waiter, self._waiter = self._waiter, None
-        if waiter is not None and not waiter.done():
-            waiter.set_result(None)
+        self._waiter = _wake(self._waiter)
 
     async def aclose(self) -> None:
         """Stops the producer and closes the user's generator (waits for that, not for a run
