@@ -2,6 +2,7 @@
 
 The documented Scale Launch SDK surface, served by a gRPC server on Ray Serve."""
 
+from .batching import batched
 from .client import LaunchClient
 from .connection import Connection
 from .errors import (
@@ -60,4 +61,5 @@ __all__ = [
     "UnauthenticatedError",
     "UnavailableError",
     "UnimplementedError",
+    "batched",
 ]

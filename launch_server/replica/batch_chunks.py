@@ -6,12 +6,17 @@ to storage at its output_key, pickled or as JSON, and its answer's result is a J
 {"succeeded", "failed", "location"}. Assembling reads each finished chunk's outcomes (or counts a
 chunk that failed as a whole as that many failed inputs), writes the job's single results object
 in the same form, and answers its location. The server's download and the SDK read these objects,
-so their form is part of the contract."""
+so their form is part of the contract.
+
+A batch function (replica/batching.py) gets a chunk's inputs in slices of its max batch size:
+an input that cannot be decoded fails only itself, and a slice whose call raises (or answers the
+wrong number of results) fails each input of that slice with the reason."""
 
 from __future__ import annotations
 
 import json
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 import cloudpickle
@@ -37,18 +42,42 @@ def _encode(entries: list[dict[str, Any]], fmt: str) -> bytes:
     return json.dumps(entries).encode()
 
 
+def _entry(value: Any, fmt: str) -> dict[str, Any]:
+    """One input's outcome; a value that is not JSON fails this input, not the chunk."""
+    if fmt == JSON:
+        try:
+            json.dumps(value)
+        except (TypeError, ValueError) as exc:
+            return {"error": f"the result is not JSON-serializable: {exc}"}
+    return {"result": value}
+
+
 def _decode(data: bytes, fmt: str) -> list[dict[str, Any]]:
     return cloudpickle.loads(data) if fmt == PICKLE else json.loads(data)
+
+
+@dataclass(frozen=True)
+class SliceCall:
+    """How a batch function takes a chunk (BundleRuntime.batch_input and call_batch): each
+    input decoded on its own, then `size` of them per call."""
+
+    decode: Callable[[InferenceRequest], Any]
+    call: Callable[[list[Any]], list[Any]]
+    size: int
 
 
 class BatchChunkWork:
     """A batch job's two kinds of replica work. `call` is the runtime's predict call for one
     input (BundleRuntime.call): it answers the predict function's value and raises
-    RequestFailure for a reason the caller can act on, anything else when user code fails."""
+    RequestFailure for a reason the caller can act on, anything else when user code fails.
+    With `slices`, inputs go to a batch function that many at a time instead."""
 
-    def __init__(self, call: Callable[[InferenceRequest], Any], storage: ChunkStorage) -> None:
+    def __init__(
+        self, call: Callable[[InferenceRequest], Any], storage: ChunkStorage, slices: SliceCall | None = None
+    ) -> None:
         self._call = call
         self._storage = storage
+        self._slices = slices
 
     def run_chunk(self, chunk: ChunkRequest) -> InferenceAnswer:
         """Runs every input, one failing only itself; never raises."""
@@ -59,19 +88,48 @@ class BatchChunkWork:
         return answer_or_failure(self._assemble, request)
 
     def _run_chunk(self, chunk: ChunkRequest) -> InferenceAnswer:
-        entries: list[dict[str, Any]] = []
-        for item in chunk.items:
-            try:
-                value = self._call(item)
-                if chunk.format == JSON:
-                    json.dumps(value)  # fail this input, not the chunk, when a value is not JSON
-                entries.append({"result": value})
-            except Exception as exc:  # noqa: BLE001 - one bad input fails only itself
-                entries.append({"error": reason_of(exc)})
+        if self._slices is None:
+            entries = [self._one(item, chunk.format) for item in chunk.items]
+        else:
+            entries = []
+            items, size = list(chunk.items), self._slices.size
+            for start in range(0, len(items), size):
+                entries.extend(self._slice(items[start : start + size], chunk.format))
         location = self._storage.put_bytes(chunk.output_key, _encode(entries, chunk.format))
         failed = sum(1 for e in entries if "error" in e)
         summary = {"succeeded": len(entries) - failed, "failed": failed, "location": location}
         return InferenceAnswer(result=json.dumps(summary))
+
+    def _one(self, item: InferenceRequest, fmt: str) -> dict[str, Any]:
+        try:
+            return _entry(self._call(item), fmt)
+        except Exception as exc:  # noqa: BLE001 - one bad input fails only itself
+            return {"error": reason_of(exc)}
+
+    def _slice(self, items: list[InferenceRequest], fmt: str) -> list[dict[str, Any]]:
+        slices = self._slices
+        if slices is None:
+            return [self._one(item, fmt) for item in items]
+        entries: list[dict[str, Any] | None] = [None] * len(items)
+        inputs: list[Any] = []
+        decoded: list[int] = []
+        for index, item in enumerate(items):
+            try:
+                inputs.append(slices.decode(item))
+                decoded.append(index)
+            except Exception as exc:  # noqa: BLE001 - a bad input fails only itself, before the call
+                entries[index] = {"error": reason_of(exc)}
+        if decoded:
+            try:
+                values = slices.call(inputs)
+            except Exception as exc:  # noqa: BLE001 - the slice's call failed: each of its inputs did
+                why = reason_of(exc)
+                for index in decoded:
+                    entries[index] = {"error": why}
+            else:
+                for index, value in zip(decoded, values, strict=True):
+                    entries[index] = _entry(value, fmt)
+        return [entry for entry in entries if entry is not None]
 
     def _assemble(self, request: AssembleRequest) -> InferenceAnswer:
         entries: list[dict[str, Any]] = []

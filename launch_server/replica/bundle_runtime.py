@@ -46,7 +46,8 @@ from launch_server.domain.locations import LocationError
 from launch_server.domain.ownership import client_may_read
 from launch_server.domain.requests import InferenceAnswer, InferenceRequest
 from launch_server.domain.zip_check import DEFAULT_LIMITS, ZipLimits, limit_violation
-from launch_server.replica.call_kinds import call_kind_of
+from launch_server.replica.batching import BatchLimits, BatchSpecError, batch_limits_of, split_results
+from launch_server.replica.call_kinds import CallKind, call_kind_of
 from launch_server.replica.failures import RequestFailure, answer_or_failure
 from launch_server.replica.replica_loop import ReplicaLoop
 from launch_server.storage import open_storage
@@ -147,6 +148,10 @@ class RuntimeConfig:
     # A sync endpoint's pickled results go in their own folder, swept after
     # LAUNCH_SYNC_RESULT_RETENTION_S (storage/sweeper.py); an async task's belong to its row.
     sync_results: bool = False
+    # The endpoint's batch limits (EndpointSettings.max_batch_size / max_batch_wait_ms); None
+    # keeps what the bundle's @launch.batched says (replica/batching.py).
+    max_batch_size: int | None = None
+    max_batch_wait_ms: int | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -328,6 +333,7 @@ class BundleRuntime:
                 "predict function"
             )
         self.kind = call_kind_of(self.predict_fn)
+        self.batching = self._batch_limits()
 
     @property
     def replica_loop(self) -> ReplicaLoop:
@@ -339,6 +345,19 @@ class BundleRuntime:
             return self._replica_loop
 
     # ----- loading -----
+
+    def _batch_limits(self) -> BatchLimits | None:
+        """The limits a batch function is served with (batching.py), None for a plain one."""
+        try:
+            limits = batch_limits_of(self.predict_fn, self.config.max_batch_size, self.config.max_batch_wait_ms)
+        except BatchSpecError as exc:
+            raise BundleLoadError(f"bundle {self.descriptor.name!r}: {exc}") from None
+        if limits is not None and self.kind in (CallKind.GENERATOR, CallKind.ASYNC_GENERATOR):
+            raise BundleLoadError(
+                f"bundle {self.descriptor.name!r}: a batch function returns one list of results per batch, "
+                f"so it cannot be a {self.kind.value}; stream from a plain predict function instead"
+            )
+        return limits
 
     def _parse_app_config(self) -> dict[str, Any] | None:
         text = self.descriptor.app_config_json
@@ -460,12 +479,34 @@ class BundleRuntime:
             raise RequestFailure(exc.message) from None
         return (), args
 
+    def batch_input(self, request: InferenceRequest) -> Any:
+        """What a batch function gets for one request (batching.py): the bytes its url names
+        (read here, so this blocks for a url) or its keyword arguments as one dict.
+        RequestFailure for a request that cannot run."""
+        args, kwargs = self.arguments(request)
+        return args[0] if args else kwargs
+
+    def call_batch(self, inputs: list[Any]) -> list[Any]:
+        """A batch function's results for `inputs`, one per input in order, in a predict-pool
+        thread (async code runs on the replica loop while it waits). Raises what the function
+        raises, and RequestFailure when it does not return one result per input."""
+        if self.kind.on_loop:
+            return self.replica_loop.run_sync(self.call_batch_async(inputs))
+        return split_results(self.settle_sync(self.predict_fn(inputs)), len(inputs))
+
+    async def call_batch_async(self, inputs: list[Any]) -> list[Any]:
+        """call_batch for an async batch function, on the replica loop."""
+        return split_results(await settle(self.predict_fn(inputs)), len(inputs))
+
     def call(self, request: InferenceRequest) -> Any:
         """The predict function's value for one request, in a thread that is not the replica
-        loop's (the predict pool): a generator's value is the list of what it yields, and async
-        code runs on the replica loop while this thread waits for it. Raises RequestFailure for a
-        request it cannot run (the reason is the answer), anything else when the user's code
-        fails; batch chunk work (batch_chunks.py) turns each into its input's outcome."""
+        loop's (the predict pool): a generator's value is the list of what it yields, async code
+        runs on the replica loop while this thread waits for it, and a batch function gets a batch
+        of one. Raises RequestFailure for a request it cannot run (the reason is the answer),
+        anything else when the user's code fails; batch chunk work (batch_chunks.py) turns each
+        into its input's outcome."""
+        if self.batching is not None:
+            return self.call_batch([self.batch_input(request)])[0]
         args, kwargs = self.arguments(request)
         if self.kind.on_loop:
             return self.replica_loop.run_sync(self._settle_call(args, kwargs))

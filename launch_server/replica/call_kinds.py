@@ -25,7 +25,7 @@ class CallKind(Enum):
         return self in (CallKind.COROUTINE, CallKind.ASYNC_GENERATOR)
 
 
-def _unwrap(fn: Any) -> Any:
+def unwrap_callable(fn: Any) -> Any:
     """The code a call of `fn` runs first: through functools.partial layers, and to the class's
     `__call__` for a callable instance (a function, method or class is itself)."""
     seen = 0
@@ -36,11 +36,11 @@ def _unwrap(fn: Any) -> Any:
     call = getattr(type(fn), "__call__", None)  # noqa: B004 - the class's method, not callable()
     if call is None:
         return fn
-    return _unwrap(call) if isinstance(call, functools.partial) else call
+    return unwrap_callable(call) if isinstance(call, functools.partial) else call
 
 
 def call_kind_of(fn: Any) -> CallKind:
-    target = _unwrap(fn)
+    target = unwrap_callable(fn)
     if inspect.isasyncgenfunction(target):
         return CallKind.ASYNC_GENERATOR
     if inspect.iscoroutinefunction(target):

@@ -6,8 +6,11 @@ the replica goes through here: Serve-handle methods (deployment.py), the direct 
 channel (listener.py); batch chunks run on the pool and reach async code through
 BundleRuntime.call.
 
+A batch function's requests all go through the replica's one Batcher (batcher.py), on the replica
+loop, so requests from every path share its batches.
+
 Sync kinds are answered on whichever loop asks (no hop between threads on the hot path); async
-kinds hop to the replica loop when asked from another one (Serve's)."""
+kinds and batches hop to the replica loop when asked from another one (Serve's)."""
 
 from __future__ import annotations
 
@@ -17,6 +20,7 @@ from concurrent.futures import Executor
 from typing import Protocol
 
 from launch_server.domain.requests import InferenceAnswer, InferenceRequest
+from launch_server.replica.batcher import Batcher
 from launch_server.replica.bundle_runtime import BundleRuntime
 from launch_server.replica.failures import reason_of
 from launch_server.replica.replica_loop import ReplicaLoop
@@ -28,7 +32,9 @@ class Calls(Protocol):
     """What the listener needs to answer requests (ReplicaCalls, or PoolCalls for a host that has
     only a blocking predict function)."""
 
-    async def answer(self, request: InferenceRequest, timeout_s: float | None = None) -> InferenceAnswer: ...
+    async def answer(
+        self, request: InferenceRequest, timeout_s: float | None = None, patience_s: float | None = None
+    ) -> InferenceAnswer: ...
 
     def stream(self, request: InferenceRequest, timeout_s: float | None = None) -> AnswerStream: ...
 
@@ -38,11 +44,18 @@ class ReplicaCalls:
         self.runtime = runtime
         self.executor = executor
         self.loop = loop
+        limits = runtime.batching
+        self.batcher = Batcher(runtime, executor, limits) if limits is not None else None
 
-    async def answer(self, request: InferenceRequest, timeout_s: float | None = None) -> InferenceAnswer:
+    async def answer(
+        self, request: InferenceRequest, timeout_s: float | None = None, patience_s: float | None = None
+    ) -> InferenceAnswer:
         """One request's answer (a generator's: the list of its values); never raises for user
         errors. Past `timeout_s` (None or 0: no limit) it is given up and answered FAILURE; a
-        cancelled caller gives it up too."""
+        cancelled caller gives it up too. `patience_s` (how long the caller still waits, None
+        for no deadline) only matters to a batch function: no batch waits it out."""
+        if self.batcher is not None:
+            return await self.loop.run(self.batcher.answer(request, timeout_s, patience_s))
         if not self.runtime.kind.on_loop:
             return await run_stoppable(self.executor, self.runtime.predict, request, timeout_s)
         return await self.loop.run(self._answer_async(request, timeout_s))
@@ -52,7 +65,9 @@ class ReplicaCalls:
     ) -> list[InferenceAnswer]:
         """Answers in request order. Blocking code runs them one by one (in one pool call when
         there is no time limit); async code runs them side by side on the replica loop, each on
-        its own clock."""
+        its own clock; a batch function gets them in as few batches as fit."""
+        if self.batcher is not None:
+            return await self.loop.run(self.batcher.answer_many(requests, timeout_s))
         if self.runtime.kind.on_loop:
             return await self.loop.run(self._answer_all(requests, timeout_s))
         if not timeout_s:
@@ -66,6 +81,9 @@ class ReplicaCalls:
         return_pickled says: a stream carries values, not stored objects."""
         if not self.loop.in_loop():
             raise RuntimeError("a stream is made and read on the replica loop")
+        if self.batcher is not None:
+            batcher = self.batcher
+            return AnswerStream(AnswerOnce(lambda: batcher.answer(request, timeout_s)), timeout_s)
         if self.runtime.kind.on_loop:
             return AnswerStream(AsyncSource(self.runtime, request), timeout_s)
         return AnswerStream(SyncSource(self.runtime, self.executor, request), timeout_s)
@@ -97,7 +115,9 @@ class PoolCalls:
         self._predict = predict
         self._executor = executor
 
-    async def answer(self, request: InferenceRequest, timeout_s: float | None = None) -> InferenceAnswer:
+    async def answer(
+        self, request: InferenceRequest, timeout_s: float | None = None, patience_s: float | None = None
+    ) -> InferenceAnswer:
         return await run_stoppable(self._executor, self._predict, request, timeout_s)
 
     def stream(self, request: InferenceRequest, timeout_s: float | None = None) -> AnswerStream:

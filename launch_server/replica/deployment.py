@@ -28,7 +28,7 @@ from launch_server.domain.requests import (
     InferenceRequest,
 )
 from launch_server.replica.autoscaling import DIRECT_ONGOING_METRIC
-from launch_server.replica.batch_chunks import BatchChunkWork
+from launch_server.replica.batch_chunks import BatchChunkWork, SliceCall
 from launch_server.replica.bundle_runtime import (
     BundleDescriptor,
     BundleLoadError,
@@ -94,7 +94,7 @@ class LaunchReplica:
             bundle.bundle_id,
             time.monotonic() - started,
         )
-        self._batch = BatchChunkWork(self.runtime.call, self.runtime.storage)
+        self._batch = BatchChunkWork(self.runtime.call, self.runtime.storage, _slices_of(self.runtime))
         self._executor = ThreadPoolExecutor(max_workers=max(1, max_threads), thread_name_prefix="launch-predict")
         self._calls = ReplicaCalls(self.runtime, self._executor, self._loop)
         self._direct = self._start_direct(direct) if direct else None
@@ -124,13 +124,16 @@ class LaunchReplica:
             return None
         return ingress
 
-    async def __call__(self, request: InferenceRequest, timeout_s: float | None = None) -> InferenceAnswer:
+    async def __call__(
+        self, request: InferenceRequest, timeout_s: float | None = None, patience_s: float | None = None
+    ) -> InferenceAnswer:
         """One predict request (see BundleRuntime.predict); never raises for user errors. An async
         task carries its endpoint's task_timeout_seconds: past it the call is given up and answered
         FAILURE; a cancelled call (Serve cancels it when the dispatcher does) is given up too
         (see stoppable). A generator's answer is the list of its values; async code runs on the
-        replica loop (calls.py)."""
-        return await self._calls.answer(request, timeout_s)
+        replica loop (calls.py). `patience_s` is how long the caller still waits (the server's
+        request deadline), which a batch must not wait out (batcher.py)."""
+        return await self._calls.answer(request, timeout_s, patience_s)
 
     async def predict_stream(
         self, request: InferenceRequest, timeout_s: float | None = None
@@ -186,6 +189,14 @@ class LaunchReplica:
         loop = getattr(self, "_loop", None)
         if loop is not None:
             loop.stop()
+
+
+def _slices_of(runtime: BundleRuntime) -> SliceCall | None:
+    """A batch function takes a batch job's chunk in slices of its max batch size."""
+    limits = runtime.batching
+    if limits is None:
+        return None
+    return SliceCall(runtime.batch_input, runtime.call_batch, limits.max_batch_size)
 
 
 async def _open_stream(calls: ReplicaCalls, request: InferenceRequest, timeout_s: float | None) -> Any:

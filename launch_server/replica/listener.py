@@ -269,11 +269,13 @@ class ReplicaListener:
             return f"the replica is at its concurrency limit ({self.config.max_concurrent_rpcs})"
         return self.tokens.why_not(token)
 
-    async def run(self, request: InferenceRequest, timeout_s: float | None = None) -> ipb.InferenceResult:
+    async def run(
+        self, request: InferenceRequest, timeout_s: float | None = None, patience_s: float | None = None
+    ) -> ipb.InferenceResult:
         """One request where its code belongs (calls.py): blocking code on the replica's predict
         thread pool, the one Serve-routed calls use, async code on the replica loop; given up past
         `timeout_s` (a FAILURE answer) or when the awaiting task is cancelled."""
-        return answer_to_proto(await self._calls.answer(request, timeout_s))
+        return answer_to_proto(await self._calls.answer(request, timeout_s, patience_s))
 
     def _checked(self, request: Any, accepted: tuple[EndpointType, ...]) -> InferenceRequest:
         """The request's input after the checks Predict and PredictStream share: the endpoint's
@@ -306,7 +308,8 @@ class ReplicaListener:
         self.gauge.change(1)
         try:
             inference = await self._admit(request, context, PREDICT_TYPES)
-            return ipb.PredictResponse(result=await self.run(inference))
+            # The caller's deadline, so that no batch waits it out (batcher.py).
+            return ipb.PredictResponse(result=await self.run(inference, patience_s=context.time_remaining()))
         finally:
             self.gauge.change(-1)
 

@@ -207,7 +207,8 @@ class Router:
 
     async def predict(self, owner: str, name: str, request: InferenceRequest, timeout: float | None) -> InferenceAnswer:
         handle = await self._serving_handle(owner, name, timeout, PREDICT_TYPES)
-        response = handle.remote(request)
+        # The deadline travels along so that a batching replica never waits it out (batcher.py).
+        response = handle.remote(request, patience_s=timeout)
         try:
             async with asyncio.timeout(timeout):  # no extra task per request, unlike wait_for
                 return await response
