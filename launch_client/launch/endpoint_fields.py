@@ -81,6 +81,8 @@ ENDPOINT_FIELDS: tuple[EndpointField, ...] = (
     EndpointField("task_expiry_seconds", "task_expiry_seconds", None, to_proto=_or_zero),
     EndpointField("max_queue_size", "max_queue_size", None, to_proto=_or_zero),
     EndpointField("task_timeout_seconds", "task_timeout_seconds", None),
+    EndpointField("max_batch_size", "batching.max_batch_size", None),
+    EndpointField("max_batch_wait_ms", "batching.max_wait_ms", None),
 )
 FIELDS_BY_KEYWORD = {f.keyword: f for f in ENDPOINT_FIELDS}
 

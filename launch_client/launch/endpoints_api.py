@@ -55,13 +55,19 @@ class EndpointsApi(ClientCore):
         task_expiry_seconds: int | None = None,
         max_queue_size: int | None = None,
         task_timeout_seconds: int | None = None,
+        max_batch_size: int | None = None,
+        max_batch_wait_ms: int | None = None,
     ) -> AnyEndpoint:
         """Creates an endpoint (status UPDATE_PENDING at first). With update_if_exists, an
         existing endpoint of that name is edited instead, to every setting given here but its
         type, which is fixed at creation. `endpoint_type`: "sync" (SyncEndpoint), "async"
         (AsyncEndpoint) or "streaming" (StreamingEndpoint, whose predict yields each value its
         predict function yields). `task_timeout_seconds` (async only): how long one task may run
-        before it is stopped and fails; None is the server's default."""
+        before it is stopped and fails; None is the server's default. `max_batch_size` (1 to
+        1024) and `max_batch_wait_ms` (0 to 1000) replace the bundle's @launch.batched limits:
+        the most requests in one call of its batch function, and how long a worker waits for
+        more before starting a batch that is not full. None keeps the decorator's; a bundle
+        whose predict function is not a batch function cannot be served with either set."""
         arguments = dict(locals())  # first statement: exactly this call's arguments
         settings = {k: v for k, v in arguments.items() if k not in ("self", "endpoint_name", "update_if_exists")}
         if update_if_exists and self.get_model_endpoint(endpoint_name) is not None:
@@ -90,8 +96,12 @@ class EndpointsApi(ClientCore):
         default_callback_url: str | None = None,
         labels: dict[str, str] | None = None,
         task_timeout_seconds: int | None = None,
+        max_batch_size: int | None = None,
+        max_batch_wait_ms: int | None = None,
     ) -> AnyEndpoint:
-        """Changes only the settings given (a new bundle rolls out a new version)."""
+        """Changes only the settings given (a new bundle rolls out a new version); None leaves a
+        setting as it is. `max_batch_size` and `max_batch_wait_ms` replace the batch function's
+        limits as in create_model_endpoint."""
         changes = dict(locals())  # first statement: exactly this call's arguments
         del changes["self"], changes["model_endpoint"]
         return self._update_endpoint(endpoint_name_of(model_endpoint), changes)

@@ -99,6 +99,9 @@ class ModelEndpoint:
     labels: dict[str, str] = field(default_factory=dict)
     generation: int = 0
     task_timeout_seconds: int | None = None  # async only: how long one task may run
+    # Dynamic batching limits of a batch function (@launch.batched); None: the bundle's own.
+    max_batch_size: int | None = None
+    max_batch_wait_ms: int | None = None
 
     @classmethod
     def from_proto(cls, m: epb.ModelEndpoint) -> ModelEndpoint:
@@ -128,6 +131,8 @@ class ModelEndpoint:
             labels=dict(m.labels),
             generation=m.generation,
             task_timeout_seconds=m.task_timeout_seconds if m.HasField("task_timeout_seconds") else None,
+            max_batch_size=m.batching.max_batch_size if m.batching.HasField("max_batch_size") else None,
+            max_batch_wait_ms=m.batching.max_wait_ms if m.batching.HasField("max_wait_ms") else None,
         )
 
 

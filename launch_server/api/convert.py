@@ -93,6 +93,17 @@ def _task_timeout(m: epb.ModelEndpoint) -> int:
     return m.task_timeout_seconds if m.HasField("task_timeout_seconds") else DEFAULTS.task_timeout_seconds
 
 
+def _max_batch_size(m: epb.ModelEndpoint) -> int | None:
+    """Unset (or no batching message) keeps the bundle's own limit; a set value is validated."""
+    b = m.batching
+    return b.max_batch_size if m.HasField("batching") and b.HasField("max_batch_size") else None
+
+
+def _max_batch_wait_ms(m: epb.ModelEndpoint) -> int | None:
+    b = m.batching
+    return b.max_wait_ms if m.HasField("batching") and b.HasField("max_wait_ms") else None
+
+
 def settings_from_proto(m: epb.ModelEndpoint) -> EndpointSettings:
     """Unset fields take Launch's documented defaults; an explicit 0 is kept (and validated)."""
     r, w = m.resources, m.workers
@@ -114,6 +125,8 @@ def settings_from_proto(m: epb.ModelEndpoint) -> EndpointSettings:
         task_expiry_seconds=m.task_expiry_seconds or DEFAULTS.task_expiry_seconds,
         max_queue_size=m.max_queue_size or DEFAULTS.max_queue_size,
         task_timeout_seconds=_task_timeout(m),
+        max_batch_size=_max_batch_size(m),
+        max_batch_wait_ms=_max_batch_wait_ms(m),
     )
 
 
@@ -134,10 +147,14 @@ UPDATABLE = {
     "task_expiry_seconds": ("task_expiry_seconds", lambda m: m.task_expiry_seconds),
     "max_queue_size": ("max_queue_size", lambda m: m.max_queue_size),
     "task_timeout_seconds": ("task_timeout_seconds", lambda m: _task_timeout(m)),
+    # A path named with its field unset clears the limit (back to the bundle's own).
+    "batching.max_batch_size": ("max_batch_size", _max_batch_size),
+    "batching.max_wait_ms": ("max_batch_wait_ms", _max_batch_wait_ms),
 }
 GROUPS = {
     "resources": [p for p in UPDATABLE if p.startswith("resources.")],
     "workers": [p for p in UPDATABLE if p.startswith("workers.")],
+    "batching": [p for p in UPDATABLE if p.startswith("batching.")],
 }
 
 
@@ -156,6 +173,13 @@ def changes_from_mask(m: epb.ModelEndpoint, paths: list[str]) -> dict[str, objec
 
 def status_to_proto(status) -> int:  # type: ignore[no-untyped-def]
     return epb.EndpointStatus.Value(f"ENDPOINT_STATUS_{status.value}")
+
+
+def _batching_to_proto(s: EndpointSettings) -> epb.BatchSettings | None:
+    """Only the limits the endpoint sets; None (no message) when it keeps both of the bundle's."""
+    if s.max_batch_size is None and s.max_batch_wait_ms is None:
+        return None
+    return epb.BatchSettings(max_batch_size=s.max_batch_size, max_wait_ms=s.max_batch_wait_ms)
 
 
 def endpoint_to_proto(e: Endpoint, available: int = 0, unavailable: int = 0) -> epb.ModelEndpoint:
@@ -183,6 +207,7 @@ def endpoint_to_proto(e: Endpoint, available: int = 0, unavailable: int = 0) -> 
         task_expiry_seconds=s.task_expiry_seconds,
         max_queue_size=s.max_queue_size,
         task_timeout_seconds=s.task_timeout_seconds,
+        batching=_batching_to_proto(s),
         create_time=timestamp(e.created_at),
         update_time=timestamp(e.updated_at),
         generation=e.generation,

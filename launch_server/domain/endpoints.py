@@ -14,6 +14,7 @@ from datetime import UTC, datetime
 from enum import Enum
 from typing import Protocol
 
+from launch_server.domain.batch_limits import MAX_BATCH_SIZE, MAX_BATCH_WAIT_MS
 from launch_server.domain.entities import Bundle, Page
 from launch_server.domain.errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound
 from launch_server.domain.ports import BundleRepository
@@ -114,6 +115,9 @@ class EndpointSettings:
     max_queue_size: int = 100_000
     # How long one async task may run on a worker before it is stopped and fails.
     task_timeout_seconds: int = 3600
+    # Dynamic batching limits for a batch function; None keeps what the bundle's @launch.batched says.
+    max_batch_size: int | None = None
+    max_batch_wait_ms: int | None = None
 
 
 @dataclass(frozen=True)
@@ -231,6 +235,14 @@ def validate_settings(s: EndpointSettings, prefix: str = "endpoint") -> None:
         raise InvalidArgument(
             f"{prefix}.task_timeout_seconds",
             f"must be between 1 and {MAX_TASK_TIMEOUT_S} (seven days), got {s.task_timeout_seconds}",
+        )
+    if s.max_batch_size is not None and not 1 <= s.max_batch_size <= MAX_BATCH_SIZE:
+        raise InvalidArgument(
+            f"{prefix}.batching.max_batch_size", f"must be between 1 and {MAX_BATCH_SIZE}, got {s.max_batch_size}"
+        )
+    if s.max_batch_wait_ms is not None and not 0 <= s.max_batch_wait_ms <= MAX_BATCH_WAIT_MS:
+        raise InvalidArgument(
+            f"{prefix}.batching.max_wait_ms", f"must be between 0 and {MAX_BATCH_WAIT_MS}, got {s.max_batch_wait_ms}"
         )
 
 

@@ -354,6 +354,9 @@ class Reconciler:
             results_prefix=results_prefix(endpoint.owner),
             # Answers within the call keep no task row, so their stored results are swept.
             sync_results=s.endpoint_type is not EndpointType.ASYNC,
+            # The endpoint's batch limits; None keeps the bundle's @launch.batched values.
+            max_batch_size=s.max_batch_size,
+            max_batch_wait_ms=s.max_batch_wait_ms,
         )
         # Serve's per-replica limit, and the same limit on the replica's own (direct) port.
         max_ongoing = max(cfg.max_ongoing_requests, s.per_worker)

@@ -48,6 +48,8 @@ def _to_entity(row: EndpointRow, bundle_name: str) -> Endpoint:
             task_expiry_seconds=row.task_expiry_seconds,
             max_queue_size=row.max_queue_size,
             task_timeout_seconds=row.task_timeout_seconds,
+            max_batch_size=row.max_batch_size,
+            max_batch_wait_ms=row.max_batch_wait_ms,
         ),
         status=EndpointStatus(row.status),
         status_reason=row.status_reason,
@@ -76,6 +78,8 @@ def _apply_settings(row: EndpointRow, endpoint: Endpoint) -> None:
     row.task_expiry_seconds = s.task_expiry_seconds
     row.max_queue_size = s.max_queue_size
     row.task_timeout_seconds = s.task_timeout_seconds
+    row.max_batch_size = s.max_batch_size
+    row.max_batch_wait_ms = s.max_batch_wait_ms
 
 
 def _now() -> datetime:

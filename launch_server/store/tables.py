@@ -79,6 +79,9 @@ class EndpointRow(SQLModel, table=True):
     task_expiry_seconds: int = Field(default=86400)
     max_queue_size: int = Field(default=100000)
     task_timeout_seconds: int = Field(default=3600)
+    # NULL: the bundle's own batch limits (EndpointSettings.max_batch_size / max_batch_wait_ms).
+    max_batch_size: int | None = Field(default=None)
+    max_batch_wait_ms: int | None = Field(default=None)
     generation: int = Field(default=1)
     request_id: str | None = Field(default=None, max_length=128)
     created_at: datetime = Field(sa_column=_utc_column())

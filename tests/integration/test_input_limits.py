@@ -24,6 +24,7 @@ from launch.v1 import model_endpoint_pb2_grpc as egrpc
 from launch.v1 import task_pb2 as tpb
 from launch.v1 import task_pb2_grpc as tgrpc
 
+from launch_server.domain.batch_limits import MAX_BATCH_SIZE, MAX_BATCH_WAIT_MS
 from tests.support import ServerHandle
 
 ENV = {"framework_type": "pytorch", "pytorch_image_tag": "2.1.0"}
@@ -104,6 +105,11 @@ BAD_SETTINGS = [
     ({"task_expiry_seconds": 30 * 86400 + 1}, "task_expiry_seconds"),
     ({"max_queue_size": 10_000_001}, "max_queue_size"),
     ({"max_queue_size": 2**63 - 1}, "max_queue_size"),
+    ({"batching.max_batch_size": 0}, "batching.max_batch_size"),
+    ({"batching.max_batch_size": MAX_BATCH_SIZE + 1}, "batching.max_batch_size"),
+    ({"batching.max_batch_size": 2**31 - 1}, "batching.max_batch_size"),
+    ({"batching.max_wait_ms": -1}, "batching.max_wait_ms"),
+    ({"batching.max_wait_ms": MAX_BATCH_WAIT_MS + 1}, "batching.max_wait_ms"),
 ]
 
 

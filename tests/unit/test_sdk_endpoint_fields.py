@@ -10,6 +10,7 @@ from typing import Any
 import launch
 import pytest
 from launch.endpoint_fields import ENDPOINT_FIELDS, REQUIRED
+from launch.model_endpoint import ModelEndpoint
 from launch.v1 import model_endpoint_pb2 as epb
 
 # ModelEndpoint fields the server sets, never the client.
@@ -30,7 +31,11 @@ NOT_SETTINGS = ("self", "endpoint_name", "update_if_exists")
 def _settable_paths() -> set[str]:
     paths = set()
     for f in epb.ModelEndpoint.DESCRIPTOR.fields:
-        if f.message_type in (epb.ResourceSettings.DESCRIPTOR, epb.WorkerSettings.DESCRIPTOR):
+        if f.message_type in (
+            epb.ResourceSettings.DESCRIPTOR,
+            epb.WorkerSettings.DESCRIPTOR,
+            epb.BatchSettings.DESCRIPTOR,
+        ):
             paths |= {f"{f.name}.{sub.name}" for sub in f.message_type.fields}
         else:
             paths.add(f.name)
@@ -104,6 +109,8 @@ EVERY_SETTING: dict[str, Any] = {
     "task_expiry_seconds": 60,
     "max_queue_size": 7,
     "task_timeout_seconds": 30,
+    "max_batch_size": 8,
+    "max_batch_wait_ms": 5,
 }
 
 
@@ -128,6 +135,7 @@ def test_update_if_exists_keeps_every_updatable_setting(client: launch.LaunchCli
     assert (sent.task_expiry_seconds, sent.max_queue_size, sent.workers.per_worker) == (60, 7, 4)
     assert (sent.resources.storage, sent.task_timeout_seconds, dict(sent.labels)) == ("2Gi", 30, {"team": "ml"})
     assert list(sent.post_inference_hooks) == ["callback"]
+    assert (sent.batching.max_batch_size, sent.batching.max_wait_ms) == (8, 5)
 
 
 def test_create_sends_every_setting_and_the_decorator_sees_each(client: launch.LaunchClient) -> None:
@@ -143,6 +151,7 @@ def test_create_sends_every_setting_and_the_decorator_sees_each(client: launch.L
     assert (sent.workers.min_workers, sent.workers.max_workers, sent.workers.per_worker) == (2, 3, 4)
     assert (sent.task_expiry_seconds, sent.max_queue_size, sent.task_timeout_seconds) == (60, 7, 30)
     assert sent.default_callback_url == "https://example.com/cb"
+    assert (sent.batching.max_batch_size, sent.batching.max_wait_ms) == (8, 5)
 
 
 def test_create_defaults_leave_optional_settings_unset(client: launch.LaunchClient) -> None:
@@ -151,5 +160,25 @@ def test_create_defaults_leave_optional_settings_unset(client: launch.LaunchClie
     client.create_model_endpoint("ep", "b")
     sent = recorder.requests[-1].endpoint
     assert not sent.HasField("task_timeout_seconds")
+    assert not sent.HasField("batching")
     assert (sent.task_expiry_seconds, sent.max_queue_size, sent.resources.storage) == (0, 0, "")
     assert (sent.resources.cpus, sent.resources.memory, sent.workers.per_worker) == (3, "8Gi", 1)
+
+
+def test_edit_sends_only_the_batch_limit_given(client: launch.LaunchClient) -> None:
+    """A zero wait is a value (start at once), not "unchanged"; the other limit is not in the mask."""
+    recorder = Recorder(client)
+    client.connection.call = recorder  # type: ignore[method-assign]
+    client.edit_model_endpoint("ep", max_batch_wait_ms=0)
+    update = recorder.requests[-1]
+    assert list(update.update_mask.paths) == ["batching.max_wait_ms"]
+    assert update.endpoint.batching.HasField("max_wait_ms") and update.endpoint.batching.max_wait_ms == 0
+    assert not update.endpoint.batching.HasField("max_batch_size")
+
+
+def test_the_record_shows_batch_limits_and_none_when_unset() -> None:
+    unset = ModelEndpoint.from_proto(epb.ModelEndpoint(name="ep"))
+    assert (unset.max_batch_size, unset.max_batch_wait_ms) == (None, None)
+    only_wait = epb.ModelEndpoint(name="ep", batching=epb.BatchSettings(max_wait_ms=0))
+    record = ModelEndpoint.from_proto(only_wait)
+    assert (record.max_batch_size, record.max_batch_wait_ms) == (None, 0)

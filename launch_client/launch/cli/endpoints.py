@@ -24,6 +24,16 @@ def _gpus(m: ModelEndpoint) -> str:
     return f"{r.get('gpus') or 0}" + (f" {r['gpu_type']}" if r.get("gpu_type") else "")
 
 
+def _batching(m: ModelEndpoint) -> str:
+    """The endpoint's own batch limits; empty when it keeps both of the bundle's."""
+    parts = []
+    if m.max_batch_size is not None:
+        parts.append(f"max_batch_size={m.max_batch_size}")
+    if m.max_batch_wait_ms is not None:
+        parts.append(f"max_batch_wait_ms={m.max_batch_wait_ms}")
+    return ", ".join(parts)
+
+
 def endpoint_fields(m: ModelEndpoint) -> list[tuple[str, Any]]:
     return [
         ("name", m.name),
@@ -38,6 +48,7 @@ def endpoint_fields(m: ModelEndpoint) -> list[tuple[str, Any]]:
         ("post_inference_hooks", m.post_inference_hooks),
         ("default_callback_url", m.default_callback_url),
         ("labels", m.labels),
+        ("batching", _batching(m) or "the bundle's own"),
     ]
 
 
@@ -69,7 +80,7 @@ def endpoints_list(state: CliState) -> None:
         print_json(endpoints)
         return
     print_table(
-        ["NAME", "TYPE", "STATUS", "BUNDLE", "WORKERS", "PER WORKER", "CPUS", "MEMORY", "GPUS"],
+        ["NAME", "TYPE", "STATUS", "BUNDLE", "WORKERS", "PER WORKER", "CPUS", "MEMORY", "GPUS", "BATCHING"],
         [
             (
                 m.name,
@@ -81,6 +92,7 @@ def endpoints_list(state: CliState) -> None:
                 m.resources.get("cpus"),
                 m.resources.get("memory"),
                 _gpus(m),
+                _batching(m),
             )
             for m in endpoints
         ],
@@ -104,6 +116,16 @@ def endpoints_get(state: CliState, name: str) -> None:
 @click.option("--memory", help="Memory per replica, e.g. 1Gi or 512Mi.")
 @click.option("--gpus", type=click.IntRange(min=0), help="GPUs per replica.")
 @click.option("--gpu-type", help="GPU type, e.g. nvidia-tesla-t4.")
+@click.option(
+    "--max-batch-size",
+    type=click.IntRange(min=1),
+    help="Most requests per call of the bundle's batch function (1-1024); replaces its @launch.batched value.",
+)
+@click.option(
+    "--max-batch-wait-ms",
+    type=click.IntRange(min=0),
+    help="Milliseconds a worker waits for more requests before a batch that is not full (0-1000).",
+)
 @click.option("--bundle", "bundle", help="Roll out this bundle.")
 @pass_state
 def endpoints_edit(state: CliState, name: str, bundle: str | None, **settings: Any) -> None:

@@ -65,8 +65,16 @@ class WorkerSettings(_message.Message):
     unavailable_workers: int
     def __init__(self, min_workers: _Optional[int] = ..., max_workers: _Optional[int] = ..., per_worker: _Optional[int] = ..., available_workers: _Optional[int] = ..., unavailable_workers: _Optional[int] = ...) -> None: ...
 
+class BatchSettings(_message.Message):
+    __slots__ = ("max_batch_size", "max_wait_ms")
+    MAX_BATCH_SIZE_FIELD_NUMBER: _ClassVar[int]
+    MAX_WAIT_MS_FIELD_NUMBER: _ClassVar[int]
+    max_batch_size: int
+    max_wait_ms: int
+    def __init__(self, max_batch_size: _Optional[int] = ..., max_wait_ms: _Optional[int] = ...) -> None: ...
+
 class ModelEndpoint(_message.Message):
-    __slots__ = ("endpoint_id", "name", "bundle_name", "endpoint_type", "status", "status_reason", "resources", "workers", "post_inference_hooks", "default_callback_url", "labels", "task_expiry_seconds", "max_queue_size", "create_time", "update_time", "generation", "task_timeout_seconds")
+    __slots__ = ("endpoint_id", "name", "bundle_name", "endpoint_type", "status", "status_reason", "resources", "workers", "post_inference_hooks", "default_callback_url", "labels", "task_expiry_seconds", "max_queue_size", "create_time", "update_time", "generation", "task_timeout_seconds", "batching")
     class LabelsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -91,6 +99,7 @@ class ModelEndpoint(_message.Message):
     UPDATE_TIME_FIELD_NUMBER: _ClassVar[int]
     GENERATION_FIELD_NUMBER: _ClassVar[int]
     TASK_TIMEOUT_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    BATCHING_FIELD_NUMBER: _ClassVar[int]
     endpoint_id: str
     name: str
     bundle_name: str
@@ -108,7 +117,8 @@ class ModelEndpoint(_message.Message):
     update_time: _timestamp_pb2.Timestamp
     generation: int
     task_timeout_seconds: int
-    def __init__(self, endpoint_id: _Optional[str] = ..., name: _Optional[str] = ..., bundle_name: _Optional[str] = ..., endpoint_type: _Optional[_Union[EndpointType, str]] = ..., status: _Optional[_Union[EndpointStatus, str]] = ..., status_reason: _Optional[str] = ..., resources: _Optional[_Union[ResourceSettings, _Mapping]] = ..., workers: _Optional[_Union[WorkerSettings, _Mapping]] = ..., post_inference_hooks: _Optional[_Iterable[str]] = ..., default_callback_url: _Optional[str] = ..., labels: _Optional[_Mapping[str, str]] = ..., task_expiry_seconds: _Optional[int] = ..., max_queue_size: _Optional[int] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., update_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., generation: _Optional[int] = ..., task_timeout_seconds: _Optional[int] = ...) -> None: ...
+    batching: BatchSettings
+    def __init__(self, endpoint_id: _Optional[str] = ..., name: _Optional[str] = ..., bundle_name: _Optional[str] = ..., endpoint_type: _Optional[_Union[EndpointType, str]] = ..., status: _Optional[_Union[EndpointStatus, str]] = ..., status_reason: _Optional[str] = ..., resources: _Optional[_Union[ResourceSettings, _Mapping]] = ..., workers: _Optional[_Union[WorkerSettings, _Mapping]] = ..., post_inference_hooks: _Optional[_Iterable[str]] = ..., default_callback_url: _Optional[str] = ..., labels: _Optional[_Mapping[str, str]] = ..., task_expiry_seconds: _Optional[int] = ..., max_queue_size: _Optional[int] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., update_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., generation: _Optional[int] = ..., task_timeout_seconds: _Optional[int] = ..., batching: _Optional[_Union[BatchSettings, _Mapping]] = ...) -> None: ...
 
 class CreateModelEndpointRequest(_message.Message):
     __slots__ = ("request_id", "endpoint")
