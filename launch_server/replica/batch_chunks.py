@@ -47,8 +47,8 @@ def _entry(value: Any, fmt: str) -> dict[str, Any]:
     if fmt == JSON:
         try:
             json.dumps(value)
-        except (TypeError, ValueError) as exc:
-            return {"error": f"the result is not JSON-serializable: {exc}"}
+        except Exception as exc:  # noqa: BLE001 - TypeError, ValueError, RecursionError: this input's fault
+            return {"error": f"the result is not JSON-serializable: {type(exc).__name__}: {exc}"}
     return {"result": value}
 
 

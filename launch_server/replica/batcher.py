@@ -19,13 +19,18 @@ How a batch forms, on the replica loop:
   batching from the moment its call starts.
 - A raise in the batch function fails every request of that batch with its traceback, and so does
   a result that is not one value per request. Each result is then answered as that request asks
-  (pickled and stored, or JSON text), failing only its own request when it cannot be."""
+  (pickled and stored, or JSON text), failing only its own request when it cannot be.
+
+The hot path stays short because light traffic must not pay for batching: a request that finds
+the function idle runs its batch from its own task (no worker task is made), its deadline and run
+limit are one timer on the loop that answers it when they pass, and answers are handed out from
+the batch call's own completion callback. A worker task exists only while requests wait."""
 
 from __future__ import annotations
 
 import asyncio
 from collections import deque
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from concurrent.futures import Executor
 from typing import Any
 
@@ -37,12 +42,17 @@ from launch_server.replica.stoppable import StoppableCall, timeout_message
 
 DEADLINE_MESSAGE = "the request's deadline passed while it waited for a batch"
 RAN_PAST_DEADLINE = "the request's deadline passed while its batch ran"
+CANCELLED_MESSAGE = "the batch function was cancelled (it raised CancelledError)"
+NO_ANSWER_MESSAGE = "the batch ended without an answer for this request"
+# Arguments longer than this are parsed off the loop (in its default executor), so one large
+# request does not hold up the direct route's gRPC server, which shares the loop.
+PARSE_ON_LOOP_MAX = 64 << 10
 
 
 class _Entry:
     """One request in the batcher: waiting, then in a batch, then answered or gone."""
 
-    __slots__ = ("request", "item", "future", "arrived", "deadline", "timeout_s", "started", "batch")
+    __slots__ = ("request", "item", "future", "arrived", "deadline", "timeout_s", "timer", "batch", "left")
 
     def __init__(
         self, request: InferenceRequest, item: Any, future: asyncio.Future[InferenceAnswer], arrived: float
@@ -52,9 +62,10 @@ class _Entry:
         self.future = future
         self.arrived = arrived
         self.deadline: float | None = None  # loop time after which its caller no longer waits
-        self.timeout_s: float | None = None
-        self.started: asyncio.Future[float] | None = None  # the loop time its batch started
+        self.timeout_s: float | None = None  # its run limit, from its batch's start
+        self.timer: asyncio.TimerHandle | None = None
         self.batch: _Batch | None = None
+        self.left = False
 
     @property
     def gone(self) -> bool:
@@ -63,28 +74,59 @@ class _Entry:
     def answer(self, answer: InferenceAnswer) -> None:
         if not self.future.done():
             self.future.set_result(answer)
+        if self.timer is not None:
+            self.timer.cancel()
+            self.timer = None
 
     def leave(self, answer: InferenceAnswer | None = None) -> None:
-        """Out of its batch (or of the queue) for good; the batch stops when nobody is left in it."""
+        """Out of the queue or its batch for good (answered `answer`, or cancelled); the batch
+        stops when nobody is left in it."""
+        if self.left:
+            return
+        self.left = True
         if answer is not None:
             self.answer(answer)
-        elif not self.future.done():
-            self.future.cancel()
+        else:
+            if not self.future.done():
+                self.future.cancel()
+            if self.timer is not None:
+                self.timer.cancel()
+                self.timer = None
         if self.batch is not None:
             self.batch.left()
+
+    def begin(self, batch: _Batch, now: float, loop: asyncio.AbstractEventLoop) -> None:
+        """Its batch starts: from here its deadline and its run limit count, whichever is first."""
+        self.batch = batch
+        if self.timer is not None:
+            self.timer.cancel()
+            self.timer = None
+        run_until = now + self.timeout_s if self.timeout_s is not None else None
+        if run_until is not None and (self.deadline is None or run_until <= self.deadline):
+            self.timer = loop.call_at(
+                run_until, self.leave, InferenceAnswer.failure(timeout_message(self.timeout_s or 0))
+            )
+        elif self.deadline is not None:
+            self.timer = loop.call_at(self.deadline, self.leave, InferenceAnswer.failure(RAN_PAST_DEADLINE))
 
 
 class _Batch:
     """A running batch: how many of its requests still wait for it, and how to give it up."""
 
+    __slots__ = ("live", "stop")
+
     def __init__(self, size: int) -> None:
         self.live = size
-        self.stop: Callable[[], None] = lambda: None
+        self.stop: Callable[[], None] = _nothing
 
     def left(self) -> None:
         self.live -= 1
         if self.live == 0:
             self.stop()
+
+
+def _nothing() -> None:
+    return None
 
 
 class Batcher:
@@ -95,7 +137,7 @@ class Batcher:
         self.limits = limits
         self._executor = executor
         self._queue: deque[_Entry] = deque()
-        self._worker: asyncio.Task[None] | None = None
+        self._busy = False  # a batch runs, or a worker task gathers the next one
         self._arrival: asyncio.Event | None = None  # set on each arrival while a batch gathers
 
     async def answer(
@@ -105,22 +147,18 @@ class Batcher:
         run limit from its batch's start (None or 0: none); `patience_s`: how long its caller
         waits from now (None: no deadline)."""
         loop = asyncio.get_running_loop()
-        arrived = loop.time()
+        entry = await self._entry(request, timeout_s, patience_s, loop)
+        if isinstance(entry, InferenceAnswer):
+            return entry
+        if not self._busy and not self.limits.max_wait_ms:
+            # Idle, and no wait asked for: this request's batch starts now, from this task.
+            self._busy = True
+            self._start([entry], loop).add_done_callback(self._after_inline)
+        else:
+            self._enqueue(entry, loop)
+            self._wake(loop)
         try:
-            item = await self._decode(request)
-        except (Exception, SystemExit) as exc:
-            return InferenceAnswer.failure(reason_of(exc))
-        entry = _Entry(request, item, loop.create_future(), arrived)
-        if patience_s is not None:
-            entry.deadline = arrived + max(0.0, patience_s)
-        if timeout_s:
-            entry.timeout_s = timeout_s
-        if entry.deadline is not None or entry.timeout_s is not None:
-            entry.started = loop.create_future()
-        self._queue.append(entry)
-        self._wake()
-        try:
-            return await self._outcome(entry)
+            return await entry.future
         except asyncio.CancelledError:
             entry.leave()
             raise
@@ -128,89 +166,110 @@ class Batcher:
     async def answer_many(
         self, requests: list[InferenceRequest], timeout_s: float | None = None
     ) -> list[InferenceAnswer]:
-        """Answers in request order; requests that arrive together share batches where they fit."""
-        return list(await asyncio.gather(*(self.answer(r, timeout_s) for r in requests)))
+        """Answers in request order. The requests join the queue together, so a group (a
+        dispatcher's async tasks) goes in as one batch where it fits."""
+        loop = asyncio.get_running_loop()
+        made = await asyncio.gather(*(self._entry(r, timeout_s, None, loop) for r in requests))
+        entries = [e for e in made if isinstance(e, _Entry)]
+        for entry in entries:
+            self._enqueue(entry, loop)
+        if entries:
+            self._wake(loop)
+        try:
+            return [e if isinstance(e, InferenceAnswer) else await e.future for e in made]
+        except asyncio.CancelledError:
+            for entry in entries:
+                entry.leave()
+            raise
+
+    async def _entry(
+        self,
+        request: InferenceRequest,
+        timeout_s: float | None,
+        patience_s: float | None,
+        loop: asyncio.AbstractEventLoop,
+    ) -> _Entry | InferenceAnswer:
+        """The request with its input decoded, or its FAILURE answer when that cannot be."""
+        arrived = loop.time()
+        try:
+            item = await self._decode(request)
+        except (Exception, SystemExit) as exc:
+            return InferenceAnswer.failure(reason_of(exc))
+        entry = _Entry(request, item, loop.create_future(), arrived)
+        if timeout_s:
+            entry.timeout_s = timeout_s
+        if patience_s is not None:
+            entry.deadline = arrived + max(0.0, patience_s)
+        return entry
+
+    def _enqueue(self, entry: _Entry, loop: asyncio.AbstractEventLoop) -> None:
+        if entry.deadline is not None:
+            entry.timer = loop.call_at(entry.deadline, entry.leave, InferenceAnswer.failure(DEADLINE_MESSAGE))
+        self._queue.append(entry)
 
     async def _decode(self, request: InferenceRequest) -> Any:
-        """The batch function's input for the request: a url is read off the loop (in its default
-        executor, not the predict pool, which runs batches), arguments are parsed here."""
-        if isinstance(request, InferenceRequest) and request.url:
+        """The batch function's input for the request. Reading a url, or parsing long arguments,
+        happens off the loop, in its default executor (not the predict pool, which runs batches)."""
+        if isinstance(request, InferenceRequest) and (request.url or len(request.args_json) > PARSE_ON_LOOP_MAX):
             return await asyncio.get_running_loop().run_in_executor(None, self.runtime.batch_input, request)
         return self.runtime.batch_input(request)
 
-    def _wake(self) -> None:
-        if self._worker is None:
-            self._worker = asyncio.get_running_loop().create_task(self._work())
+    def _wake(self, loop: asyncio.AbstractEventLoop) -> None:
+        if not self._busy:
+            self._busy = True
+            loop.create_task(self._work())
         elif self._arrival is not None:
             self._arrival.set()
 
-    async def _outcome(self, entry: _Entry) -> InferenceAnswer:
-        """Waits for the entry's answer within its deadline, and once its batch started, within
-        its run limit."""
-        future, started = entry.future, entry.started
-        if started is None:
-            return await future
-        loop = asyncio.get_running_loop()
-        if not started.done():
-            await asyncio.wait(
-                (future, started), timeout=_left(entry.deadline, loop), return_when=asyncio.FIRST_COMPLETED
-            )
-            if not future.done() and not started.done():
-                entry.leave(InferenceAnswer.failure(DEADLINE_MESSAGE))
-                return future.result()
-        if not future.done():
-            run_until = started.result() + entry.timeout_s if entry.timeout_s is not None else None
-            until = min(t for t in (entry.deadline, run_until) if t is not None)
-            await asyncio.wait((future,), timeout=_left(until, loop))
-            if not future.done():
-                ran_out = run_until is not None and loop.time() >= run_until
-                entry.leave(
-                    InferenceAnswer.failure(timeout_message(entry.timeout_s or 0) if ran_out else RAN_PAST_DEADLINE)
-                )
-        return future.result()
+    def _after_inline(self, _: asyncio.Future[None]) -> None:
+        """A batch run from its request's own task ended: a worker takes whoever waits."""
+        self._busy = False
+        if self._head(1):
+            self._wake(asyncio.get_running_loop())
 
-    # ----- the worker: one batch at a time -----
+    # ----- the worker: one batch at a time while requests wait -----
 
     async def _work(self) -> None:
+        loop = asyncio.get_running_loop()
         try:
-            while batch := await self._gather():
-                try:
-                    await self._run(batch)
-                except Exception as exc:  # noqa: BLE001 - our own failure: answered, or its callers wait forever
-                    failure = InferenceAnswer.failure(f"the replica failed: {exc!r}")
-                    for entry in batch:
-                        entry.answer(failure)
+            while batch := await self._gather(loop):
+                await self._start(batch, loop)
         finally:
-            # No await between the empty queue seen in _gather and here: nobody can be left waiting.
-            self._worker = None
+            # No await between the empty queue seen in _gather and here: nobody is left waiting.
+            self._busy = False
 
-    def _waiting(self) -> int:
-        while self._queue and self._queue[0].gone:
-            self._queue.popleft()
-        return sum(1 for entry in self._queue if not entry.gone)
+    def _head(self, limit: int) -> list[_Entry]:
+        """Up to `limit` waiting requests, oldest first (those gone are dropped from the front)."""
+        queue = self._queue
+        while queue and queue[0].gone:
+            queue.popleft()
+        head: list[_Entry] = []
+        for entry in queue:
+            if not entry.gone:
+                head.append(entry)
+                if len(head) == limit:
+                    break
+        return head
 
-    async def _gather(self) -> list[_Entry]:
+    async def _gather(self, loop: asyncio.AbstractEventLoop) -> list[_Entry]:
         limits = self.limits
-        waiting = self._waiting()
-        if not waiting:
-            return []
-        if limits.max_wait_ms and waiting < limits.max_batch_size:
-            await self._wait_for_more(limits)
+        if limits.max_wait_ms and 0 < len(self._head(limits.max_batch_size)) < limits.max_batch_size:
+            await self._wait_for_more(limits, loop)
         batch: list[_Entry] = []
-        while self._queue and len(batch) < limits.max_batch_size:
-            entry = self._queue.popleft()
+        queue = self._queue
+        while queue and len(batch) < limits.max_batch_size:
+            entry = queue.popleft()
             if not entry.gone:
                 batch.append(entry)
         return batch
 
-    async def _wait_for_more(self, limits: BatchLimits) -> None:
+    async def _wait_for_more(self, limits: BatchLimits, loop: asyncio.AbstractEventLoop) -> None:
         """Until the batch is full, max_wait_ms after its oldest request, or half the most urgent
         one's time is spent."""
-        loop = asyncio.get_running_loop()
         arrival = self._arrival = asyncio.Event()
         try:
             while True:
-                head = [e for e in self._queue if not e.gone][: limits.max_batch_size]
+                head = self._head(limits.max_batch_size)
                 if not head or len(head) >= limits.max_batch_size:
                     return
                 until = head[0].arrived + limits.max_wait_s
@@ -228,32 +287,24 @@ class Batcher:
         finally:
             self._arrival = None
 
-    async def _run(self, entries: list[_Entry]) -> None:
-        loop = asyncio.get_running_loop()
+    def _start(self, entries: list[_Entry], loop: asyncio.AbstractEventLoop) -> asyncio.Future[None]:
+        """Starts one batch; the future it returns is done once every request of it is answered
+        (or gone) and the function is free again."""
         batch = _Batch(len(entries))
         now = loop.time()
         for entry in entries:
-            entry.batch = batch
-            if entry.started is not None and not entry.started.done():
-                entry.started.set_result(now)
+            entry.begin(batch, now, loop)
+        finished: asyncio.Future[None] = loop.create_future()
         inputs = [entry.item for entry in entries]
+        done: asyncio.Future[Any]
         if self.runtime.kind.on_loop:
-            task = loop.create_task(self._answers_async(inputs, entries))
-            batch.stop = task.cancel
-            try:
-                answers = await task
-            except asyncio.CancelledError:
-                if not task.cancelled():  # the worker itself is being cancelled
-                    raise
-                return
+            done = loop.create_task(self._answers_async(inputs, entries))
         else:
             call = StoppableCall(self._executor, self._answers_sync, (inputs, entries))
-            batch.stop = call.give_up
-            answers = await asyncio.shield(call.future)
-            if answers is None:  # given up: nobody waits for it
-                return
-        for entry, answer in zip(entries, answers, strict=True):
-            entry.answer(answer)
+            done = call.future
+        batch.stop = done.cancel if self.runtime.kind.on_loop else call.give_up
+        done.add_done_callback(lambda settled: _hand_out(entries, batch, settled, finished))
+        return finished
 
     def _answers_sync(self, work: tuple[list[Any], list[_Entry]]) -> list[InferenceAnswer]:
         """In a predict-pool thread: the batch, then each result as its request asks."""
@@ -261,7 +312,7 @@ class Batcher:
         runtime = self.runtime
         try:
             values = runtime.call_batch(inputs)
-        except (Exception, SystemExit) as exc:
+        except (Exception, SystemExit, asyncio.CancelledError) as exc:
             failure = InferenceAnswer.failure(reason_of(exc))
             return [failure] * len(entries)
         return [_answer(runtime, entry, value) for entry, value in zip(entries, values, strict=True)]
@@ -276,9 +327,32 @@ class Batcher:
         if not any(entry.request.return_pickled for entry in entries):
             return [_answer(runtime, entry, value) for entry, value in zip(entries, values, strict=True)]
         # Pickling and storing block: off the loop, in one go.
-        return await _in_default_executor(
-            lambda: [_answer(runtime, entry, value) for entry, value in zip(entries, values, strict=True)]
+        return await asyncio.get_running_loop().run_in_executor(
+            None, lambda: [_answer(runtime, entry, value) for entry, value in zip(entries, values, strict=True)]
         )
+
+
+def _hand_out(
+    entries: list[_Entry], batch: _Batch, settled: asyncio.Future[Any], finished: asyncio.Future[None]
+) -> None:
+    """Each request's answer once its batch's call settled; every request still waiting gets
+    one, whatever happened to the call."""
+    try:
+        if settled.cancelled():
+            # Ours (everyone left) needs no answer; a CancelledError from the user's code does.
+            answers = None if batch.live <= 0 else [InferenceAnswer.failure(CANCELLED_MESSAGE)] * len(entries)
+        elif (exc := settled.exception()) is not None:
+            answers = [InferenceAnswer.failure(f"the replica failed: {exc!r}")] * len(entries)
+        else:
+            answers = settled.result()  # None: given up, nobody waits
+        if answers is not None:
+            for entry, answer in zip(entries, answers, strict=True):
+                entry.answer(answer)
+    finally:
+        for entry in entries:
+            if not entry.gone:
+                entry.answer(InferenceAnswer.failure(NO_ANSWER_MESSAGE))
+        finished.set_result(None)
 
 
 def _answer(runtime: BundleRuntime, entry: _Entry, value: Any) -> InferenceAnswer:
@@ -289,11 +363,3 @@ def _answer(runtime: BundleRuntime, entry: _Entry, value: Any) -> InferenceAnswe
         return runtime.answer_value(value, entry.request.return_pickled)
     except (Exception, SystemExit) as exc:
         return InferenceAnswer.failure(reason_of(exc))
-
-
-def _left(until: float | None, loop: asyncio.AbstractEventLoop) -> float | None:
-    return None if until is None else max(0.0, until - loop.time())
-
-
-def _in_default_executor(fn: Callable[[], list[InferenceAnswer]]) -> Awaitable[list[InferenceAnswer]]:
-    return asyncio.get_running_loop().run_in_executor(None, fn)

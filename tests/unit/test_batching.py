@@ -95,6 +95,33 @@ def slow(inputs: list[dict[str, Any]]) -> list[Any]:
 
 
 @launch.batched
+def cancels(inputs: list[dict[str, Any]]) -> list[Any]:
+    """Raises the CancelledError of some future of its own, once; answers after that."""
+    SEEN.append(list(inputs))
+    if len(SEEN) == 1:
+        raise asyncio.CancelledError()
+    return [i["x"] for i in inputs]
+
+
+@launch.batched
+async def cancels_async(inputs: list[dict[str, Any]]) -> list[Any]:
+    SEEN.append(list(inputs))
+    if len(SEEN) == 1:
+        never: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        never.cancel()
+        await never
+    return [i["x"] for i in inputs]
+
+
+@launch.batched
+def too_deep(inputs: list[dict[str, Any]]) -> list[Any]:
+    deep: list[Any] = []
+    for _ in range(100_000):
+        deep = [deep]
+    return [deep if i["x"] == 1 else i["x"] for i in inputs]
+
+
+@launch.batched
 def generator_batch(inputs: list[Any]) -> Iterator[Any]:
     yield from inputs
 
@@ -198,6 +225,7 @@ def make(storage: LocalStorage, tmp_path: Path) -> Iterator[Any]:
 
 def while_blocked(replica: Replica, first: InferenceRequest) -> Any:
     """Starts `first` (which holds its batch at the gate) and returns once its batch runs."""
+    ENTERED.clear()
     future = replica.start(first)
     assert ENTERED.wait(10)
     ENTERED.clear()
@@ -389,6 +417,14 @@ def test_a_raise_fails_every_request_of_the_batch_with_the_traceback(make: Any) 
     assert all(not a.succeeded and "RuntimeError: the model broke" in a.traceback for a in answers)
 
 
+@pytest.mark.parametrize("predict", [cancels, cancels_async], ids=["sync", "async"])
+def test_a_cancelled_error_from_user_code_fails_its_batch_and_the_next_is_served(make: Any, predict: Any) -> None:
+    replica = make(predict)
+    answer = replica.call(args(x=1))
+    assert not answer.succeeded and "CancelledError" in answer.traceback
+    assert results([replica.call(args(x=2))]) == [2]
+
+
 def test_a_wrong_number_of_results_fails_every_request(make: Any) -> None:
     replica = make(one_short)
     answers = replica.many([args(x=1), args(x=2), args(x=3)])
@@ -434,6 +470,15 @@ def test_a_chunk_goes_through_the_batch_function_in_slices(make: Any, storage: L
     outcomes = json.loads(storage.read_bytes(summary["location"]))
     assert [o.get("result") for o in outcomes] == [0, 2, 4, 6, 8, None, 18]
     assert [len(s) for s in SEEN] == [4, 2]  # slices of the max batch size; the bad input left out
+
+
+def test_a_result_json_cannot_write_fails_only_its_input(make: Any, storage: LocalStorage) -> None:
+    replica = make(too_deep)
+    chunk = ChunkRequest(tuple(args(x=x) for x in range(3)), "json", "batch/j/2")
+    answer = asyncio.run_coroutine_threadsafe(replica.replica.run_chunk(chunk, 30), replica.loop).result(30)
+    outcomes = json.loads(storage.read_bytes(json.loads(answer.result)["location"]))
+    assert outcomes[0] == {"result": 0} and outcomes[2] == {"result": 2}
+    assert "RecursionError" in outcomes[1]["error"]
 
 
 def test_a_raising_slice_fails_only_its_own_inputs(make: Any, storage: LocalStorage) -> None:
