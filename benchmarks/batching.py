@@ -65,7 +65,6 @@ import sys
 import tempfile
 import threading
 import time
-import uuid
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -73,9 +72,8 @@ from typing import Any
 import cloudpickle
 import launch
 
-from benchmarks.sync_predict import ENV_PARAMS, HandlePath, Procs, prepare_environment, wait_ready
-from tests.constants import SERVING_START_S
-from tests.server_process import log_tail, start_launch_server
+from benchmarks.sync_predict import ENV_PARAMS, HandlePath, Procs, prepare_environment, server_on_ray, wait_ready
+from tests.server_process import log_tail
 
 REPO = Path(__file__).resolve().parent.parent
 SERVE_APP = "batch-mlp"  # must not start with the Launch server's app prefix
@@ -96,6 +94,15 @@ ENDPOINT_OF_PATH = {
 }
 BLAS_ENV = ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE")
 REQUIREMENTS = ["numpy"]
+# Every endpoint of the run: one sync worker that holds all the load's requests.
+ENDPOINT_OPTIONS: dict[str, Any] = {
+    "endpoint_type": "sync",
+    "cpus": 1,
+    "memory": "2Gi",
+    "min_workers": 1,
+    "max_workers": 1,
+    "per_worker": CONCURRENCY,
+}
 JOB_OPTIONS = {"cpus": 1, "memory": "2Gi", "max_workers": 1, "pyspark_partition_size": 1000}
 
 if __name__ != "__main__":
@@ -554,18 +561,7 @@ def main() -> None:
         gcs_address = start_ray()
         serve_path = ServePath()
         print(f"Ray + Serve + MLP app up in {time.monotonic() - t:.1f} s", flush=True)
-        server = procs.track(
-            start_launch_server(
-                root / "launch-data",
-                {"LAUNCH_SERVE_APP_PREFIX": f"bbench{uuid.uuid4().hex[:6]}"},
-                ray_address=gcs_address,
-                wait="health",
-                timeout=SERVING_START_S,
-                poll_s=0.1,
-                log_path=root / "launch-server.log",
-                cwd=REPO,
-            )
-        )
+        server = server_on_ray(procs, root, gcs_address, "bbench")
         key = server.dev_api_key()
         cpu = CpuShares(server.proc.pid)
         client = launch.LaunchClient(api_key=key, endpoint=server.address)
@@ -583,16 +579,7 @@ def main() -> None:
                     load_predict_fn=loaders[kind],
                     requirements=requirements,
                 )
-                endpoint = client.create_model_endpoint(
-                    f"mlp-{kind}-{attempt}",
-                    bundle,
-                    endpoint_type="sync",
-                    cpus=1,
-                    memory="2Gi",
-                    min_workers=1,
-                    max_workers=1,
-                    per_worker=CONCURRENCY,
-                )
+                endpoint = client.create_model_endpoint(f"mlp-{kind}-{attempt}", bundle, **ENDPOINT_OPTIONS)
                 assert isinstance(endpoint, launch.SyncEndpoint)
                 try:
                     wait_ready(endpoint, timeout=300)
@@ -612,12 +599,7 @@ def main() -> None:
         waiting = client.create_model_endpoint(
             "mlp-batched-wait",
             endpoints["batched"].model_endpoint.bundle_name,
-            endpoint_type="sync",
-            cpus=1,
-            memory="2Gi",
-            min_workers=1,
-            max_workers=1,
-            per_worker=CONCURRENCY,
+            **ENDPOINT_OPTIONS,
             max_batch_wait_ms=WAIT_MS,
         )
         assert isinstance(waiting, launch.SyncEndpoint)

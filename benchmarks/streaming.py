@@ -45,9 +45,7 @@ from typing import Any
 import cloudpickle
 import launch
 
-from benchmarks.sync_predict import ENV_PARAMS, HandlePath, Procs, prepare_environment, wait_ready
-from tests.constants import SERVING_START_S
-from tests.server_process import start_launch_server
+from benchmarks.sync_predict import ENV_PARAMS, HandlePath, Procs, prepare_environment, server_on_ray, wait_ready
 
 REPO = Path(__file__).resolve().parent.parent
 SERVE_APP = "stream-gen"  # must not start with the Launch server's app prefix
@@ -258,18 +256,7 @@ def main() -> None:
         prepare_environment(root)
         gcs_address = start_ray()
         serve_streams = ServeStreams()
-        server = procs.track(
-            start_launch_server(
-                root / "launch-data",
-                {"LAUNCH_SERVE_APP_PREFIX": f"sbench{uuid.uuid4().hex[:6]}"},
-                ray_address=gcs_address,
-                wait="health",
-                timeout=SERVING_START_S,
-                poll_s=0.1,
-                log_path=root / "launch-server.log",
-                cwd=REPO,
-            )
-        )
+        server = server_on_ray(procs, root, gcs_address, "sbench")
         key = server.dev_api_key()
         client = launch.LaunchClient(api_key=key, endpoint=server.address)
         via_server = launch.LaunchClient(api_key=key, endpoint=server.address, direct_route=False)

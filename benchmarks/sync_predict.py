@@ -365,21 +365,28 @@ def create_endpoint(
     return endpoint, time.monotonic() - start
 
 
-def start_launch(procs: Procs, root: Path, gcs_address: str) -> LaunchSetup:
-    """Starts launch-server on the run's Ray cluster and creates the echo endpoint (min=max=1, per_worker=32)."""
-    log_path = root / "launch-server.log"
-    server = procs.track(
+def server_on_ray(procs: Procs, root: Path, gcs_address: str, prefix: str) -> LaunchServer:
+    """A launch-server (tracked by `procs`) joined to the run's Ray cluster, its data and log under
+    `root`, its Serve applications named with `prefix` and a random suffix (so they never clash
+    with another benchmark's), answering health checks."""
+    return procs.track(
         start_launch_server(
             root / "launch-data",
-            {"LAUNCH_SERVE_APP_PREFIX": f"lbench{uuid.uuid4().hex[:6]}"},
+            {"LAUNCH_SERVE_APP_PREFIX": f"{prefix}{uuid.uuid4().hex[:6]}"},
             ray_address=gcs_address,
             wait="health",
             timeout=SERVING_START_S,
             poll_s=0.1,
-            log_path=log_path,
+            log_path=root / "launch-server.log",
             cwd=REPO,
         )
     )
+
+
+def start_launch(procs: Procs, root: Path, gcs_address: str) -> LaunchSetup:
+    """Starts launch-server on the run's Ray cluster and creates the echo endpoint (min=max=1, per_worker=32)."""
+    log_path = root / "launch-server.log"
+    server = server_on_ray(procs, root, gcs_address, "lbench")
     address, api_key = server.address, server.dev_api_key()
     client = launch.LaunchClient(api_key=api_key, endpoint=address)
     setup = LaunchSetup(address=address, api_key=api_key, client=client)

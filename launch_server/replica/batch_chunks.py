@@ -52,6 +52,31 @@ def _entry(value: Any, fmt: str) -> dict[str, Any]:
     return {"result": value}
 
 
+def _slice(slices: SliceCall, items: list[InferenceRequest], fmt: str) -> list[dict[str, Any]]:
+    """One slice's outcomes, in order: an input that cannot be decoded fails before the call, a
+    call that raises fails every input it was given."""
+    entries: list[dict[str, Any]] = [{}] * len(items)
+    inputs: list[Any] = []
+    decoded: list[int] = []
+    for index, item in enumerate(items):
+        try:
+            inputs.append(slices.decode(item))
+            decoded.append(index)
+        except Exception as exc:  # noqa: BLE001 - a bad input fails only itself, before the call
+            entries[index] = {"error": reason_of(exc)}
+    if decoded:
+        try:
+            values = slices.call(inputs)
+        except Exception as exc:  # noqa: BLE001 - the slice's call failed: each of its inputs did
+            why = reason_of(exc)
+            for index in decoded:
+                entries[index] = {"error": why}
+        else:
+            for index, value in zip(decoded, values, strict=True):
+                entries[index] = _entry(value, fmt)
+    return entries
+
+
 def _decode(data: bytes, fmt: str) -> list[dict[str, Any]]:
     return cloudpickle.loads(data) if fmt == PICKLE else json.loads(data)
 
@@ -88,13 +113,14 @@ class BatchChunkWork:
         return answer_or_failure(self._assemble, request)
 
     def _run_chunk(self, chunk: ChunkRequest) -> InferenceAnswer:
-        if self._slices is None:
+        slices = self._slices
+        if slices is None:
             entries = [self._one(item, chunk.format) for item in chunk.items]
         else:
             entries = []
-            items, size = list(chunk.items), self._slices.size
-            for start in range(0, len(items), size):
-                entries.extend(self._slice(items[start : start + size], chunk.format))
+            items = list(chunk.items)
+            for start in range(0, len(items), slices.size):
+                entries.extend(_slice(slices, items[start : start + slices.size], chunk.format))
         location = self._storage.put_bytes(chunk.output_key, _encode(entries, chunk.format))
         failed = sum(1 for e in entries if "error" in e)
         summary = {"succeeded": len(entries) - failed, "failed": failed, "location": location}
@@ -105,31 +131,6 @@ class BatchChunkWork:
             return _entry(self._call(item), fmt)
         except Exception as exc:  # noqa: BLE001 - one bad input fails only itself
             return {"error": reason_of(exc)}
-
-    def _slice(self, items: list[InferenceRequest], fmt: str) -> list[dict[str, Any]]:
-        slices = self._slices
-        if slices is None:
-            return [self._one(item, fmt) for item in items]
-        entries: list[dict[str, Any] | None] = [None] * len(items)
-        inputs: list[Any] = []
-        decoded: list[int] = []
-        for index, item in enumerate(items):
-            try:
-                inputs.append(slices.decode(item))
-                decoded.append(index)
-            except Exception as exc:  # noqa: BLE001 - a bad input fails only itself, before the call
-                entries[index] = {"error": reason_of(exc)}
-        if decoded:
-            try:
-                values = slices.call(inputs)
-            except Exception as exc:  # noqa: BLE001 - the slice's call failed: each of its inputs did
-                why = reason_of(exc)
-                for index in decoded:
-                    entries[index] = {"error": why}
-            else:
-                for index, value in zip(decoded, values, strict=True):
-                    entries[index] = _entry(value, fmt)
-        return [entry for entry in entries if entry is not None]
 
     def _assemble(self, request: AssembleRequest) -> InferenceAnswer:
         entries: list[dict[str, Any]] = []

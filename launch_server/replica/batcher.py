@@ -37,7 +37,7 @@ from typing import Any
 from launch_server.domain.requests import InferenceAnswer, InferenceRequest
 from launch_server.replica.batching import BatchLimits
 from launch_server.replica.bundle_runtime import BundleRuntime
-from launch_server.replica.failures import reason_of
+from launch_server.replica.failures import answer_or_failure, reason_of
 from launch_server.replica.stoppable import StoppableCall, timeout_message
 
 DEADLINE_MESSAGE = "the request's deadline passed while it waited for a batch"
@@ -74,6 +74,9 @@ class _Entry:
     def answer(self, answer: InferenceAnswer) -> None:
         if not self.future.done():
             self.future.set_result(answer)
+        self._stop_timer()
+
+    def _stop_timer(self) -> None:
         if self.timer is not None:
             self.timer.cancel()
             self.timer = None
@@ -87,27 +90,20 @@ class _Entry:
         if answer is not None:
             self.answer(answer)
         else:
-            if not self.future.done():
-                self.future.cancel()
-            if self.timer is not None:
-                self.timer.cancel()
-                self.timer = None
+            self.future.cancel()  # a no-op when it is done
+            self._stop_timer()
         if self.batch is not None:
             self.batch.left()
 
     def begin(self, batch: _Batch, now: float, loop: asyncio.AbstractEventLoop) -> None:
         """Its batch starts: from here its deadline and its run limit count, whichever is first."""
         self.batch = batch
-        if self.timer is not None:
-            self.timer.cancel()
-            self.timer = None
-        run_until = now + self.timeout_s if self.timeout_s is not None else None
-        if run_until is not None and (self.deadline is None or run_until <= self.deadline):
-            self.timer = loop.call_at(
-                run_until, self.leave, InferenceAnswer.failure(timeout_message(self.timeout_s or 0))
-            )
-        elif self.deadline is not None:
-            self.timer = loop.call_at(self.deadline, self.leave, InferenceAnswer.failure(RAN_PAST_DEADLINE))
+        self._stop_timer()
+        timeout_s, deadline = self.timeout_s, self.deadline
+        if timeout_s is not None and (deadline is None or now + timeout_s <= deadline):
+            self.timer = loop.call_at(now + timeout_s, self.leave, InferenceAnswer.failure(timeout_message(timeout_s)))
+        elif deadline is not None:
+            self.timer = loop.call_at(deadline, self.leave, InferenceAnswer.failure(RAN_PAST_DEADLINE))
 
 
 class _Batch:
@@ -299,10 +295,10 @@ class Batcher:
         done: asyncio.Future[Any]
         if self.runtime.kind.on_loop:
             done = loop.create_task(self._answers_async(inputs, entries))
+            batch.stop = done.cancel
         else:
             call = StoppableCall(self._executor, self._answers_sync, (inputs, entries))
-            done = call.future
-        batch.stop = done.cancel if self.runtime.kind.on_loop else call.give_up
+            done, batch.stop = call.future, call.give_up
         done.add_done_callback(lambda settled: _hand_out(entries, batch, settled, finished))
         return finished
 
@@ -313,23 +309,19 @@ class Batcher:
         try:
             values = runtime.call_batch(inputs)
         except (Exception, SystemExit, asyncio.CancelledError) as exc:
-            failure = InferenceAnswer.failure(reason_of(exc))
-            return [failure] * len(entries)
-        return [_answer(runtime, entry, value) for entry, value in zip(entries, values, strict=True)]
+            return [InferenceAnswer.failure(reason_of(exc))] * len(entries)
+        return _answers(runtime, entries, values)
 
     async def _answers_async(self, inputs: list[Any], entries: list[_Entry]) -> list[InferenceAnswer]:
         runtime = self.runtime
         try:
             values = await runtime.call_batch_async(inputs)
         except (Exception, SystemExit) as exc:
-            failure = InferenceAnswer.failure(reason_of(exc))
-            return [failure] * len(entries)
+            return [InferenceAnswer.failure(reason_of(exc))] * len(entries)
         if not any(entry.request.return_pickled for entry in entries):
-            return [_answer(runtime, entry, value) for entry, value in zip(entries, values, strict=True)]
+            return _answers(runtime, entries, values)
         # Pickling and storing block: off the loop, in one go.
-        return await asyncio.get_running_loop().run_in_executor(
-            None, lambda: [_answer(runtime, entry, value) for entry, value in zip(entries, values, strict=True)]
-        )
+        return await asyncio.get_running_loop().run_in_executor(None, _answers, runtime, entries, values)
 
 
 def _hand_out(
@@ -355,11 +347,12 @@ def _hand_out(
         finished.set_result(None)
 
 
-def _answer(runtime: BundleRuntime, entry: _Entry, value: Any) -> InferenceAnswer:
-    """One result as its request's answer; a request whose caller left gets nothing stored."""
-    if entry.gone:
-        return InferenceAnswer.failure("the request left its batch")
-    try:
-        return runtime.answer_value(value, entry.request.return_pickled)
-    except (Exception, SystemExit) as exc:
-        return InferenceAnswer.failure(reason_of(exc))
+def _answers(runtime: BundleRuntime, entries: list[_Entry], values: list[Any]) -> list[InferenceAnswer]:
+    """Each result as its request asks (failing only that request when it cannot be); a request
+    whose caller left gets nothing stored."""
+    return [
+        InferenceAnswer.failure("the request left its batch")
+        if entry.gone
+        else answer_or_failure(lambda v, pickled=entry.request.return_pickled: runtime.answer_value(v, pickled), value)
+        for entry, value in zip(entries, values, strict=True)
+    ]
