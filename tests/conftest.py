@@ -20,8 +20,8 @@ for _name, _value in S3_ENV.items():  # the test process talks to the moto serve
 
 
 @pytest.fixture(scope="session")
-def s3_server() -> Iterator[S3Server]:
-    server = start_s3_server()
+def s3_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[S3Server]:
+    server = start_s3_server(tmp_path_factory.mktemp("moto") / "moto.log")
     yield server
     stop_process(server.proc)
 

@@ -114,9 +114,19 @@ class S3Server:
     proc: subprocess.Popen
     endpoint_url: str
     bucket: str
+    log_path: Path | None = None
+
+    def log_tail(self, lines: int = 60) -> str:
+        """The end of moto's output, for a failure message."""
+        if self.log_path is None or not self.log_path.exists():
+            return "(no moto log)"
+        return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
 
     def client(self):  # type: ignore[no-untyped-def]
+        """A client that retries harder than the default: moto answers 500 now and then when the
+        machine is loaded, and its log (log_path) says why."""
         import boto3
+        from botocore.config import Config
 
         return boto3.client(
             "s3",
@@ -124,6 +134,7 @@ class S3Server:
             region_name="us-east-1",
             aws_access_key_id="testing",
             aws_secret_access_key="testing",
+            config=Config(retries={"mode": "standard", "max_attempts": 8}),
         )
 
 
@@ -134,18 +145,21 @@ S3_ENV = {
 }
 
 
-def start_s3_server() -> S3Server:
-    """moto in server mode: a real S3 protocol endpoint on loopback."""
+def start_s3_server(log_path: Path | None = None) -> S3Server:
+    """moto in server mode: a real S3 protocol endpoint on loopback. Its output goes to log_path
+    when given, so that a 500 it answers can be traced to moto's own traceback."""
     port = free_port()
     env = {**os.environ, **S3_ENV}
-    proc = subprocess.Popen(
-        [str(BIN / "moto_server"), "-H", "127.0.0.1", "-p", str(port)],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
+    with open(log_path or os.devnull, "ab") as log:
+        proc = subprocess.Popen(
+            [str(BIN / "moto_server"), "-H", "127.0.0.1", "-p", str(port)],
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
     wait_for_port(port, timeout=30, proc=proc)
-    server = S3Server(proc=proc, endpoint_url=f"http://127.0.0.1:{port}", bucket=f"launch-{uuid.uuid4().hex[:8]}")
+    bucket = f"launch-{uuid.uuid4().hex[:8]}"
+    server = S3Server(proc=proc, endpoint_url=f"http://127.0.0.1:{port}", bucket=bucket, log_path=log_path)
     server.client().create_bucket(Bucket=server.bucket)
     return server
 

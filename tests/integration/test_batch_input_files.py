@@ -11,6 +11,8 @@ from pathlib import Path
 
 import grpc
 import pytest
+from boto3.exceptions import S3UploadFailedError
+from boto3.s3.transfer import TransferConfig
 from launch.v1 import batch_job_pb2 as bjpb
 from launch.v1 import batch_job_pb2_grpc as bjgrpc
 
@@ -48,8 +50,15 @@ def put(serving_server: ServerHandle, request: pytest.FixtureRequest) -> Iterato
         client = s3.client()
         prefix = storage_url.removeprefix(f"s3://{s3.bucket}/").rstrip("/")
 
+        # Few parts in flight at once: the files here are hundreds of MiB and moto holds the
+        # whole machine's test traffic besides.
+        gentle = TransferConfig(max_concurrency=2)
+
         def put_s3(name: str, path: Path) -> str:
-            client.upload_file(str(path), s3.bucket, f"{prefix}/inputs/{name}")
+            try:
+                client.upload_file(str(path), s3.bucket, f"{prefix}/inputs/{name}", Config=gentle)
+            except S3UploadFailedError as err:
+                raise AssertionError(f"moto refused the upload: {err}\n{s3.log_tail()}") from err
             return f"{storage_url.rstrip('/')}/inputs/{name}"
 
         yield put_s3
