@@ -38,6 +38,7 @@ from launch_server.domain.requests import InferenceAnswer, InferenceRequest
 from launch_server.replica.batching import BatchLimits
 from launch_server.replica.bundle_runtime import BundleRuntime
 from launch_server.replica.failures import answer_or_failure, reason_of
+from launch_server.replica.figures_reporter import FIGURES
 from launch_server.replica.stoppable import StoppableCall, timeout_message
 
 DEADLINE_MESSAGE = "the request's deadline passed while it waited for a batch"
@@ -290,6 +291,8 @@ class Batcher:
         now = loop.time()
         for entry in entries:
             entry.begin(batch, now, loop)
+        FIGURES.observe("batch_size", len(entries))
+        FIGURES.observe_many("queue_wait", [now - entry.arrived for entry in entries])
         finished: asyncio.Future[None] = loop.create_future()
         inputs = [entry.item for entry in entries]
         done: asyncio.Future[Any]

@@ -49,6 +49,7 @@ from launch_server.domain.zip_check import DEFAULT_LIMITS, ZipLimits, limit_viol
 from launch_server.replica.batching import BatchLimits, BatchSpecError, batch_limits_of, split_results
 from launch_server.replica.call_kinds import CallKind, call_kind_of
 from launch_server.replica.failures import RequestFailure, answer_or_failure
+from launch_server.replica.figures_reporter import FIGURES
 from launch_server.replica.replica_loop import ReplicaLoop
 from launch_server.storage import open_storage
 from launch_server.storage.sweeper import sync_result_key
@@ -318,6 +319,7 @@ class BundleRuntime:
         self._loop_lock = threading.Lock()
         self.storage = open_storage(config.storage_url, config.s3_endpoint_url, config.s3_region)
         self.app_config = self._parse_app_config()
+        self.download_s = 0.0  # how long fetching the bundle took (a cold-start phase)
         if descriptor.packaging_type == PACKAGING_CLOUDPICKLE:
             self.predict_fn = self._load_cloudpickle()
         elif descriptor.packaging_type == PACKAGING_ZIP:
@@ -370,8 +372,11 @@ class BundleRuntime:
 
     def _download(self) -> bytes:
         location = self.descriptor.location
+        started = time.perf_counter()
         try:
-            return self.storage.read_bytes(location)
+            data = self.storage.read_bytes(location)
+            self.download_s = time.perf_counter() - started
+            return data
         except FileNotFoundError:
             raise BundleLoadError(f"the bundle's artifact is missing at {location!r}") from None
         except Exception as exc:
@@ -492,11 +497,19 @@ class BundleRuntime:
         raises, and RequestFailure when it does not return one result per input."""
         if self.kind.on_loop:
             return self.replica_loop.run_sync(self.call_batch_async(inputs))
-        return split_results(self.settle_sync(self.predict_fn(inputs)), len(inputs))
+        started = time.perf_counter()
+        try:
+            return split_results(self.settle_sync(self.predict_fn(inputs)), len(inputs))
+        finally:
+            FIGURES.observe("compute", time.perf_counter() - started)
 
     async def call_batch_async(self, inputs: list[Any]) -> list[Any]:
         """call_batch for an async batch function, on the replica loop."""
-        return split_results(await settle(self.predict_fn(inputs)), len(inputs))
+        started = time.perf_counter()
+        try:
+            return split_results(await settle(self.predict_fn(inputs)), len(inputs))
+        finally:
+            FIGURES.observe("compute", time.perf_counter() - started)
 
     def call(self, request: InferenceRequest) -> Any:
         """The predict function's value for one request, in a thread that is not the replica
@@ -510,7 +523,11 @@ class BundleRuntime:
         args, kwargs = self.arguments(request)
         if self.kind.on_loop:
             return self.replica_loop.run_sync(self._settle_call(args, kwargs))
-        return self.settle_sync(self.predict_fn(*args, **kwargs))
+        started = time.perf_counter()
+        try:
+            return self.settle_sync(self.predict_fn(*args, **kwargs))
+        finally:
+            FIGURES.observe("compute", time.perf_counter() - started)
 
     def settle_sync(self, value: Any) -> Any:
         """A value as one result, in a predict-pool thread: a generator's yielded values as a list;
@@ -534,7 +551,11 @@ class BundleRuntime:
         return await self._settle_call(args, kwargs)
 
     async def _settle_call(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
-        return await settle(self.predict_fn(*args, **kwargs))
+        started = time.perf_counter()
+        try:
+            return await settle(self.predict_fn(*args, **kwargs))
+        finally:
+            FIGURES.observe("compute", time.perf_counter() - started)
 
     def _predict(self, request: InferenceRequest) -> InferenceAnswer:
         return self.answer_value(self.call(request), request.return_pickled)

@@ -14,6 +14,7 @@ direct route's listener shares; calls.py says which request goes where."""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 import time
@@ -37,6 +38,7 @@ from launch_server.replica.bundle_runtime import (
     current_python_version,
 )
 from launch_server.replica.calls import ReplicaCalls
+from launch_server.replica.figures_reporter import FIGURES, report_until_stopped
 from launch_server.replica.replica_loop import ReplicaLoop
 from launch_server.replica.stoppable import run_stoppable
 
@@ -88,17 +90,27 @@ class LaunchReplica:
         except BaseException:
             self._loop.stop()
             raise
-        logger.info(
-            "Launch replica ready: bundle %r (id %s) loaded in %.2f s",
-            bundle.name,
-            bundle.bundle_id,
-            time.monotonic() - started,
-        )
+        loaded_s = time.monotonic() - started
+        FIGURES.cold_start_phase("bundle_download", self.runtime.download_s)
+        FIGURES.cold_start_phase("load", loaded_s - self.runtime.download_s)
+        logger.info("Launch replica ready: bundle %r (id %s) loaded in %.2f s", bundle.name, bundle.bundle_id, loaded_s)
+        # Requests through Serve are async tasks on an async endpoint, sync predicts otherwise.
+        self._call_kind = "sync" if RuntimeConfig.from_dict(config).sync_results else "async_task"
         self._batch = BatchChunkWork(self.runtime.call, self.runtime.storage, _slices_of(self.runtime))
         self._executor = ThreadPoolExecutor(max_workers=max(1, max_threads), thread_name_prefix="launch-predict")
         self._calls = ReplicaCalls(self.runtime, self._executor, self._loop)
         self._direct = self._start_direct(direct) if direct else None
+        self._identity = _replica_identity()
+        self._reporting = self._start_reporting()
         _flush_log()
+
+    def _start_reporting(self) -> tuple[Any, asyncio.Event] | None:
+        """This replica's figures go to the servers every few seconds (figures_reporter);
+        outside Serve (unit tests) there is nowhere to report."""
+        if self._identity is None:
+            return None
+        stop = asyncio.Event()
+        return self._loop.submit(report_until_stopped(*self._identity, stop)), stop
 
     def _start_direct(self, direct: dict[str, Any]) -> Any:
         """Serves InferenceService on this replica's own port (see listener). A failure here only
@@ -133,7 +145,13 @@ class LaunchReplica:
         (see stoppable). A generator's answer is the list of its values; async code runs on the
         replica loop (calls.py). `patience_s` is how long the caller still waits (the server's
         request deadline), which a batch must not wait out (batcher.py)."""
-        return await self._calls.answer(request, timeout_s, patience_s)
+        outcome, started = "cancelled", FIGURES.started()
+        try:
+            answer = await self._calls.answer(request, timeout_s, patience_s)
+            outcome = _outcome(answer)
+            return answer
+        finally:
+            FIGURES.finished(self._call_kind, "server", outcome, started)
 
     async def predict_stream(
         self, request: InferenceRequest, timeout_s: float | None = None
@@ -143,10 +161,19 @@ class LaunchReplica:
         stream lives on the replica loop and is read from here a step at a time; when Serve
         closes or cancels this generator (the caller went away), the user's generator is closed.
         `timeout_s` bounds the whole stream."""
-        stream = await self._loop.run(_open_stream(self._calls, request, timeout_s))
-        async with contextlib.aclosing(self._loop.iterate(stream)) as answers:  # closed at once, however it ends
-            async for answer in answers:
-                yield answer
+        outcome, started = "cancelled", FIGURES.started()
+        last: InferenceAnswer | None = None
+        try:
+            stream = await self._loop.run(_open_stream(self._calls, request, timeout_s))
+            async with contextlib.aclosing(self._loop.iterate(stream)) as answers:  # closed at once, however it ends
+                async for answer in answers:
+                    if last is None:
+                        FIGURES.observe("first_chunk", time.perf_counter() - started)
+                    last = answer
+                    yield answer
+            outcome = "success" if last is None else _outcome(last)
+        finally:
+            FIGURES.finished("stream", "server", outcome, started)
 
     async def predict_many(
         self, requests: list[InferenceRequest], timeout_s: float | None = None
@@ -154,7 +181,15 @@ class LaunchReplica:
         """A group of requests in one call, answered in order, so per-call overhead is paid once;
         blocking code runs them one by one (in one go on the pool without a time limit, each on
         its own clock with one), async code side by side on the replica loop."""
-        return await self._calls.answer_many(requests, timeout_s)
+        starts = [FIGURES.started() for _ in requests]
+        answers: list[InferenceAnswer] = []
+        try:
+            answers = await self._calls.answer_many(requests, timeout_s)
+            return answers
+        finally:
+            for i, started in enumerate(starts):
+                outcome = _outcome(answers[i]) if i < len(answers) else "cancelled"
+                FIGURES.finished(self._call_kind, "server", outcome, started)
 
     async def run_chunk(self, chunk: ChunkRequest, timeout_s: float | None = None) -> InferenceAnswer:
         """A batch job's chunk: its outcomes go to storage and the answer's result summarizes
@@ -162,7 +197,13 @@ class LaunchReplica:
         on one clock of task_timeout_seconds and is given up like any task. It runs on the pool;
         an async predict function's items run on the replica loop while the pool thread waits
         (BundleRuntime.call)."""
-        return await run_stoppable(self._executor, self._batch.run_chunk, chunk, timeout_s)
+        outcome, started = "cancelled", FIGURES.started()
+        try:
+            answer = await run_stoppable(self._executor, self._batch.run_chunk, chunk, timeout_s)
+            outcome = _outcome(answer)
+            return answer
+        finally:
+            FIGURES.finished("batch_chunk", "server", outcome, started)
 
     async def assemble(self, request: AssembleRequest) -> InferenceAnswer:
         """Writes a batch job's results object from its chunks' outcomes (batch_chunks); the
@@ -183,12 +224,33 @@ class LaunchReplica:
         direct = getattr(self, "_direct", None)
         if direct is not None:
             direct.stop()  # drains direct requests first (see ReplicaListener.stop)
+        reporting = getattr(self, "_reporting", None)
+        if reporting is not None:  # one last write, with the drained requests counted
+            future, stop = reporting
+            with contextlib.suppress(Exception):
+                self._loop.loop.call_soon_threadsafe(stop.set)
+                future.result(timeout=5.0)
         executor = getattr(self, "_executor", None)
         if executor is not None:
             executor.shutdown(wait=False, cancel_futures=True)
         loop = getattr(self, "_loop", None)
         if loop is not None:
             loop.stop()
+
+
+def _outcome(answer: InferenceAnswer) -> str:
+    return "success" if answer.succeeded else "failure"
+
+
+def _replica_identity() -> tuple[str, str] | None:
+    """(application, replica id) inside a Serve replica; None elsewhere."""
+    try:
+        from ray import serve
+
+        context = serve.get_replica_context()
+        return context.app_name, context.replica_tag
+    except Exception:  # noqa: BLE001 - not in a replica: no figures to report
+        return None
 
 
 def _slices_of(runtime: BundleRuntime) -> SliceCall | None:

@@ -43,6 +43,7 @@ from launch_server.domain.errors import DomainError, InvalidArgument, Unauthenti
 from launch_server.domain.requests import InferenceAnswer, InferenceRequest
 from launch_server.replica import registry as replica_registry
 from launch_server.replica.calls import Calls, PoolCalls
+from launch_server.replica.figures_reporter import FIGURES
 from launch_server.replica.inflight import InflightGauge
 from launch_server.replica.replica_loop import ReplicaLoop
 from launch_server.replica.streams import answer_size
@@ -306,12 +307,17 @@ class ReplicaListener:
     async def predict(self, request: Any, context: Any) -> Any:
         self.last_request = time.monotonic()
         self.gauge.change(1)
+        outcome, started = "refused", FIGURES.started()
         try:
             inference = await self._admit(request, context, PREDICT_TYPES)
+            outcome = "cancelled"
             # The caller's deadline, so that no batch waits it out (batcher.py).
-            return ipb.PredictResponse(result=await self.run(inference, patience_s=context.time_remaining()))
+            result = await self.run(inference, patience_s=context.time_remaining())
+            outcome = "success" if result.state == ipb.RESULT_STATE_SUCCESS else "failure"
+            return ipb.PredictResponse(result=result)
         finally:
             self.gauge.change(-1)
+            FIGURES.finished("sync", "direct", outcome, started)
 
     async def predict_stream(self, request: Any, context: Any) -> None:
         """A message as soon as the stream has an answer, carrying the answers already waiting
@@ -320,21 +326,31 @@ class ReplicaListener:
         self.last_request = time.monotonic()
         self.gauge.change(1)
         stream = None
+        outcome, started = "refused", FIGURES.started()
+        first, last = True, None
         try:
             inference = await self._admit(request, context, STREAM_TYPES)
+            outcome = "cancelled"
             # Only now, with the header sent: a caller that lost the call without it knows the
             # generator never started, and may send the stream elsewhere.
             stream = self._calls.stream(inference)
             async for answer in stream:
+                if first:
+                    first = False
+                    FIGURES.observe("first_chunk", time.perf_counter() - started)
                 # Whatever else is made by now goes along: a sender that lags behind the
                 # generator catches up in fewer messages, and none waits for more to come.
                 budget = min(STREAM_MORE_BYTES, MAX_ANSWER_BYTES - answer_size(answer))
                 more = stream.take_ready(STREAM_MORE_MAX, budget)
                 await context.write(stream_message(answer, more))
+                last = more[-1] if more else answer
+            # A raise in the user's generator is its last answer, a FAILURE.
+            outcome = "success" if last is None or last.succeeded else "failure"
         finally:
             if stream is not None:
                 await stream.aclose()
             self.gauge.change(-1)
+            FIGURES.finished("stream", "direct", outcome, started)
 
 
 def _node_ip() -> str:

@@ -19,11 +19,13 @@ from __future__ import annotations
 import asyncio
 import ctypes
 import threading
+import time
 from collections.abc import Callable
 from concurrent.futures import Executor
 from typing import Any, Generic, TypeVar
 
 from launch_server.domain.requests import InferenceAnswer
+from launch_server.replica.figures_reporter import FIGURES
 
 W = TypeVar("W")
 R = TypeVar("R")
@@ -78,14 +80,18 @@ class StoppableCall(Generic[R]):
     give_up() stops it as the module docstring says. run_stoppable is the usual way to await one;
     streams (streams.py) hold one per generator step."""
 
-    def __init__(self, executor: Executor, fn: Callable[[W], R], arg: W) -> None:
+    def __init__(self, executor: Executor, fn: Callable[[W], R], arg: W, count_wait: bool = False) -> None:
+        """`count_wait`: the time it waits for a pool thread is one request's queue wait."""
         loop = asyncio.get_running_loop()
         running = self._running = _Running()
         started = self.started = asyncio.Event()
+        queued = time.perf_counter()
 
         def call() -> R | None:
             if not running.enter():
                 return None
+            if count_wait:
+                FIGURES.observe("queue_wait", time.perf_counter() - queued)
             try:
                 loop.call_soon_threadsafe(started.set)
                 return fn(arg)
@@ -117,7 +123,7 @@ async def run_stoppable(
     """fn(request) on `executor`; past `timeout_s` seconds of running (None or 0: no limit) it is
     given up and answered as a FAILURE; if the awaiting task is cancelled, it is given up and the
     cancellation goes on."""
-    call = StoppableCall(executor, fn, request)
+    call = StoppableCall(executor, fn, request, count_wait=True)
     try:
         if not timeout_s:
             answer = await asyncio.shield(call.future)

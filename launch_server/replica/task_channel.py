@@ -23,6 +23,7 @@ from launch.v1 import replica_pb2_grpc as rgrpc
 
 from launch_server.domain.errors import InvalidArgument
 from launch_server.domain.requests import InferenceRequest
+from launch_server.replica.figures_reporter import FIGURES
 from launch_server.wire.headers import ACCEPTED_HEADER
 from launch_server.wire.limits import MAX_ANSWER_BYTES
 from launch_server.wire.messages import request_of
@@ -83,6 +84,7 @@ class TaskChannelServicer(rgrpc.ReplicaServiceServicer):
                 except Exception as exc:  # noqa: BLE001 - one bad request must not end the others' channel
                     why = f"cannot read the request: {type(exc).__name__}: {exc}"
             if inference is None:
+                FIGURES.finished("async_task", "channel", "refused", FIGURES.started())
                 await answer(rpb.RunTasksResponse(tag=request.tag, refused=why or "refused"))
                 continue
             ingress.gauge.change(1)  # counted from here, like a direct Predict, for the autoscaler
@@ -100,14 +102,18 @@ class TaskChannelServicer(rgrpc.ReplicaServiceServicer):
         answer: Callable[[rpb.RunTasksResponse], Awaitable[None]],
     ) -> None:
         ingress = self._ingress
+        outcome, started = "cancelled", FIGURES.started()
         try:
-            result = await ingress.run(request, timeout_s or None)
-        except Exception as exc:  # noqa: BLE001 - every request read is answered, or the caller waits on
-            # The runtime's predict never raises (a failing predict function is a FAILURE answer):
-            # this is the replica's own failure, answered like one.
-            result = ipb.InferenceResult(state=ipb.RESULT_STATE_FAILURE, traceback=f"the replica failed: {exc!r}")
+            try:
+                result = await ingress.run(request, timeout_s or None)
+            except Exception as exc:  # noqa: BLE001 - every request read is answered, or the caller waits on
+                # The runtime's predict never raises (a failing predict function is a FAILURE
+                # answer): this is the replica's own failure, answered like one.
+                result = ipb.InferenceResult(state=ipb.RESULT_STATE_FAILURE, traceback=f"the replica failed: {exc!r}")
+            outcome = "success" if result.state == ipb.RESULT_STATE_SUCCESS else "failure"
         finally:
             ingress.gauge.change(-1)
+            FIGURES.finished("async_task", "channel", outcome, started)
         message = rpb.RunTasksResponse(tag=tag, result=result)
         if (size := message.ByteSize()) > MAX_ANSWER_BYTES:  # gRPC would fail the call: every task on it
             too_big = f"the answer is {size:,} bytes, over the {MAX_ANSWER_BYTES:,}-byte message limit"

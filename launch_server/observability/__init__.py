@@ -1,0 +1,1 @@
+"""Metrics: what replicas and servers count, and how the servers expose it to Prometheus."""
