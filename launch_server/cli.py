@@ -8,6 +8,7 @@ import logging
 import signal
 import sys
 from pathlib import Path
+from typing import Any
 
 import click
 
@@ -77,8 +78,9 @@ async def _serve(settings: Settings, port_file: str | None) -> Launch:
     if key:
         click.echo(f"Created development API key for owner 'dev' (saved to {control.settings.dev_key_file}):")
         click.echo(f"  {key}")
-    server, port, health_servicer = build_server(launch.servicers, control.keys, control.settings.bind)
+    server, port, health_servicer = build_server(launch.servicers, control.keys, control.settings.bind, launch.metrics)
     await server.start()
+    metrics_port = _start_metrics(launch)
     # The serving layer's services report SERVING only once it has joined Ray (follow_serving_layer).
     control_plane = [name for name in ("", *SERVICES) if serving is None or name not in SERVING_LAYER_SERVICES]
     await mark_serving(health_servicer, True, tuple(control_plane))
@@ -87,6 +89,9 @@ async def _serve(settings: Settings, port_file: str | None) -> Launch:
         health_follower = asyncio.create_task(follow_serving_layer(health_servicer, serving.reconciler.first_pass))
     host = control.settings.bind.rsplit(":", 1)[0]
     click.echo(f"launch-server listening on {host}:{port}", err=False)
+    sys.stdout.flush()
+    if metrics_port is not None:
+        click.echo(f"launch-server metrics on http://{metrics_port[0]}:{metrics_port[1]}/metrics")
     sys.stdout.flush()
     if port_file:
         Path(port_file).write_text(str(port))
@@ -102,10 +107,26 @@ async def _serve(settings: Settings, port_file: str | None) -> Launch:
         health_follower.cancel()
     await mark_serving(health_servicer, False)
     await server.stop(grace=10)
+    if metrics_port is not None:
+        metrics_port[2].shutdown()
     if serving_task is not None:
         await serving_task
     launch.close()
     return launch
+
+
+def _start_metrics(launch: Launch) -> tuple[str, int, Any] | None:
+    """The metrics port (settings.metrics_bind, "off" for none): (host, port, its HTTP server)."""
+    from launch_server.observability.exposition import start_metrics_port
+
+    bind = launch.control.settings.metrics_bind
+    if bind.lower() in ("", "off", "0", "false", "no"):
+        return None
+    started = start_metrics_port(launch.metrics.registry, bind)
+    if started is None:
+        return None
+    http_server, port = started
+    return bind.rpartition(":")[0], port, http_server
 
 
 @main.group()

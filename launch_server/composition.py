@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from sqlalchemy.engine import Engine
@@ -24,10 +25,12 @@ from launch_server.domain.endpoints import EndpointService
 from launch_server.domain.keys import ApiKeyService
 from launch_server.domain.ports import ObjectStorage
 from launch_server.domain.tasks import TaskService
+from launch_server.observability.exposition import EndpointCollector, EndpointSource, ServerMetrics
 from launch_server.serving.cluster import ClusterOptions
 from launch_server.serving.layer import OutageResponse, ServingLayer
 from launch_server.serving.ray_lifecycle import RayLifecycle
 from launch_server.serving.reconciler import Reconciler
+from launch_server.serving.replica_figures import ReplicaFiguresReader
 from launch_server.serving.revocations import RevocationPublisher
 from launch_server.serving.router import Router
 from launch_server.settings import Settings
@@ -75,6 +78,7 @@ class Launch:
     servicers: Servicers
     serving: ServingLayer | None
     task_repo: SqlTaskRepository | None
+    metrics: ServerMetrics
 
     def close(self) -> None:
         if self.task_repo is not None:
@@ -114,16 +118,24 @@ def build_control_plane(settings: Settings, migrate: bool = True) -> ControlPlan
 
 def build_launch(settings: Settings) -> Launch:
     control = build_control_plane(settings)
+    metrics = ServerMetrics()
     if not control.settings.serving:
-        return Launch(control, _control_plane_servicers(control), serving=None, task_repo=None)
-    return _with_serving_layer(control)
+        return Launch(
+            control, _control_plane_servicers(control, metrics), serving=None, task_repo=None, metrics=metrics
+        )
+    return _with_serving_layer(control, metrics)
 
 
-def _control_plane_servicers(control: ControlPlane) -> Servicers:
+def _count_uploads(metrics: ServerMetrics) -> Callable[[str, int], None]:
+    counter = metrics.upload_bytes
+    return lambda owner, size: counter.labels(owner).inc(size)
+
+
+def _control_plane_servicers(control: ControlPlane, metrics: ServerMetrics) -> Servicers:
     """Without a serving layer, requests are still decoded and checked (bad input names its
     field), then answer that this server does not serve them."""
     return Servicers(
-        bundles=ModelBundleServicer(control.bundles),
+        bundles=ModelBundleServicer(control.bundles, _count_uploads(metrics)),
         endpoints=ModelEndpointServicer(EndpointService(control.endpoint_repo, control.bundle_repo), None, None),
         inference=InferenceServicer(None),
         tasks=TaskServicer(None, None, control.storage),
@@ -131,7 +143,7 @@ def _control_plane_servicers(control: ControlPlane) -> Servicers:
     )
 
 
-def _with_serving_layer(control: ControlPlane) -> Launch:
+def _with_serving_layer(control: ControlPlane, metrics: ServerMetrics) -> Launch:
     settings = _with_shared_secrets(control.settings, control.engine)
     engine = control.engine
     task_repo = SqlTaskRepository(engine)
@@ -184,6 +196,8 @@ def _with_serving_layer(control: ControlPlane) -> Launch:
         sweep_interval_s=settings.storage_sweep_interval_s,
     )
     outage = OutageResponse(reconciler, dispatcher, router)
+    figures = ReplicaFiguresReader(settings.serve_app_prefix)
+    metrics.registry.register(EndpointCollector(EndpointSource(reconciler, figures.by_app)))
     serving = ServingLayer(
         reconciler=reconciler,
         router=router,
@@ -201,15 +215,16 @@ def _with_serving_layer(control: ControlPlane) -> Launch:
         maintenance=maintenance,
         ray=RayLifecycle(_cluster_options(settings), outage),
         outage=outage,
+        figures=figures,
     )
     servicers = Servicers(
-        bundles=ModelBundleServicer(control.bundles),
+        bundles=ModelBundleServicer(control.bundles, _count_uploads(metrics)),
         endpoints=ModelEndpointServicer(endpoints, reconciler, router),
         inference=InferenceServicer(router),
         tasks=TaskServicer(tasks, watch_hub, control.storage),
         batch_jobs=BatchJobServicer(batch_jobs, control.bundles),
     )
-    return Launch(dataclasses.replace(control, settings=settings), servicers, serving, task_repo)
+    return Launch(dataclasses.replace(control, settings=settings), servicers, serving, task_repo, metrics)
 
 
 def _with_shared_secrets(settings: Settings, engine: Engine) -> Settings:

@@ -16,6 +16,9 @@ def _env(name: str, default: str) -> str:
 class Settings:
     data_dir: Path = field(default_factory=lambda: Path(_env("DATA_DIR", ".launch")).resolve())
     bind: str = field(default_factory=lambda: _env("BIND", "127.0.0.1:50051"))
+    # Prometheus text on http://<this>/metrics (docs/metrics.md); "off" serves none. Loopback by
+    # default: the figures name every endpoint and owner.
+    metrics_bind: str = field(default_factory=lambda: _env("METRICS_BIND", "127.0.0.1:9464"))
     database_url: str = field(default_factory=lambda: _env("DATABASE_URL", ""))
     # Bounds on one database step, so an outage answers UNAVAILABLE in bounded time (store/db.py
     # DbTimeouts): connecting (PostgreSQL), one statement (PostgreSQL statement_timeout; SQLite's

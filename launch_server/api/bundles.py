@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 
 import grpc
 from launch.v1 import model_bundle_pb2 as bpb
@@ -14,16 +14,25 @@ from launch_server.domain.bundles import BundleService, UploadHeader
 from launch_server.domain.errors import InvalidArgument
 
 
-async def _chunks(requests: AsyncIterator[bpb.UploadModelBundleRequest]) -> AsyncIterator[bytes]:
+async def _chunks(
+    requests: AsyncIterator[bpb.UploadModelBundleRequest], received: Callable[[int], None]
+) -> AsyncIterator[bytes]:
     async for message in requests:
         if message.WhichOneof("content") != "chunk":
             raise InvalidArgument("header", "may only be sent once, as the first message")
+        received(len(message.chunk))
         yield message.chunk
 
 
+def _uncounted(owner: str, size: int) -> None:
+    return None
+
+
 class ModelBundleServicer(bgrpc.ModelBundleServiceServicer):
-    def __init__(self, bundles: BundleService) -> None:
+    def __init__(self, bundles: BundleService, count_upload: Callable[[str, int], None] = _uncounted) -> None:
+        """`count_upload(owner, bytes)` hears of every chunk an upload receives (a metric)."""
         self._bundles = bundles
+        self._count_upload = count_upload
 
     async def UploadModelBundle(
         self, request_iterator: AsyncIterator[bpb.UploadModelBundleRequest], context: grpc.aio.ServicerContext
@@ -38,7 +47,9 @@ class ModelBundleServicer(bgrpc.ModelBundleServiceServicer):
             sha256=h.sha256,
             request_id=h.request_id,
         )
-        bundle = await self._bundles.upload(owner(), header, _chunks(request_iterator))
+        who = owner()
+        count = self._count_upload
+        bundle = await self._bundles.upload(who, header, _chunks(request_iterator, lambda size: count(who, size)))
         return bpb.UploadModelBundleResponse(model_bundle=bundle_to_proto(bundle))
 
     async def CreateModelBundle(

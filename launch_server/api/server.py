@@ -27,8 +27,10 @@ from launch_server.api.batch_jobs import BatchJobServicer
 from launch_server.api.bundles import ModelBundleServicer
 from launch_server.api.endpoints import ModelEndpointServicer
 from launch_server.api.inference import InferenceServicer
+from launch_server.api.rpc_metrics import RpcMetricsInterceptor
 from launch_server.api.tasks import TaskServicer
 from launch_server.domain.keys import ApiKeyService
+from launch_server.observability.exposition import ServerMetrics
 from launch_server.wire.limits import MESSAGE_SIZE_OPTIONS
 
 SERVICES = {
@@ -52,12 +54,13 @@ class Servicers:
 
 
 def build_server(
-    servicers: Servicers, keys: ApiKeyService, bind: str
+    servicers: Servicers, keys: ApiKeyService, bind: str, metrics: ServerMetrics
 ) -> tuple[grpc.aio.Server, int, health.aio.HealthServicer]:
     """Returns the server (not started), the bound port and the health servicer (so shutdown can
-    flip it to NOT_SERVING before draining)."""
+    flip it to NOT_SERVING before draining). RPCs are counted outermost, with the status code the
+    client gets."""
     server = grpc.aio.server(
-        interceptors=[AuthErrorsInterceptor(keys)],
+        interceptors=[RpcMetricsInterceptor(metrics), AuthErrorsInterceptor(keys)],
         options=[
             *MESSAGE_SIZE_OPTIONS,
             ("grpc.so_reuseport", 0),

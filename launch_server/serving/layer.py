@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from launch_server.serving import ray_gate
 from launch_server.serving.ray_lifecycle import RayLifecycle
 from launch_server.serving.reconciler import Reconciler
+from launch_server.serving.replica_figures import ReplicaFiguresReader
 from launch_server.serving.revocations import RevocationPublisher
 from launch_server.serving.router import Router
 from launch_server.task_queue.batch_runner import BatchRunner
@@ -67,6 +68,7 @@ class ServingLayer:
     maintenance: QueueMaintenance
     ray: RayLifecycle
     outage: OutageResponse
+    figures: ReplicaFiguresReader
 
     async def run(self, stop: asyncio.Event) -> None:
         self.outage.not_joined(CONNECTING)
@@ -83,6 +85,7 @@ class ServingLayer:
             asyncio.create_task(self.revocations.run(stop)),
             asyncio.create_task(self.batch_runner.run(stop)),
             asyncio.create_task(self.ray.supervise(stop)),
+            asyncio.create_task(self.figures.run(stop)),
         ]
         try:
             await self.reconciler.run(stop)
