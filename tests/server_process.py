@@ -161,7 +161,15 @@ def start_launch_server(
     (default data_dir)."""
     data_dir.mkdir(parents=True, exist_ok=True)
     port = port or free_port()
-    full_env = {**os.environ, "LAUNCH_DATA_DIR": str(data_dir), "PYTHONUNBUFFERED": "1", **(env or {})}
+    # Metrics on an ephemeral port unless a test names one: servers started side by side must not
+    # contend for the default port.
+    full_env = {
+        **os.environ,
+        "LAUNCH_DATA_DIR": str(data_dir),
+        "PYTHONUNBUFFERED": "1",
+        "LAUNCH_METRICS_BIND": "127.0.0.1:0",
+        **(env or {}),
+    }
     for name in unset:
         full_env.pop(name, None)
     log_path = log_path or data_dir / f"server-{port}.log"

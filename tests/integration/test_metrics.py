@@ -1,0 +1,152 @@
+"""Prometheus metrics from a real server (issue: observability): replicas on both nodes of the
+session's two-node cluster report their figures through the GCS, the server's metrics port serves
+them labelled by endpoint and owner beside its own RPC counts, and a real Prometheus scraping that
+port answers PromQL with the counts these tests produced. Real server, Ray cluster, replicas."""
+
+from __future__ import annotations
+
+import urllib.request
+from collections.abc import Iterator
+
+import launch
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+from tests.integration.test_direct_route import wait_route
+from tests.integration.test_endpoints import ENV, SMALL, args, client_for, make_echo, wait_for, wait_status
+from tests.observability import KIND_VALUES, OUTCOME_VALUES, PATH_VALUES
+from tests.prometheus import Prometheus, start_prometheus
+from tests.server_fixtures import serving_server_fixture
+from tests.server_process import free_port
+from tests.support import ServerHandle
+
+METRICS_PORT = free_port()
+server = serving_server_fixture("metrics", "m{dir}", LAUNCH_METRICS_BIND=f"127.0.0.1:{METRICS_PORT}")
+ONE = {**SMALL, "min_workers": 1, "max_workers": 1}
+SYNC_OK, SYNC_FAILED, TASKS, ON_GPU_NODE = 7, 2, 3, 4
+
+
+def make_picky():  # type: ignore[no-untyped-def]
+    def predict(x: int) -> dict:
+        if x < 0:
+            raise ValueError("negative")
+        return {"x": x}
+
+    return predict
+
+
+def scrape() -> dict[str, list]:
+    """The metrics port's samples by metric family name."""
+    with urllib.request.urlopen(f"http://127.0.0.1:{METRICS_PORT}/metrics", timeout=10) as response:
+        text = response.read().decode()
+    return {family.name: family.samples for family in text_string_to_metric_families(text)}
+
+
+def sample(name: str, **labels: str) -> float:
+    """The one sample of `name` with exactly these labels' values (0 when there is none)."""
+    family = name.removesuffix("_total").removesuffix("_bucket").removesuffix("_count").removesuffix("_sum")
+    for s in scrape().get(family, []):
+        if s.name == name and all(s.labels.get(k) == v for k, v in labels.items()):
+            return s.value
+    return 0.0
+
+
+@pytest.fixture(scope="module")
+def traffic(server: ServerHandle) -> Iterator[dict[str, launch.Endpoint]]:
+    """alice's sync endpoint (head node), async endpoint, and an endpoint on the GPU node; bob's
+    endpoint; then the requests whose counts the tests look for."""
+    alice, bob = client_for(server), client_for(server, "bob")
+    picky = alice.create_model_bundle("picky", ENV, predict_fn_or_cls=make_picky(), requirements=[])
+    made = {
+        "sync": alice.create_model_endpoint("metered", picky, **ONE, per_worker=4),
+        "async": alice.create_model_endpoint("metered-async", picky, **ONE, endpoint_type="async"),
+        "gpu": alice.create_model_endpoint(
+            "metered-gpu", picky, **ONE, gpus=1, gpu_type="nvidia-tesla-t4", endpoint_type="sync"
+        ),
+        "bob": bob.create_model_endpoint(
+            "bobs", bob.create_model_bundle("echo", ENV, predict_fn_or_cls=make_echo(), requirements=[]), **ONE
+        ),
+    }
+    for ep in made.values():
+        wait_status(ep, "READY", timeout=120)
+    wait_route(server, "metered")
+    for i in range(SYNC_OK):
+        assert made["sync"].predict(args(x=i)).status == "SUCCESS"
+    for _ in range(SYNC_FAILED):
+        assert made["sync"].predict(args(x=-1)).status == "FAILURE"
+    futures = [made["async"].predict(args(x=i)) for i in range(TASKS)]
+    assert [f.get(timeout=60).status for f in futures] == ["SUCCESS"] * TASKS
+    for i in range(ON_GPU_NODE):
+        assert made["gpu"].predict(args(x=i)).status == "SUCCESS"
+    yield made
+    for name, ep in made.items():
+        (bob if name == "bob" else alice).delete_model_endpoint(ep.model_endpoint.name)
+
+
+@pytest.fixture(scope="module")
+def prometheus(tmp_path_factory: pytest.TempPathFactory, traffic: dict) -> Iterator[Prometheus]:
+    instance = start_prometheus(tmp_path_factory.mktemp("prometheus"), [f"127.0.0.1:{METRICS_PORT}"])
+    yield instance
+    instance.stop()
+
+
+def requests_of(endpoint: str, **labels: str) -> float:
+    return sample("launch_requests_total", endpoint=endpoint, owner="alice", **labels)
+
+
+def test_the_replicas_counts_reach_the_metrics_port(traffic: dict) -> None:
+    wait_for(lambda: requests_of("metered", kind="sync", outcome="success") == SYNC_OK, 20, "sync successes")
+    assert requests_of("metered", kind="sync", path="direct", outcome="failure") == SYNC_FAILED
+    wait_for(lambda: requests_of("metered-async", kind="async_task", outcome="success") == TASKS, 20, "tasks")
+    durations = sample("launch_request_duration_seconds_count", endpoint="metered", kind="sync", path="direct")
+    assert durations == SYNC_OK + SYNC_FAILED
+    assert sample("launch_predict_call_seconds_count", endpoint="metered") == SYNC_OK + SYNC_FAILED
+    assert sample("launch_request_queue_wait_seconds_count", endpoint="metered") == SYNC_OK + SYNC_FAILED
+    assert sample("launch_replica_cold_start_seconds_count", endpoint="metered", phase="load") == 1
+    assert sample("launch_workers", endpoint="metered", state="running") == 1
+    assert sample("launch_requests_in_flight", endpoint="metered") == 0
+
+
+def test_a_replica_on_the_second_node_is_counted(traffic: dict) -> None:
+    wait_for(lambda: requests_of("metered-gpu", outcome="success") == ON_GPU_NODE, 20, "GPU-node requests")
+
+
+def test_owners_and_label_values_are_the_endpoints_own(traffic: dict) -> None:
+    wait_for(lambda: sample("launch_workers", endpoint="bobs", owner="bob", state="running") == 1, 20, "bob's")
+    samples = scrape()["launch_requests"]
+    assert {s.labels["owner"] for s in samples} <= {"alice", "bob"}
+    assert {s.labels["kind"] for s in samples} <= KIND_VALUES
+    assert {s.labels["path"] for s in samples} <= PATH_VALUES
+    assert {s.labels["outcome"] for s in samples} <= OUTCOME_VALUES
+    assert not any(s.labels["owner"] == "bob" and s.labels["endpoint"].startswith("metered") for s in samples)
+
+
+def test_server_rpcs_are_counted_by_method_and_code(server: ServerHandle, traffic: dict) -> None:
+    created = sample(
+        "launch_server_rpcs_total", method="/launch.v1.ModelEndpointService/CreateModelEndpoint", code="OK"
+    )
+    assert created >= len(traffic)
+    bad = launch.LaunchClient(api_key="not-a-key", endpoint=server.address)
+    with pytest.raises(Exception):  # noqa: B017 - the SDK's own error type for UNAUTHENTICATED
+        bad.list_model_endpoints()
+    wait_for(
+        lambda: (
+            sample(
+                "launch_server_rpcs_total",
+                method="/launch.v1.ModelEndpointService/ListModelEndpoints",
+                code="UNAUTHENTICATED",
+            )
+            >= 1
+        ),
+        10,
+        "the refused call",
+    )
+    assert sample("launch_bundle_upload_bytes_total", owner="alice") > 0  # the pickled bundle
+
+
+def test_prometheus_scrapes_the_counts(prometheus: Prometheus) -> None:
+    prometheus.wait_value('sum(launch_requests_total{endpoint="metered",outcome="success"})', SYNC_OK)
+    prometheus.wait_value('sum(launch_requests_total{endpoint="metered-gpu",owner="alice"})', ON_GPU_NODE)
+    prometheus.wait_value('sum(launch_requests_total{endpoint="metered-async",kind="async_task"})', TASKS)
+    prometheus.wait_value('launch_workers{endpoint="bobs",owner="bob",state="running"}', 1)
+    assert prometheus.value('up{job="launch"}') == 1
