@@ -116,11 +116,11 @@ async def _serve(settings: Settings, port_file: str | None) -> Launch:
 
 
 def _start_metrics(launch: Launch) -> tuple[str, int, Any] | None:
-    """The metrics port (settings.metrics_bind, "off" for none): (host, port, its HTTP server)."""
+    """The metrics port (settings.metrics_bind, "off" or LAUNCH_METRICS=0 for none): (host, port, its HTTP server)."""
     from launch_server.observability.exposition import start_metrics_port
 
     bind = launch.control.settings.metrics_bind
-    if bind.lower() in ("", "off", "0", "false", "no"):
+    if not launch.control.settings.metrics or bind.lower() in ("", "off", "0", "false", "no"):
         return None
     started = start_metrics_port(launch.metrics.registry, bind)
     if started is None:

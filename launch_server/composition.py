@@ -47,6 +47,7 @@ from launch_server.task_queue.batch_runner import BatchRunner
 from launch_server.task_queue.callbacks import CallbackSender
 from launch_server.task_queue.dispatcher import Dispatcher
 from launch_server.task_queue.maintenance import QueueMaintenance
+from launch_server.task_queue.queue_figures import QueueFigures
 from launch_server.task_queue.watch import WatchHub
 from launch_server.wire.replica_tls import ReplicaTls, make_replica_tls
 
@@ -196,8 +197,13 @@ def _with_serving_layer(control: ControlPlane, metrics: ServerMetrics) -> Launch
         sweep_interval_s=settings.storage_sweep_interval_s,
     )
     outage = OutageResponse(reconciler, dispatcher, router)
-    figures = ReplicaFiguresReader(settings.serve_app_prefix)
-    metrics.registry.register(EndpointCollector(EndpointSource(reconciler, figures.by_app)))
+    figures = ReplicaFiguresReader(
+        settings.serve_app_prefix, served_apps=lambda: {reconciler.app_name(e) for e in reconciler.endpoints()}
+    )
+    queue_figures = QueueFigures(task_repo, reconciler)
+    metrics.registry.register(
+        EndpointCollector(EndpointSource(reconciler, figures.by_app, figures.desired_workers, queue_figures))
+    )
     serving = ServingLayer(
         reconciler=reconciler,
         router=router,
@@ -216,6 +222,7 @@ def _with_serving_layer(control: ControlPlane, metrics: ServerMetrics) -> Launch
         ray=RayLifecycle(_cluster_options(settings), outage),
         outage=outage,
         figures=figures,
+        queue_figures=queue_figures,
     )
     servicers = Servicers(
         bundles=ModelBundleServicer(control.bundles, _count_uploads(metrics)),

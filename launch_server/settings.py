@@ -19,6 +19,9 @@ class Settings:
     # Prometheus text on http://<this>/metrics (docs/metrics.md); "off" serves none. Loopback by
     # default: the figures name every endpoint and owner.
     metrics_bind: str = field(default_factory=lambda: _env("METRICS_BIND", "127.0.0.1:9464"))
+    # LAUNCH_METRICS=0: no figures at all: replicas count nothing, and there is no metrics port
+    # and no live endpoint figures (the switch a metrics-overhead measurement compares against).
+    metrics: bool = field(default_factory=lambda: _env("METRICS", "1") not in ("0", "false", "no", "off"))
     database_url: str = field(default_factory=lambda: _env("DATABASE_URL", ""))
     # Bounds on one database step, so an outage answers UNAVAILABLE in bounded time (store/db.py
     # DbTimeouts): connecting (PostgreSQL), one statement (PostgreSQL statement_timeout; SQLite's

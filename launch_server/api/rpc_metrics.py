@@ -40,21 +40,21 @@ class RpcMetricsInterceptor(grpc.aio.ServerInterceptor):
         wrapped = self._wrapped[method] = self._wrap(method, handler)
         return wrapped
 
-    def _watch(self, method: str, context: grpc.aio.ServicerContext) -> None:
+    def _watch(self, method: str, context: grpc.aio.ServicerContext) -> list[bool]:
+        """Counts the call when it ends; the handler sets the returned flag when it raised
+        without setting a code (grpc then sends UNKNOWN, but the context still says None)."""
         started = time.perf_counter()
         metrics = self._metrics
         counter = metrics.rpcs
         timer = metrics.rpc_seconds.labels(method)
+        raised = [False]
 
         def ended(call: Any) -> None:
-            code = call.code()
-            name = "OK" if code is None else getattr(code, "name", str(code))
-            if call.cancelled() and code is None:
-                name = "CANCELLED"
-            counter.labels(method, name).inc()
+            counter.labels(method, _code_name(call, raised[0])).inc()
             timer.observe(time.perf_counter() - started)
 
         context.add_done_callback(ended)
+        return raised
 
     def _wrap(self, method: str, handler: grpc.RpcMethodHandler) -> grpc.RpcMethodHandler:
         watch = self._watch
@@ -62,9 +62,13 @@ class RpcMetricsInterceptor(grpc.aio.ServerInterceptor):
             inner = handler.unary_unary or handler.stream_unary
 
             async def unary(request: Any, context: grpc.aio.ServicerContext) -> Any:
-                watch(method, context)
-                result = inner(request, context)
-                return await result if inspect.isawaitable(result) else result
+                raised = watch(method, context)
+                try:
+                    result = inner(request, context)
+                    return await result if inspect.isawaitable(result) else result
+                except Exception:
+                    raised[0] = True
+                    raise
 
             make = grpc.unary_unary_rpc_method_handler if handler.unary_unary else grpc.stream_unary_rpc_method_handler
             return make(unary, handler.request_deserializer, handler.response_serializer)
@@ -73,19 +77,39 @@ class RpcMetricsInterceptor(grpc.aio.ServerInterceptor):
         if inspect.iscoroutinefunction(inner):
 
             async def writing(request: Any, context: grpc.aio.ServicerContext) -> None:
-                watch(method, context)
-                await inner(request, context)
+                raised = watch(method, context)
+                try:
+                    await inner(request, context)
+                except Exception:
+                    raised[0] = True
+                    raise
 
             return make(writing, handler.request_deserializer, handler.response_serializer)
 
         async def yielding(request: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
-            watch(method, context)
-            result = inner(request, context)
-            if hasattr(result, "__aiter__"):
-                async for item in result:
-                    yield item
-            elif result is not None:
-                for item in result:
-                    yield item
+            raised = watch(method, context)
+            try:
+                result = inner(request, context)
+                if hasattr(result, "__aiter__"):
+                    async for item in result:
+                        yield item
+                elif result is not None:
+                    for item in result:
+                        yield item
+            except Exception:
+                raised[0] = True
+                raise
 
         return make(yielding, handler.request_deserializer, handler.response_serializer)
+
+
+def _code_name(call: Any, raised: bool) -> str:
+    """The status the client got: the code the handler set; UNKNOWN for a raise that set none
+    (context.abort sets one); DEADLINE_EXCEEDED or CANCELLED for a call that ended early."""
+    code = call.code()
+    if code is not None:
+        return getattr(code, "name", str(code))
+    if call.cancelled():
+        remaining = call.time_remaining()
+        return "DEADLINE_EXCEEDED" if remaining is not None and remaining <= 0 else "CANCELLED"
+    return "UNKNOWN" if raised else "OK"

@@ -25,6 +25,22 @@ class ClaimedTask:
 
 
 @dataclass(frozen=True)
+class QueueDepth:
+    """An endpoint's tasks waiting for a replica: how many, and when the oldest was queued."""
+
+    queued: int
+    oldest_created_at: datetime
+
+
+class QueueDepths(Protocol):
+    """The queue figures' side (task_queue/queue_figures.py): one read-only count per pass."""
+
+    def queue_depths(self, endpoint_ids: list[str]) -> dict[str, QueueDepth]:
+        """Pending tasks per endpoint; endpoints with none are left out."""
+        ...
+
+
+@dataclass(frozen=True)
 class CallbackJob:
     """A finished task whose callback is due, claimed for one attempt (`attempts` made before)."""
 

@@ -13,12 +13,13 @@ import logging
 import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 from prometheus_client import CollectorRegistry, Counter, Histogram
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.registry import Collector
 
+from launch_server.domain.endpoints import EndpointType
 from launch_server.domain.live_endpoints import LiveEndpoints
 from launch_server.observability.figures import (
     BATCH_BUCKETS,
@@ -80,13 +81,24 @@ class ServerMetrics:
         )
 
 
+class QueueSource(Protocol):
+    """The async queues' depths (task_queue/queue_figures.py)."""
+
+    def depth(self, endpoint_id: str) -> Any: ...
+
+    def oldest_age_s(self, endpoint_id: str) -> float: ...
+
+
 @dataclass(frozen=True)
 class EndpointSource:
-    """Where the endpoint collector reads: the serving layer's view of endpoints and the replica
-    figures per Serve application (serving/replica_figures.py)."""
+    """Where the endpoint collector reads: the serving layer's view of endpoints, the replica
+    figures and the autoscaler's desired workers per Serve application
+    (serving/replica_figures.py), and the task queue's depths."""
 
     live: LiveEndpoints
     figures_by_app: Callable[[], dict[str, ReplicaFigures]]
+    desired_workers: Callable[[str], int | None]
+    queue: QueueSource
 
 
 def _buckets(histogram: FixedHistogram) -> list[tuple[str, float]]:
@@ -110,8 +122,9 @@ class EndpointCollector(Collector):
         return []  # unchecked collector: its families depend on what is deployed
 
     def collect(self) -> Iterator[Metric]:
-        with self._lock:
-            yield from self._families()
+        with self._lock:  # one scrape at a time builds them; none is held while they are written
+            families = self._families()
+        yield from families
 
     def _families(self) -> list[Metric]:
         live = self._source.live
@@ -142,15 +155,36 @@ class EndpointCollector(Collector):
         bounds = GaugeMetricFamily(
             "launch_workers_limit", "The endpoint's min_workers and max_workers.", labels=[*ENDPOINT_LABELS, "limit"]
         )
+        desired = GaugeMetricFamily(
+            "launch_workers_desired",
+            "Workers the autoscaler asks for now, within the endpoint's bounds (before Serve's scaling delays).",
+            labels=ENDPOINT_LABELS,
+        )
+        queued = GaugeMetricFamily(
+            "launch_tasks_queued", "Async tasks waiting for a worker (PENDING).", labels=ENDPOINT_LABELS
+        )
+        oldest = GaugeMetricFamily(
+            "launch_tasks_oldest_queued_age_seconds",
+            "How long the oldest waiting async task has waited; 0 when none waits.",
+            labels=ENDPOINT_LABELS,
+        )
         for endpoint in live.endpoints():
             labels = [endpoint.name, endpoint.owner]
             settings = endpoint.settings
+            app_name = live.app_name(endpoint)
             bounds.add_metric([*labels, "min"], settings.min_workers)
             bounds.add_metric([*labels, "max"], settings.max_workers)
             route = live.route(endpoint.endpoint_id)
             workers.add_metric([*labels, "running"], route.available_workers if route else 0)
             workers.add_metric([*labels, "starting"], route.unavailable_workers if route else 0)
-            app_figures = figures.get(live.app_name(endpoint))
+            wanted = self._source.desired_workers(app_name)
+            if wanted is not None:
+                desired.add_metric(labels, wanted)
+            if settings.endpoint_type is EndpointType.ASYNC:
+                depth = self._source.queue.depth(endpoint.endpoint_id)
+                queued.add_metric(labels, depth.queued if depth else 0)
+                oldest.add_metric(labels, self._source.queue.oldest_age_s(endpoint.endpoint_id))
+            app_figures = figures.get(app_name)
             if app_figures is None:
                 in_flight.add_metric(labels, 0)
                 continue
@@ -166,7 +200,7 @@ class EndpointCollector(Collector):
             for phase, histogram in app_figures.cold_start.items():
                 if histogram.count:
                     cold.add_metric([*labels, phase], _buckets(histogram), histogram.total)
-        return [requests, durations, *histograms.values(), cold, in_flight, workers, bounds]
+        return [requests, durations, *histograms.values(), cold, in_flight, workers, bounds, desired, queued, oldest]
 
 
 def start_metrics_port(registry: CollectorRegistry, bind: str) -> tuple[Any, int] | None:

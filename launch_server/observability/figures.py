@@ -9,7 +9,6 @@ replica (which runs user code) writes."""
 
 from __future__ import annotations
 
-import math
 import threading
 import time
 from bisect import bisect_left
@@ -95,20 +94,27 @@ class ReplicaFigures:
         self.histograms = {name: Histogram(bounds) for name, bounds in HISTOGRAMS.items()}
         self.cold_start = {phase: Histogram(COLD_START_BUCKETS) for phase in COLD_START_PHASES}
         self.in_flight = 0
+        self.enabled = True  # False: every update is a no-op (the servers run with metrics off)
 
     def started(self) -> float:
         """One request arrived; the clock value to give finished()."""
+        if not self.enabled:
+            return 0.0
         with self._lock:
             self.in_flight += 1
         return time.perf_counter()
 
     def finished(self, kind: str, path: str, outcome: str, started: float) -> None:
         """The request that started() at `started` was answered (or refused, or given up)."""
+        if not self.enabled:
+            return
         seconds = time.perf_counter() - started
         key = (kind, path, outcome)
         with self._lock:
             self.in_flight -= 1
             self.requests[key] = self.requests.get(key, 0) + 1
+            if outcome == "refused":  # never ran (it is sent again elsewhere): not a duration
+                return
             histogram = self.durations.get((kind, path))
             if histogram is None:
                 histogram = self.durations[(kind, path)] = Histogram(SECONDS_BUCKETS)
@@ -116,16 +122,22 @@ class ReplicaFigures:
 
     def observe(self, name: str, value: float) -> None:
         """One value of the named histogram (HISTOGRAMS)."""
+        if not self.enabled:
+            return
         with self._lock:
             self.histograms[name].observe(value)
 
     def observe_many(self, name: str, values: list[float]) -> None:
+        if not self.enabled:
+            return
         with self._lock:
             histogram = self.histograms[name]
             for value in values:
                 histogram.observe(value)
 
     def cold_start_phase(self, phase: str, seconds: float) -> None:
+        if not self.enabled:
+            return
         with self._lock:
             self.cold_start[phase].observe(max(0.0, seconds))
 
@@ -150,15 +162,20 @@ class SnapshotError(ValueError):
     """A snapshot that does not have the documented shape; the reader skips it whole."""
 
 
+# Counts and sums above these are no replica's (2**53: a float still counts every request exactly).
+MAX_COUNT = 2**53
+MAX_TOTAL = 1e15
+
+
 def _count(value: Any) -> int:
-    if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+    if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value <= MAX_COUNT:
         raise SnapshotError(f"not a count: {value!r}")
     return value
 
 
 def _total(value: Any) -> float:
-    if not isinstance(value, int | float) or isinstance(value, bool) or not math.isfinite(value):
-        raise SnapshotError(f"not a finite sum: {value!r}")
+    if not isinstance(value, int | float) or isinstance(value, bool) or not -MAX_TOTAL <= value <= MAX_TOTAL:
+        raise SnapshotError(f"not a finite sum: {value!r}")  # NaN fails the comparison too
     return float(value)
 
 
@@ -198,7 +215,7 @@ def parse_snapshot(data: Any) -> tuple[float, ReplicaFigures]:
         for phase in COLD_START_PHASES:
             figures.cold_start[phase] = _histogram(data["cold_start"][phase], COLD_START_BUCKETS)
         return _total(data["written"]), figures
-    except (KeyError, TypeError, ValueError) as exc:
+    except (KeyError, TypeError, ValueError, ArithmeticError) as exc:
         if isinstance(exc, SnapshotError):
             raise
         raise SnapshotError(f"malformed snapshot: {exc}") from None

@@ -153,6 +153,8 @@ class RuntimeConfig:
     # keeps what the bundle's @launch.batched says (replica/batching.py).
     max_batch_size: int | None = None
     max_batch_wait_ms: int | None = None
+    # False when the servers run with LAUNCH_METRICS=0: the replica counts and reports nothing.
+    figures: bool = True
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

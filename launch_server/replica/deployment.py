@@ -78,10 +78,13 @@ class LaunchReplica:
             current_python_version(),
         )
         started = time.monotonic()
+        runtime_config = RuntimeConfig.from_dict(config)
+        FIGURES.enabled = runtime_config.figures
+        self._identity = _replica_identity()
         # Started even without the direct route: async user code and streams run on it.
         self._loop = ReplicaLoop().start()
         try:
-            self.runtime = BundleRuntime(bundle, RuntimeConfig.from_dict(config), loop=self._loop)
+            self.runtime = BundleRuntime(bundle, runtime_config, loop=self._loop)
         except BundleLoadError as exc:
             logger.error("Launch replica cannot load bundle %r (id %s): %s", bundle.name, bundle.bundle_id, exc)
             _flush_log()
@@ -95,19 +98,18 @@ class LaunchReplica:
         FIGURES.cold_start_phase("load", loaded_s - self.runtime.download_s)
         logger.info("Launch replica ready: bundle %r (id %s) loaded in %.2f s", bundle.name, bundle.bundle_id, loaded_s)
         # Requests through Serve are async tasks on an async endpoint, sync predicts otherwise.
-        self._call_kind = "sync" if RuntimeConfig.from_dict(config).sync_results else "async_task"
+        self._call_kind = "sync" if runtime_config.sync_results else "async_task"
         self._batch = BatchChunkWork(self.runtime.call, self.runtime.storage, _slices_of(self.runtime))
         self._executor = ThreadPoolExecutor(max_workers=max(1, max_threads), thread_name_prefix="launch-predict")
         self._calls = ReplicaCalls(self.runtime, self._executor, self._loop)
         self._direct = self._start_direct(direct) if direct else None
-        self._identity = _replica_identity()
         self._reporting = self._start_reporting()
         _flush_log()
 
     def _start_reporting(self) -> tuple[Any, asyncio.Event] | None:
         """This replica's figures go to the servers every few seconds (figures_reporter);
         outside Serve (unit tests) there is nowhere to report."""
-        if self._identity is None:
+        if self._identity is None or not FIGURES.enabled:
             return None
         stop = asyncio.Event()
         return self._loop.submit(report_until_stopped(*self._identity, stop)), stop
@@ -208,7 +210,7 @@ class LaunchReplica:
     async def assemble(self, request: AssembleRequest) -> InferenceAnswer:
         """Writes a batch job's results object from its chunks' outcomes (batch_chunks); the
         answer's result_url is where it went."""
-        return await run_stoppable(self._executor, self._batch.assemble, request)
+        return await run_stoppable(self._executor, self._batch.assemble, request, count_wait=False)  # not a request
 
     def record_autoscaling_stats(self) -> dict[str, float]:
         """Serve's custom-metrics hook: requests in flight on the direct route, which Serve cannot

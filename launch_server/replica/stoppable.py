@@ -118,12 +118,16 @@ class StoppableCall(Generic[R]):
 
 
 async def run_stoppable(
-    executor: Executor, fn: Callable[[W], InferenceAnswer], request: W, timeout_s: float | None = None
+    executor: Executor,
+    fn: Callable[[W], InferenceAnswer],
+    request: W,
+    timeout_s: float | None = None,
+    count_wait: bool = True,
 ) -> InferenceAnswer:
     """fn(request) on `executor`; past `timeout_s` seconds of running (None or 0: no limit) it is
     given up and answered as a FAILURE; if the awaiting task is cancelled, it is given up and the
-    cancellation goes on."""
-    call = StoppableCall(executor, fn, request, count_wait=True)
+    cancellation goes on. `count_wait`: its wait for the pool is a request's queue wait."""
+    call = StoppableCall(executor, fn, request, count_wait=count_wait)
     try:
         if not timeout_s:
             answer = await asyncio.shield(call.future)

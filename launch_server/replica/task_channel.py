@@ -110,16 +110,16 @@ class TaskChannelServicer(rgrpc.ReplicaServiceServicer):
                 # The runtime's predict never raises (a failing predict function is a FAILURE
                 # answer): this is the replica's own failure, answered like one.
                 result = ipb.InferenceResult(state=ipb.RESULT_STATE_FAILURE, traceback=f"the replica failed: {exc!r}")
-            outcome = "success" if result.state == ipb.RESULT_STATE_SUCCESS else "failure"
+            message = rpb.RunTasksResponse(tag=tag, result=result)
+            if (size := message.ByteSize()) > MAX_ANSWER_BYTES:  # gRPC would fail the call: every task on it
+                too_big = f"the answer is {size:,} bytes, over the {MAX_ANSWER_BYTES:,}-byte message limit"
+                message = rpb.RunTasksResponse(
+                    tag=tag, result=ipb.InferenceResult(state=ipb.RESULT_STATE_FAILURE, traceback=too_big)
+                )
+            outcome = "success" if message.result.state == ipb.RESULT_STATE_SUCCESS else "failure"
         finally:
             ingress.gauge.change(-1)
             FIGURES.finished("async_task", "channel", outcome, started)
-        message = rpb.RunTasksResponse(tag=tag, result=result)
-        if (size := message.ByteSize()) > MAX_ANSWER_BYTES:  # gRPC would fail the call: every task on it
-            too_big = f"the answer is {size:,} bytes, over the {MAX_ANSWER_BYTES:,}-byte message limit"
-            message = rpb.RunTasksResponse(
-                tag=tag, result=ipb.InferenceResult(state=ipb.RESULT_STATE_FAILURE, traceback=too_big)
-            )
         try:
             await answer(message)
         except Exception:  # noqa: BLE001 - the call ended (the caller went away): nobody to tell

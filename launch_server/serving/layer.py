@@ -20,6 +20,7 @@ from launch_server.task_queue.batch_runner import BatchRunner
 from launch_server.task_queue.callbacks import CallbackSender
 from launch_server.task_queue.dispatcher import Dispatcher
 from launch_server.task_queue.maintenance import QueueMaintenance
+from launch_server.task_queue.queue_figures import QueueFigures
 from launch_server.task_queue.watch import WatchHub
 
 log = logging.getLogger(__name__)
@@ -69,6 +70,7 @@ class ServingLayer:
     ray: RayLifecycle
     outage: OutageResponse
     figures: ReplicaFiguresReader
+    queue_figures: QueueFigures
 
     async def run(self, stop: asyncio.Event) -> None:
         self.outage.not_joined(CONNECTING)
@@ -86,6 +88,7 @@ class ServingLayer:
             asyncio.create_task(self.batch_runner.run(stop)),
             asyncio.create_task(self.ray.supervise(stop)),
             asyncio.create_task(self.figures.run(stop)),
+            asyncio.create_task(self.queue_figures.run(stop)),
         ]
         try:
             await self.reconciler.run(stop)

@@ -29,7 +29,7 @@ from launch_server.domain.live_endpoints import LiveRoute
 from launch_server.domain.ownership import results_prefix
 from launch_server.domain.serving_ports import BundleSource
 from launch_server.replica import registry as replica_registry
-from launch_server.replica.autoscaling import POLICY_IMPORT_PATH
+from launch_server.replica.autoscaling import POLICY_IMPORT_PATH, drop_desired
 from launch_server.replica.bundle_runtime import BundleDescriptor, RuntimeConfig
 from launch_server.replica.listener import DirectConfig
 from launch_server.serving.logs import pip_log_name
@@ -282,6 +282,7 @@ class Reconciler:
             return
         self._on_removed(endpoint.endpoint_id)
         replica_registry.drop_application(app)  # entries of replicas that died without withdrawing
+        drop_desired(app)
         self._endpoints.remove(endpoint.endpoint_id)
         self._live.pop(endpoint.endpoint_id, None)
         self._deployed.pop(endpoint.endpoint_id, None)
@@ -357,6 +358,7 @@ class Reconciler:
             # The endpoint's batch limits; None keeps the bundle's @launch.batched values.
             max_batch_size=s.max_batch_size,
             max_batch_wait_ms=s.max_batch_wait_ms,
+            figures=cfg.metrics,
         )
         # Serve's per-replica limit, and the same limit on the replica's own (direct) port.
         max_ongoing = max(cfg.max_ongoing_requests, s.per_worker)

@@ -14,7 +14,7 @@ from sqlmodel import Session, delete, select
 
 from launch_server.domain.errors import ResourceExhausted
 from launch_server.domain.requests import task_work_from_json
-from launch_server.domain.task_queue_ports import CallbackJob, ClaimedTask
+from launch_server.domain.task_queue_ports import CallbackJob, ClaimedTask, QueueDepth
 from launch_server.domain.tasks import TERMINAL, Outcome, Task, TaskState, finished_task
 from launch_server.store.db import writer
 from launch_server.store.repositories import as_utc
@@ -222,6 +222,21 @@ class SqlTaskRepository:
                 .group_by(TaskRow.endpoint_id)
             ).all()
         return {endpoint_id: int(count) for endpoint_id, count in rows}
+
+    def queue_depths(self, endpoint_ids: list[str]) -> dict[str, QueueDepth]:
+        """One grouped read over ix_tasks_endpoint_state_created (count and oldest per endpoint)."""
+        depths: dict[str, QueueDepth] = {}
+        for start in range(0, len(endpoint_ids), IN_CHUNK):
+            chunk = endpoint_ids[start : start + IN_CHUNK]
+            with Session(self._engine) as session:
+                rows = session.exec(
+                    select(TaskRow.endpoint_id, func.count(), func.min(TaskRow.created_at))
+                    .where(TaskRow.state == TaskState.PENDING.value, TaskRow.endpoint_id.in_(chunk))
+                    .group_by(TaskRow.endpoint_id)
+                ).all()
+            for endpoint_id, count, oldest in rows:
+                depths[endpoint_id] = QueueDepth(int(count), as_utc(oldest))
+        return depths
 
     def claim(self, endpoint_id: str, limit: int, worker: str, lease_s: float) -> list[ClaimedTask]:
         """Moves up to `limit` of the oldest pending tasks to STARTED under this worker's lease."""

@@ -21,15 +21,21 @@ from tests.server_process import free_port
 from tests.support import ServerHandle
 
 METRICS_PORT = free_port()
-server = serving_server_fixture("metrics", "m{dir}", LAUNCH_METRICS_BIND=f"127.0.0.1:{METRICS_PORT}")
+# Tasks are claimed four at a time, so a burst of them queues visibly (test_queued_tasks_...).
+server = serving_server_fixture(
+    "metrics", "m{dir}", LAUNCH_METRICS_BIND=f"127.0.0.1:{METRICS_PORT}", LAUNCH_TASK_GROUP_MAX="4"
+)
 ONE = {**SMALL, "min_workers": 1, "max_workers": 1}
 SYNC_OK, SYNC_FAILED, TASKS, ON_GPU_NODE = 7, 2, 3, 4
 
 
 def make_picky():  # type: ignore[no-untyped-def]
-    def predict(x: int) -> dict:
+    def predict(x: int, wait: float = 0.0) -> dict:
+        import time
+
         if x < 0:
             raise ValueError("negative")
+        time.sleep(wait)
         return {"x": x}
 
     return predict
@@ -43,12 +49,13 @@ def scrape() -> dict[str, list]:
 
 
 def sample(name: str, **labels: str) -> float:
-    """The one sample of `name` with exactly these labels' values (0 when there is none)."""
+    """The sum of the samples of `name` with these labels' values (0 when there is none)."""
     family = name.removesuffix("_total").removesuffix("_bucket").removesuffix("_count").removesuffix("_sum")
-    for s in scrape().get(family, []):
-        if s.name == name and all(s.labels.get(k) == v for k, v in labels.items()):
-            return s.value
-    return 0.0
+    return sum(
+        s.value
+        for s in scrape().get(family, [])
+        if s.name == name and all(s.labels.get(k) == v for k, v in labels.items())
+    )
 
 
 @pytest.fixture(scope="module")
@@ -107,6 +114,12 @@ def test_the_replicas_counts_reach_the_metrics_port(traffic: dict) -> None:
     assert sample("launch_requests_in_flight", endpoint="metered") == 0
 
 
+def test_the_autoscalers_desired_workers_reach_the_metrics_port(traffic: dict) -> None:
+    """Written by the autoscaling policy inside Serve's controller, read through the GCS."""
+    wait_for(lambda: sample("launch_workers_desired", endpoint="metered") == 1, 30, "desired workers")
+    assert sample("launch_workers_desired", endpoint="bobs", owner="bob") == 1
+
+
 def test_a_replica_on_the_second_node_is_counted(traffic: dict) -> None:
     wait_for(lambda: requests_of("metered-gpu", outcome="success") == ON_GPU_NODE, 20, "GPU-node requests")
 
@@ -150,3 +163,17 @@ def test_prometheus_scrapes_the_counts(prometheus: Prometheus) -> None:
     prometheus.wait_value('sum(launch_requests_total{endpoint="metered-async",kind="async_task"})', TASKS)
     prometheus.wait_value('launch_workers{endpoint="bobs",owner="bob",state="running"}', 1)
     assert prometheus.value('up{job="launch"}') == 1
+
+
+def test_queued_tasks_and_the_oldest_ones_age(traffic: dict) -> None:
+    """Runs last: its tasks add to the async endpoint's counts the tests above compare."""
+    assert sample("launch_tasks_queued", endpoint="metered-async") == 0
+    assert sample("launch_tasks_oldest_queued_age_seconds", endpoint="metered-async") == 0
+    futures = [traffic["async"].predict(args(x=i, wait=0.4)) for i in range(40)]  # one worker: ~16 s
+    wait_for(lambda: sample("launch_tasks_queued", endpoint="metered-async") >= 5, 20, "a queue")
+    wait_for(lambda: sample("launch_tasks_oldest_queued_age_seconds", endpoint="metered-async") > 1, 20, "its age")
+    queued_of = {s.labels["endpoint"] for s in scrape()["launch_tasks_queued"]}
+    assert "metered-async" in queued_of and "metered" not in queued_of  # async endpoints only
+    assert [f.get(timeout=120).status for f in futures] == ["SUCCESS"] * len(futures)
+    wait_for(lambda: sample("launch_tasks_queued", endpoint="metered-async") == 0, 20, "the queue drained")
+    assert sample("launch_tasks_oldest_queued_age_seconds", endpoint="metered-async") == 0

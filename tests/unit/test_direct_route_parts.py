@@ -11,6 +11,7 @@ from launch.direct_route import DirectRouter, is_enabled
 from launch.v1 import inference_pb2 as ipb
 from launch.v1 import model_endpoint_pb2 as epb
 
+from launch_server.replica import autoscaling
 from launch_server.replica.autoscaling import DIRECT_ONGOING_METRIC, desired_replicas, direct_aware_policy
 from launch_server.replica.listener import InflightGauge
 from launch_server.replica.registry import FORGET_AFTER_S, STALE_AFTER_S, expired_keys, parse_entries
@@ -79,20 +80,48 @@ def test_gauge_reports_the_time_weighted_average() -> None:
     assert gauge.current == 0
 
 
-def test_policy_adds_direct_requests_to_serves_count() -> None:
+def test_policy_adds_direct_requests_to_serves_count(monkeypatch: pytest.MonkeyPatch) -> None:
     assert desired_replicas(current=2, target=2, serve_requests=2, direct_requests=6, target_per_replica=2) == 4
     assert desired_replicas(current=0, target=1, serve_requests=0, direct_requests=0, target_per_replica=2) == 1
+    written: list[tuple[str, int]] = []
+    monkeypatch.setattr(autoscaling, "publish_desired", lambda app, desired, now: written.append((app, desired)))
     ctx = SimpleNamespace(
+        app_name="launch-e1",
         aggregated_metrics={DIRECT_ONGOING_METRIC: {"r1": 3.0, "r2": 5.0}},
         current_num_replicas=2,
         target_num_replicas=2,
         total_num_requests=0.0,
+        capacity_adjusted_min_replicas=1,
+        capacity_adjusted_max_replicas=3,
+        policy_state={"serve's own": 1},
         config=SimpleNamespace(get_target_ongoing_requests=lambda: 2.0),
     )
-    assert direct_aware_policy(ctx) == (4.0, {})
+    desired, state = direct_aware_policy(ctx)
+    assert desired == 4.0
+    assert written == [("launch-e1", 3)]  # within max_workers
+    assert state["serve's own"] == 1 and state["published"] == 3  # Serve's keys are kept
+    ctx.policy_state = state
     ctx.aggregated_metrics = None  # no replica has reported yet: Serve's own count alone
     ctx.total_num_requests = 1.0
-    assert direct_aware_policy(ctx) == (0.5, {})
+    assert direct_aware_policy(ctx)[0] == 0.5
+    assert written == [("launch-e1", 3)]  # changed to 1 within DESIRED_MIN_GAP_S: written later
+
+
+def test_desired_workers_are_written_on_change_and_refreshed() -> None:
+    assert autoscaling.bounded_desired(0.2, 0, 5) == 1
+    assert autoscaling.bounded_desired(0.0, 0, 5) == 0
+    assert autoscaling.bounded_desired(7.0, 0, 5) == 5
+    assert autoscaling.publish_due({}, 1, 100.0)
+    state = {"published": 1, "published_at": 100.0}
+    assert not autoscaling.publish_due(state, 2, 100.5)
+    assert autoscaling.publish_due(state, 2, 101.0)
+    assert not autoscaling.publish_due(state, 1, 100.0 + autoscaling.DESIRED_REFRESH_S - 1)
+    assert autoscaling.publish_due(state, 1, 100.0 + autoscaling.DESIRED_REFRESH_S)
+    value = json.dumps({"desired": 3, "written": 100.0}).encode()
+    assert autoscaling.parse_desired(value, 110.0, 30.0) == 3
+    assert autoscaling.parse_desired(value, 131.0, 30.0) is None  # stale: the app is gone
+    for junk in (b"", b"[]", b'{"desired": true, "written": 1}', b'{"desired": -1, "written": 1}', b"{"):
+        assert autoscaling.parse_desired(junk, 1.0, 30.0) is None
 
 
 def test_registry_keeps_fresh_entries_only() -> None:
