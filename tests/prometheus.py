@@ -77,4 +77,23 @@ def start_prometheus(folder: Path, targets: list[str]) -> Prometheus:
     )
     log.close()
     wait_for_port(port, timeout=30, proc=proc)
-    return Prometheus(proc=proc, url=f"http://127.0.0.1:{port}")
+    url = f"http://127.0.0.1:{port}"
+    _wait_ready(url, proc, timeout=60)
+    return Prometheus(proc=proc, url=url)
+
+
+def _wait_ready(url: str, proc: subprocess.Popen, timeout: float) -> None:
+    """Prometheus listens before it can answer queries (503 while its storage opens): wait for
+    its readiness endpoint."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"prometheus exited with {proc.returncode} before it was ready")
+        try:
+            with urllib.request.urlopen(f"{url}/-/ready", timeout=5) as response:
+                if response.status == 200:
+                    return
+        except OSError:
+            pass  # 503 (urllib's HTTPError is an OSError) or not answering yet
+        time.sleep(0.2)
+    raise RuntimeError(f"prometheus at {url} was not ready after {timeout:g} s")
