@@ -27,12 +27,14 @@ from launch_server.domain.ports import ObjectStorage
 from launch_server.domain.tasks import TaskService
 from launch_server.observability.exposition import EndpointCollector, EndpointSource, ServerMetrics
 from launch_server.serving.cluster import ClusterOptions
+from launch_server.serving.endpoint_stats import EndpointStatsReader
 from launch_server.serving.layer import OutageResponse, ServingLayer
 from launch_server.serving.ray_lifecycle import RayLifecycle
 from launch_server.serving.reconciler import Reconciler
 from launch_server.serving.replica_figures import ReplicaFiguresReader
 from launch_server.serving.revocations import RevocationPublisher
 from launch_server.serving.router import Router
+from launch_server.serving.runtime_logs import RuntimeLogs
 from launch_server.settings import Settings
 from launch_server.storage import open_storage
 from launch_server.storage.sweeper import StorageSweeper, SweepPolicy
@@ -201,6 +203,7 @@ def _with_serving_layer(control: ControlPlane, metrics: ServerMetrics) -> Launch
         settings.serve_app_prefix, served_apps=lambda: {reconciler.app_name(e) for e in reconciler.endpoints()}
     )
     queue_figures = QueueFigures(task_repo, reconciler)
+    runtime_logs = RuntimeLogs(settings.serve_app_prefix)
     metrics.registry.register(
         EndpointCollector(EndpointSource(reconciler, figures.by_app, figures.desired_workers, queue_figures))
     )
@@ -223,10 +226,17 @@ def _with_serving_layer(control: ControlPlane, metrics: ServerMetrics) -> Launch
         outage=outage,
         figures=figures,
         queue_figures=queue_figures,
+        runtime_logs=runtime_logs,
     )
     servicers = Servicers(
         bundles=ModelBundleServicer(control.bundles, _count_uploads(metrics)),
-        endpoints=ModelEndpointServicer(endpoints, reconciler, router),
+        endpoints=ModelEndpointServicer(
+            endpoints,
+            reconciler,
+            router,
+            runtime_logs,
+            EndpointStatsReader(reconciler, figures, queue_figures) if settings.metrics else None,
+        ),
         inference=InferenceServicer(router),
         tasks=TaskServicer(tasks, watch_hub, control.storage),
         batch_jobs=BatchJobServicer(batch_jobs, control.bundles),

@@ -5,6 +5,7 @@ The documented Scale Launch SDK surface, served by a gRPC server on Ray Serve.""
 from .batching import batched
 from .client import LaunchClient
 from .connection import Connection
+from .endpoint_stats import EndpointStats
 from .errors import (
     AlreadyExistsError,
     APIError,
@@ -32,6 +33,7 @@ from .model_endpoint import (
     StreamingEndpoint,
     SyncEndpoint,
 )
+from .runtime_logs import EndpointLogLine
 
 __version__ = "0.1.0"
 
@@ -43,6 +45,8 @@ __all__ = [
     "Connection",
     "DeadlineExceededError",
     "Endpoint",
+    "EndpointLogLine",
+    "EndpointStats",
     "EndpointRequest",
     "EndpointResponse",
     "EndpointResponseFuture",

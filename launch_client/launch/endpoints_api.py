@@ -4,12 +4,14 @@ their creation logs. The settings of create and edit come from one table, launch
 from __future__ import annotations
 
 import uuid
+from collections.abc import Iterator
 from typing import Any
 
 from launch.v1 import model_endpoint_pb2 as epb
 
 from .client_core import ClientCore
 from .endpoint_fields import create_payload, endpoint_from_payload, updatable, update_request
+from .endpoint_stats import EndpointStats, get_endpoint_stats
 from .errors import NotFoundError
 from .model_bundle import ModelBundle
 from .model_endpoint import (
@@ -20,6 +22,7 @@ from .model_endpoint import (
     SyncEndpoint,
     endpoint_name_of,
 )
+from .runtime_logs import EndpointLogLine, stream_endpoint_logs
 
 AnyEndpoint = SyncEndpoint | AsyncEndpoint | StreamingEndpoint
 
@@ -146,3 +149,28 @@ class EndpointsApi(ClientCore):
         if response.logs:
             lines += ["", response.logs]
         return "\n".join(lines)
+
+    def stream_endpoint_logs(
+        self,
+        model_endpoint: Endpoint | ModelEndpoint | str,
+        since_seconds: float | None = None,
+        follow: bool = False,
+    ) -> Iterator[EndpointLogLine]:
+        """What the endpoint's replicas' user code printed (stdout, stderr) and logged (the
+        logging module, INFO and up), and the tracebacks of its failed requests, oldest first,
+        from replicas on any node: each line with its time, replica and stream. `since_seconds`:
+        only the last this many seconds (at most 7 days); None for every line kept (about the
+        last 4 MiB per replica, up to an hour after it stopped). With `follow`, new lines keep
+        coming until you stop iterating (break or close() ends the call)."""
+        return stream_endpoint_logs(self.connection, endpoint_name_of(model_endpoint), since_seconds, follow)
+
+    def get_endpoint_stats(
+        self, endpoint_names: list[str] | None = None, window_seconds: float | None = None
+    ) -> list[EndpointStats]:
+        """Live figures of your endpoints (the named ones, at most 100; every one when None),
+        sorted by name: requests and errors per second and end-to-end p50/p99 over the last
+        `window_seconds` (default 10, at most 60), requests in flight, queued async tasks and the
+        oldest one's wait, workers running, starting and desired. Figures are a few seconds
+        behind; another owner's endpoints never appear (a name you have no endpoint of raises
+        NotFoundError)."""
+        return get_endpoint_stats(self.connection, endpoint_names, window_seconds)

@@ -3,26 +3,87 @@
 from __future__ import annotations
 
 import asyncio
+import math
+import time
+from collections.abc import AsyncIterator
 
 import grpc
 from launch.v1 import model_endpoint_pb2 as epb
 from launch.v1 import model_endpoint_pb2_grpc as egrpc
 
 from launch_server.api.auth import key_id, owner
-from launch_server.api.convert import changes_from_mask, endpoint_to_proto, event_to_proto, settings_from_proto
+from launch_server.api.convert import (
+    changes_from_mask,
+    endpoint_to_proto,
+    event_to_proto,
+    settings_from_proto,
+    status_to_proto,
+)
 from launch_server.domain.endpoints import Endpoint, EndpointService, EndpointStatus
-from launch_server.domain.errors import InvalidArgument
+from launch_server.domain.errors import InvalidArgument, NotServedHere
 from launch_server.domain.live_endpoints import LiveEndpoints
 from launch_server.domain.validation import validate_name
+from launch_server.observability.live_stats import DEFAULT_WINDOW_S, MAX_WINDOW_S
+from launch_server.observability.log_chunks import LogLine
+from launch_server.serving.endpoint_stats import MAX_NAMES, EndpointStats, EndpointStatsReader
 from launch_server.serving.router import Router
+from launch_server.serving.runtime_logs import RuntimeLogs
 from launch_server.wire.replica_tls import SERVER_NAME as REPLICA_SERVER_NAME
+
+MAX_SINCE_S = 7 * 24 * 3600.0
+LOG_STREAMS = {
+    "stdout": epb.LOG_STREAM_STDOUT,
+    "stderr": epb.LOG_STREAM_STDERR,
+    "log": epb.LOG_STREAM_LOGGING,
+    "traceback": epb.LOG_STREAM_TRACEBACK,
+}
+
+
+def _stats_to_proto(stats: EndpointStats) -> epb.EndpointStats:
+    endpoint, window = stats.endpoint, stats.window
+    message = epb.EndpointStats(
+        name=endpoint.name,
+        endpoint_type=epb.EndpointType.Value(f"ENDPOINT_TYPE_{endpoint.settings.endpoint_type.value}"),
+        status=status_to_proto(endpoint.status),
+        requests_per_second=window.requests_per_second,
+        errors_per_second=window.errors_per_second,
+        p50_seconds=window.p50_seconds,
+        p99_seconds=window.p99_seconds,
+        in_flight=max(0, stats.in_flight),
+        tasks_queued=stats.tasks_queued,
+        oldest_queued_seconds=stats.oldest_queued_s,
+        workers_running=stats.workers_running,
+        workers_starting=stats.workers_starting,
+        min_workers=endpoint.settings.min_workers,
+        max_workers=endpoint.settings.max_workers,
+        requests_total=window.requests_total,
+        failures_total=window.failures_total,
+    )
+    if stats.workers_desired is not None:
+        message.workers_desired = stats.workers_desired
+    return message
+
+
+def _log_line(line: LogLine) -> epb.EndpointLogLine:
+    message = epb.EndpointLogLine(replica=line.replica, stream=LOG_STREAMS[line.stream], text=line.text)
+    message.time.FromNanoseconds(int(line.time * 1e9))
+    return message
 
 
 class ModelEndpointServicer(egrpc.ModelEndpointServiceServicer):
-    def __init__(self, endpoints: EndpointService, live: LiveEndpoints | None, router: Router | None = None) -> None:
+    def __init__(
+        self,
+        endpoints: EndpointService,
+        live: LiveEndpoints | None,
+        router: Router | None = None,
+        runtime_logs: RuntimeLogs | None = None,
+        stats: EndpointStatsReader | None = None,
+    ) -> None:
         self._endpoints = endpoints
         self._live = live  # None without a serving layer
         self._router = router
+        self._runtime_logs = runtime_logs
+        self._stats = stats
 
     def _proto(self, endpoint: Endpoint) -> epb.ModelEndpoint:
         """Adds the live worker counts the serving layer last saw (no Ray call on the RPC path)."""
@@ -102,3 +163,37 @@ class ModelEndpointServicer(egrpc.ModelEndpointServiceServicer):
         if route.expires:
             response.route_token_expire_time.FromSeconds(route.expires)
         return response
+
+    async def StreamModelEndpointLogs(
+        self, request: epb.StreamModelEndpointLogsRequest, context: grpc.aio.ServicerContext
+    ) -> AsyncIterator[epb.StreamModelEndpointLogsResponse]:
+        validate_name("name", request.name)
+        since_s = request.since_seconds
+        if not math.isfinite(since_s) or not 0 <= since_s <= MAX_SINCE_S:
+            raise InvalidArgument("since_seconds", f"must be between 0 and {MAX_SINCE_S:.0f} (7 days)")
+        endpoint = await self._endpoints.get(owner(), request.name)  # NOT_FOUND for another owner's
+        if self._live is None or self._runtime_logs is None:
+            raise NotServedHere("runtime logs need the serving layer (LAUNCH_SERVING=1)")
+        since = time.time() - since_s if since_s else 0.0
+        lines = self._runtime_logs.lines(self._live.app_name(endpoint), since, request.follow)
+        async for message in lines:
+            yield epb.StreamModelEndpointLogsResponse(lines=[_log_line(line) for line in message])
+
+    async def GetModelEndpointStats(
+        self, request: epb.GetModelEndpointStatsRequest, context: grpc.aio.ServicerContext
+    ) -> epb.GetModelEndpointStatsResponse:
+        names = list(request.names)
+        if len(names) > MAX_NAMES:
+            raise InvalidArgument("names", f"at most {MAX_NAMES} names, not {len(names)}")
+        for name in names:
+            validate_name("names", name)
+        window_s = request.window_seconds or DEFAULT_WINDOW_S
+        if not math.isfinite(window_s) or not 0 < window_s <= MAX_WINDOW_S:
+            raise InvalidArgument("window_seconds", f"must be between 0 and {MAX_WINDOW_S:.0f}")
+        if self._stats is None:
+            raise NotServedHere(
+                "live endpoint figures need the serving layer and metrics (LAUNCH_SERVING=1, LAUNCH_METRICS=1)"
+            )
+        found = self._stats.of(owner(), names, window_s)
+        covered = max((s.window.seconds for s in found), default=0.0)
+        return epb.GetModelEndpointStatsResponse(endpoints=[_stats_to_proto(s) for s in found], window_seconds=covered)

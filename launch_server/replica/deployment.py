@@ -39,6 +39,8 @@ from launch_server.replica.bundle_runtime import (
 )
 from launch_server.replica.calls import ReplicaCalls
 from launch_server.replica.figures_reporter import FIGURES, report_until_stopped
+from launch_server.replica.log_capture import CAPTURE
+from launch_server.replica.logs_reporter import LogsReporter
 from launch_server.replica.replica_loop import ReplicaLoop
 from launch_server.replica.stoppable import run_stoppable
 
@@ -81,16 +83,27 @@ class LaunchReplica:
         runtime_config = RuntimeConfig.from_dict(config)
         FIGURES.enabled = runtime_config.figures
         self._identity = _replica_identity()
+        # What the user's code prints from here on, loading included, is its owner's to read.
+        self._logs = LogsReporter(*self._identity) if self._identity is not None else None
+        if self._logs is not None:
+            CAPTURE.install()
         # Started even without the direct route: async user code and streams run on it.
         self._loop = ReplicaLoop().start()
+        self._logs_stop = asyncio.Event()
+        self._logs_running = (
+            self._loop.submit(self._logs.run_until_stopped(self._logs_stop)) if self._logs is not None else None
+        )
         try:
             self.runtime = BundleRuntime(bundle, runtime_config, loop=self._loop)
         except BundleLoadError as exc:
             logger.error("Launch replica cannot load bundle %r (id %s): %s", bundle.name, bundle.bundle_id, exc)
+            CAPTURE.add("traceback", f"the bundle failed to load: {exc}")
             _flush_log()
+            self._stop_logs()
             self._loop.stop()
             raise
         except BaseException:
+            self._stop_logs()
             self._loop.stop()
             raise
         loaded_s = time.monotonic() - started
@@ -105,6 +118,14 @@ class LaunchReplica:
         self._direct = self._start_direct(direct) if direct else None
         self._reporting = self._start_reporting()
         _flush_log()
+
+    def _stop_logs(self) -> None:
+        """The log publisher's last write (bounded: a stopping replica must not hang on it)."""
+        if self._logs_running is None:
+            return
+        with contextlib.suppress(Exception):
+            self._loop.loop.call_soon_threadsafe(self._logs_stop.set)
+            self._logs_running.result(timeout=5.0)
 
     def _start_reporting(self) -> tuple[Any, asyncio.Event] | None:
         """This replica's figures go to the servers every few seconds (figures_reporter);
@@ -232,6 +253,8 @@ class LaunchReplica:
             with contextlib.suppress(Exception):
                 self._loop.loop.call_soon_threadsafe(stop.set)
                 future.result(timeout=5.0)
+        if getattr(self, "_logs_running", None) is not None:
+            self._stop_logs()
         executor = getattr(self, "_executor", None)
         if executor is not None:
             executor.shutdown(wait=False, cancel_futures=True)

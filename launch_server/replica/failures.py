@@ -11,6 +11,7 @@ from collections.abc import Callable
 from typing import TypeVar
 
 from launch_server.domain.requests import InferenceAnswer
+from launch_server.replica.log_capture import CAPTURE
 
 W = TypeVar("W")
 
@@ -22,8 +23,11 @@ class RequestFailure(Exception):
 
 def reason_of(exc: BaseException) -> str:
     """What a failure answer says: a RequestFailure's own reason, else the traceback (call it
-    while `exc` is being handled, so the traceback is the one that raised it)."""
-    return str(exc) if isinstance(exc, RequestFailure) else traceback.format_exc()
+    while `exc` is being handled, so the traceback is the one that raised it). The endpoint's
+    runtime logs get it too (log_capture.py)."""
+    reason = str(exc) if isinstance(exc, RequestFailure) else traceback.format_exc()
+    CAPTURE.failure(reason)
+    return reason
 
 
 def answer_or_failure(work: Callable[[W], InferenceAnswer], request: W) -> InferenceAnswer:

@@ -15,16 +15,14 @@ from __future__ import annotations
 
 import asyncio
 import json
-import logging
 
 from launch_server.observability.figures import ReplicaFigures
+from launch_server.replica.publishing import publish_until_stopped
 
 FIGURES_NAMESPACE = "launch_figures"
 PUBLISH_S = 2.0
 
 FIGURES = ReplicaFigures()
-
-logger = logging.getLogger("ray.serve")
 
 
 def figures_key(app_name: str, replica_id: str) -> bytes:
@@ -42,16 +40,4 @@ def publish(app_name: str, replica_id: str, figures: ReplicaFigures = FIGURES) -
 async def report_until_stopped(app_name: str, replica_id: str, stop: asyncio.Event) -> None:
     """Publishes every PUBLISH_S until `stop` is set, then once more. A failed write is only a
     late figure: the next one carries the same totals."""
-    loop = asyncio.get_running_loop()
-    while True:
-        stopping = stop.is_set()
-        try:
-            await loop.run_in_executor(None, publish, app_name, replica_id)
-        except Exception:  # noqa: BLE001 - see docstring
-            logger.warning("Launch replica: writing its figures to the GCS failed", exc_info=True)
-        if stopping:
-            return
-        try:
-            await asyncio.wait_for(stop.wait(), PUBLISH_S)
-        except TimeoutError:
-            pass
+    await publish_until_stopped(lambda: publish(app_name, replica_id), PUBLISH_S, stop, "figures")

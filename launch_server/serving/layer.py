@@ -16,6 +16,7 @@ from launch_server.serving.reconciler import Reconciler
 from launch_server.serving.replica_figures import ReplicaFiguresReader
 from launch_server.serving.revocations import RevocationPublisher
 from launch_server.serving.router import Router
+from launch_server.serving.runtime_logs import RuntimeLogs
 from launch_server.task_queue.batch_runner import BatchRunner
 from launch_server.task_queue.callbacks import CallbackSender
 from launch_server.task_queue.dispatcher import Dispatcher
@@ -71,6 +72,7 @@ class ServingLayer:
     outage: OutageResponse
     figures: ReplicaFiguresReader
     queue_figures: QueueFigures
+    runtime_logs: RuntimeLogs
 
     async def run(self, stop: asyncio.Event) -> None:
         self.outage.not_joined(CONNECTING)
@@ -89,6 +91,7 @@ class ServingLayer:
             asyncio.create_task(self.ray.supervise(stop)),
             asyncio.create_task(self.figures.run(stop)),
             asyncio.create_task(self.queue_figures.run(stop)),
+            asyncio.create_task(self.runtime_logs.run(stop)),
         ]
         try:
             await self.reconciler.run(stop)

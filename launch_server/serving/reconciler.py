@@ -32,6 +32,7 @@ from launch_server.replica import registry as replica_registry
 from launch_server.replica.autoscaling import POLICY_IMPORT_PATH, drop_desired
 from launch_server.replica.bundle_runtime import BundleDescriptor, RuntimeConfig
 from launch_server.replica.listener import DirectConfig
+from launch_server.serving import runtime_logs
 from launch_server.serving.logs import pip_log_name
 from launch_server.serving.placement import cluster_nodes, describe, missing_on_best_node, replica_demand
 from launch_server.serving.ray_gate import RayUnavailable, gate
@@ -283,6 +284,7 @@ class Reconciler:
         self._on_removed(endpoint.endpoint_id)
         replica_registry.drop_application(app)  # entries of replicas that died without withdrawing
         drop_desired(app)
+        runtime_logs.drop_application(app)
         self._endpoints.remove(endpoint.endpoint_id)
         self._live.pop(endpoint.endpoint_id, None)
         self._deployed.pop(endpoint.endpoint_id, None)

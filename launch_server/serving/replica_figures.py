@@ -26,6 +26,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from launch_server.observability.figures import ReplicaFigures, SnapshotError, merged, parse_snapshot
+from launch_server.observability.live_stats import StatsHistory, Totals
 from launch_server.replica.autoscaling import DESIRED_NAMESPACE, DESIRED_REFRESH_S, parse_desired
 from launch_server.replica.figures_reporter import FIGURES_NAMESPACE, PUBLISH_S
 from launch_server.serving.ray_gate import RayUnavailable, gate
@@ -70,6 +71,7 @@ class ReplicaFiguresReader:
         self._lock = threading.Lock()  # absorb (a worker thread) against by_app (the scrape's thread)
         self._apps: dict[str, _AppFigures] = {}
         self._desired: dict[str, int] = {}
+        self.history = StatsHistory()  # recent totals per application, for live figures
 
     def absorb(self, entries: dict[bytes, bytes | None], now: float) -> list[bytes]:
         """Takes one read of the namespace (key -> snapshot) at `now` (time.monotonic() unless a
@@ -142,10 +144,19 @@ class ReplicaFiguresReader:
             desired_keys = _internal_kv_list(self._prefix.encode(), namespace=DESIRED_NAMESPACE)
             desired = {key: _internal_kv_get(key, namespace=DESIRED_NAMESPACE) for key in desired_keys}
         self.absorb_desired(desired, time.time())
-        forget = self.absorb(entries, time.monotonic())
+        now = time.monotonic()
+        forget = self.absorb(entries, now)
+        self.record_history(now)
         with gate.held():
             for key in forget:
                 _internal_kv_del(key, namespace=FIGURES_NAMESPACE)
+
+    def record_history(self, now: float) -> None:
+        """Adds every application's totals as of `now` to the live-figures history."""
+        apps = self.by_app(now)
+        for app, figures in apps.items():
+            self.history.record(app, Totals.of(now, figures))
+        self.history.keep_only(set(apps))
 
     def by_app(self, now: float | None = None) -> dict[str, ReplicaFigures]:
         """Every application's figures: its live replicas', its recently retired and its retired

@@ -165,6 +165,84 @@ def test_prometheus_scrapes_the_counts(prometheus: Prometheus) -> None:
     assert prometheus.value('up{job="launch"}') == 1
 
 
+def test_an_owner_sees_live_figures_of_their_own_endpoints_only(server: ServerHandle, traffic: dict) -> None:
+    """GetModelEndpointStats through the SDK: the counts the tests above produced, rates over the
+    window, workers; bob's endpoint never appears to alice, nor hers to him."""
+    alice, bob = client_for(server), client_for(server, "bob")
+    wait_for(
+        lambda: {s.name: s.requests_total for s in alice.get_endpoint_stats()}.get("metered") == SYNC_OK + SYNC_FAILED,
+        20,
+        "the sync endpoint's totals",
+    )
+    mine = {s.name: s for s in alice.get_endpoint_stats()}
+    assert set(mine) == {"metered", "metered-async", "metered-gpu"}
+    metered = mine["metered"]
+    assert (metered.failures_total, metered.endpoint_type, metered.status) == (SYNC_FAILED, "sync", "READY")
+    assert (metered.workers_running, metered.workers_desired, metered.min_workers, metered.max_workers) == (1, 1, 1, 1)
+    assert mine["metered-async"].requests_total >= TASKS
+    assert [s.name for s in bob.get_endpoint_stats()] == ["bobs"]
+    with pytest.raises(launch.NotFoundError):
+        bob.get_endpoint_stats(["metered"])
+    with pytest.raises(launch.NotFoundError):
+        alice.get_endpoint_stats(["bobs"])
+    for _ in range(20):  # a burst: the window's rate and latency
+        assert traffic["sync"].predict(args(x=1, wait=0.01)).status == "SUCCESS"
+
+    def busy() -> launch.EndpointStats | None:
+        (stats,) = alice.get_endpoint_stats(["metered"], window_seconds=30)
+        return stats if stats.requests_per_second > 0 and stats.p50_seconds >= 0.01 else None
+
+    stats = wait_for(busy, 20, "a rate over the window")
+    assert stats.p99_seconds >= stats.p50_seconds
+    assert stats.errors_per_second * stats.window_seconds <= SYNC_FAILED + 1e-6  # the burst had none
+    assert 0 < stats.window_seconds <= 30
+
+
+def test_stats_refuses_bad_windows_and_too_many_names(server: ServerHandle, traffic: dict) -> None:
+    import grpc
+    from launch.v1 import model_endpoint_pb2 as epb
+    from launch.v1 import model_endpoint_pb2_grpc as egrpc
+
+    with grpc.insecure_channel(server.address) as channel:
+        stub = egrpc.ModelEndpointServiceStub(channel)
+        metadata = (("authorization", f"Bearer {server.key_for('alice')}"),)
+        bad = [
+            (epb.GetModelEndpointStatsRequest(window_seconds=-1), "window_seconds"),
+            (epb.GetModelEndpointStatsRequest(window_seconds=61), "window_seconds"),
+            (epb.GetModelEndpointStatsRequest(window_seconds=float("nan")), "window_seconds"),
+            (epb.GetModelEndpointStatsRequest(names=[f"e{i}" for i in range(101)]), "names"),
+            (epb.GetModelEndpointStatsRequest(names=["Not A Name!"]), "names"),
+        ]
+        for request, field in bad:
+            with pytest.raises(grpc.RpcError) as raised:
+                stub.GetModelEndpointStats(request, metadata=metadata, timeout=10)
+            assert raised.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+            assert field in raised.value.details()
+
+
+def test_the_cli_shows_them_once_and_live(server: ServerHandle, traffic: dict, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    import json
+
+    from click.testing import CliRunner
+    from launch.cli.main import cli
+
+    env = {
+        "LAUNCH_API_KEY": server.key_for("alice"),
+        "LAUNCH_ENDPOINT": server.address,
+        "LAUNCH_CONFIG": str(tmp_path / "absent.json"),
+    }
+    result = CliRunner().invoke(cli, ["-o", "json", "endpoints", "stats", "metered"], env=env)
+    assert result.exit_code == 0, result.output
+    (row,) = json.loads(result.stdout)
+    assert row["name"] == "metered" and row["requests_total"] >= SYNC_OK + SYNC_FAILED
+    assert {"requests_per_second", "p50_seconds", "p99_seconds", "in_flight", "tasks_queued"} <= set(row)
+    result = CliRunner().invoke(cli, ["endpoints", "top", "--iterations", "2", "--interval", "0.5"], env=env)
+    assert result.exit_code == 0, result.output
+    assert "metered-async" in result.stdout and "REQ/S" in result.stdout and "bobs" not in result.stdout
+    result = CliRunner().invoke(cli, ["endpoints", "stats", "nope"], env=env)
+    assert result.exit_code == 1 and "not found" in result.stderr
+
+
 def test_queued_tasks_and_the_oldest_ones_age(traffic: dict) -> None:
     """Runs last: its tasks add to the async endpoint's counts the tests above compare."""
     assert sample("launch_tasks_queued", endpoint="metered-async") == 0

@@ -1,17 +1,32 @@
-"""`launch endpoints`: list, inspect, edit, wait for, read the logs of, and delete endpoints."""
+"""`launch endpoints`: list, inspect, edit, wait for, watch (top, stats), read the logs of, and delete endpoints."""
 
 from __future__ import annotations
 
+import json
+import time
 from typing import Any
 
 import click
+from rich.live import Live
 
 from launch.model_endpoint import ModelEndpoint
+from launch.runtime_logs import MAX_SINCE_SECONDS
 
 from .endpoint_wait import wait_until_ready
 from .failures import CliError
-from .output import print_fields, print_json, print_message, print_table, print_text, stderr_console
+from .output import (
+    print_fields,
+    print_json,
+    print_message,
+    print_table,
+    print_text,
+    stderr_console,
+    stdout_console,
+    to_jsonable,
+)
+from .parsing import duration_seconds
 from .state import CliState, pass_state
+from .stats_table import stats_table
 
 
 def _workers(m: ModelEndpoint) -> str:
@@ -68,7 +83,7 @@ def _get(state: CliState, name: str) -> ModelEndpoint:
 
 @click.group("endpoints")
 def endpoints_group() -> None:
-    """List, inspect, edit, wait for and delete model endpoints."""
+    """List, inspect, edit, wait for, watch, read the logs of and delete model endpoints."""
 
 
 @endpoints_group.command("list")
@@ -161,6 +176,88 @@ def endpoints_creation_logs(state: CliState, name: str) -> None:
         print_json({"name": name, "logs": logs})
     else:
         print_text(logs)
+
+
+@endpoints_group.command("logs")
+@click.argument("name")
+@click.option("--follow", "-f", is_flag=True, help="Keep printing new lines until interrupted (Ctrl-C).")
+@click.option("--since", help="Only lines of the last DURATION (30s, 10m, 2h, 1d; at most 7d).")
+@pass_state
+def endpoints_logs(state: CliState, name: str, follow: bool, since: str | None) -> None:
+    """Print what the endpoint's replicas' code printed and logged, and the tracebacks of its
+    failed requests: TIME REPLICA STREAM TEXT per line, oldest first (-o json: one JSON object
+    per line)."""
+    since_s = duration_seconds(since, "--since", MAX_SINCE_SECONDS) if since is not None else None
+    lines = state.client().stream_endpoint_logs(name, since_seconds=since_s, follow=follow)
+    try:
+        for line in lines:
+            if state.json:
+                click.echo(json.dumps(to_jsonable(line), ensure_ascii=False), nl=True)
+            else:
+                stamp = line.time.astimezone().strftime("%Y-%m-%d %H:%M:%S.%f")[:-3]
+                click.echo(f"{stamp} {line.replica} {line.stream}: {line.text}")
+    except KeyboardInterrupt:
+        pass  # following ends here; closing the generator cancels the call
+    finally:
+        lines.close()
+
+
+@endpoints_group.command("stats")
+@click.argument("names", nargs=-1)
+@click.option(
+    "--window",
+    type=click.FloatRange(min=0, max=60, min_open=True),
+    default=10,
+    show_default=True,
+    help="Seconds the rates and latencies cover.",
+)
+@pass_state
+def endpoints_stats(state: CliState, names: tuple[str, ...], window: float) -> None:
+    """Print live figures of the named endpoints (all of yours when none is named), once:
+    requests and errors per second, p50/p99 end to end, in flight, queued tasks, workers
+    (running/desired, +starting, [min-max]). -o json for scripts."""
+    stats = state.client().get_endpoint_stats(list(names) or None, window_seconds=window)
+    if state.json:
+        print_json(stats)
+        return
+    stdout_console().print(stats_table(stats, title=_window_title(stats, window)))
+
+
+@endpoints_group.command("top")
+@click.option(
+    "--interval", type=click.FloatRange(min=0.5), default=2.0, show_default=True, help="Seconds between refreshes."
+)
+@click.option(
+    "--window",
+    type=click.FloatRange(min=0, max=60, min_open=True),
+    default=10,
+    show_default=True,
+    help="Seconds the rates and latencies cover.",
+)
+@click.option(
+    "--iterations", type=click.IntRange(min=1), help="Stop after this many refreshes (default: until Ctrl-C)."
+)
+@pass_state
+def endpoints_top(state: CliState, interval: float, window: float, iterations: int | None) -> None:
+    """A live table of your endpoints' figures, refreshed every --interval seconds, until Ctrl-C."""
+    client = state.client()
+    console = stdout_console()
+    shown = 0
+    try:
+        with Live(console=console, auto_refresh=False, transient=False) as live:
+            while iterations is None or shown < iterations:
+                stats = client.get_endpoint_stats(window_seconds=window)
+                live.update(stats_table(stats, title=_window_title(stats, window)), refresh=True)
+                shown += 1
+                if iterations is None or shown < iterations:
+                    time.sleep(interval)
+    except KeyboardInterrupt:
+        pass
+
+
+def _window_title(stats: list, window: float) -> str:
+    covered = max((s.window_seconds for s in stats), default=0.0)
+    return f"endpoints, last {covered:.0f} s" if covered < window - 0.5 else f"endpoints, last {window:.0f} s"
 
 
 @endpoints_group.command("wait")

@@ -68,3 +68,22 @@ def _read_lines(path: Path, option: str) -> list[str]:
         return path.read_text(encoding="utf-8").splitlines()
     except OSError as exc:
         raise click.BadParameter(f"cannot read {path}: {exc.strerror}", param_hint=option) from None
+
+
+DURATION_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def duration_seconds(value: str, option: str, most_s: float) -> float:
+    """A duration such as 30s, 10m, 2h, 1d or a plain number of seconds; at most `most_s`."""
+    text = value.strip().lower()
+    unit = DURATION_UNITS.get(text[-1:], None) if text else None
+    number = text[:-1] if unit is not None else text
+    try:
+        seconds = float(number) * (unit or 1)
+    except ValueError:
+        raise click.BadParameter(
+            f"expected a duration such as 30s, 10m, 2h or 1d, got {value!r}", param_hint=option
+        ) from None
+    if not 0 <= seconds <= most_s:  # NaN fails too
+        raise click.BadParameter(f"must be between 0 and {most_s:.0f} seconds", param_hint=option)
+    return seconds

@@ -26,6 +26,14 @@ class EndpointStatus(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     ENDPOINT_STATUS_READY: _ClassVar[EndpointStatus]
     ENDPOINT_STATUS_UPDATE_FAILED: _ClassVar[EndpointStatus]
     ENDPOINT_STATUS_DELETE_IN_PROGRESS: _ClassVar[EndpointStatus]
+
+class LogStream(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    LOG_STREAM_UNSPECIFIED: _ClassVar[LogStream]
+    LOG_STREAM_STDOUT: _ClassVar[LogStream]
+    LOG_STREAM_STDERR: _ClassVar[LogStream]
+    LOG_STREAM_LOGGING: _ClassVar[LogStream]
+    LOG_STREAM_TRACEBACK: _ClassVar[LogStream]
 ENDPOINT_TYPE_UNSPECIFIED: EndpointType
 ENDPOINT_TYPE_SYNC: EndpointType
 ENDPOINT_TYPE_ASYNC: EndpointType
@@ -36,6 +44,11 @@ ENDPOINT_STATUS_UPDATE_IN_PROGRESS: EndpointStatus
 ENDPOINT_STATUS_READY: EndpointStatus
 ENDPOINT_STATUS_UPDATE_FAILED: EndpointStatus
 ENDPOINT_STATUS_DELETE_IN_PROGRESS: EndpointStatus
+LOG_STREAM_UNSPECIFIED: LogStream
+LOG_STREAM_STDOUT: LogStream
+LOG_STREAM_STDERR: LogStream
+LOG_STREAM_LOGGING: LogStream
+LOG_STREAM_TRACEBACK: LogStream
 
 class ResourceSettings(_message.Message):
     __slots__ = ("cpus", "memory", "gpus", "gpu_type", "storage")
@@ -211,6 +224,88 @@ class ReadModelEndpointCreationLogsResponse(_message.Message):
     events: _containers.RepeatedCompositeFieldContainer[EndpointEvent]
     logs: str
     def __init__(self, events: _Optional[_Iterable[_Union[EndpointEvent, _Mapping]]] = ..., logs: _Optional[str] = ...) -> None: ...
+
+class StreamModelEndpointLogsRequest(_message.Message):
+    __slots__ = ("name", "since_seconds", "follow")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    SINCE_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    FOLLOW_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    since_seconds: float
+    follow: bool
+    def __init__(self, name: _Optional[str] = ..., since_seconds: _Optional[float] = ..., follow: _Optional[bool] = ...) -> None: ...
+
+class EndpointLogLine(_message.Message):
+    __slots__ = ("time", "replica", "stream", "text")
+    TIME_FIELD_NUMBER: _ClassVar[int]
+    REPLICA_FIELD_NUMBER: _ClassVar[int]
+    STREAM_FIELD_NUMBER: _ClassVar[int]
+    TEXT_FIELD_NUMBER: _ClassVar[int]
+    time: _timestamp_pb2.Timestamp
+    replica: str
+    stream: LogStream
+    text: str
+    def __init__(self, time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., replica: _Optional[str] = ..., stream: _Optional[_Union[LogStream, str]] = ..., text: _Optional[str] = ...) -> None: ...
+
+class StreamModelEndpointLogsResponse(_message.Message):
+    __slots__ = ("lines",)
+    LINES_FIELD_NUMBER: _ClassVar[int]
+    lines: _containers.RepeatedCompositeFieldContainer[EndpointLogLine]
+    def __init__(self, lines: _Optional[_Iterable[_Union[EndpointLogLine, _Mapping]]] = ...) -> None: ...
+
+class GetModelEndpointStatsRequest(_message.Message):
+    __slots__ = ("names", "window_seconds")
+    NAMES_FIELD_NUMBER: _ClassVar[int]
+    WINDOW_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    names: _containers.RepeatedScalarFieldContainer[str]
+    window_seconds: float
+    def __init__(self, names: _Optional[_Iterable[str]] = ..., window_seconds: _Optional[float] = ...) -> None: ...
+
+class EndpointStats(_message.Message):
+    __slots__ = ("name", "endpoint_type", "status", "requests_per_second", "errors_per_second", "p50_seconds", "p99_seconds", "in_flight", "tasks_queued", "oldest_queued_seconds", "workers_running", "workers_starting", "workers_desired", "min_workers", "max_workers", "requests_total", "failures_total")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    ENDPOINT_TYPE_FIELD_NUMBER: _ClassVar[int]
+    STATUS_FIELD_NUMBER: _ClassVar[int]
+    REQUESTS_PER_SECOND_FIELD_NUMBER: _ClassVar[int]
+    ERRORS_PER_SECOND_FIELD_NUMBER: _ClassVar[int]
+    P50_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    P99_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    IN_FLIGHT_FIELD_NUMBER: _ClassVar[int]
+    TASKS_QUEUED_FIELD_NUMBER: _ClassVar[int]
+    OLDEST_QUEUED_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    WORKERS_RUNNING_FIELD_NUMBER: _ClassVar[int]
+    WORKERS_STARTING_FIELD_NUMBER: _ClassVar[int]
+    WORKERS_DESIRED_FIELD_NUMBER: _ClassVar[int]
+    MIN_WORKERS_FIELD_NUMBER: _ClassVar[int]
+    MAX_WORKERS_FIELD_NUMBER: _ClassVar[int]
+    REQUESTS_TOTAL_FIELD_NUMBER: _ClassVar[int]
+    FAILURES_TOTAL_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    endpoint_type: EndpointType
+    status: EndpointStatus
+    requests_per_second: float
+    errors_per_second: float
+    p50_seconds: float
+    p99_seconds: float
+    in_flight: int
+    tasks_queued: int
+    oldest_queued_seconds: float
+    workers_running: int
+    workers_starting: int
+    workers_desired: int
+    min_workers: int
+    max_workers: int
+    requests_total: int
+    failures_total: int
+    def __init__(self, name: _Optional[str] = ..., endpoint_type: _Optional[_Union[EndpointType, str]] = ..., status: _Optional[_Union[EndpointStatus, str]] = ..., requests_per_second: _Optional[float] = ..., errors_per_second: _Optional[float] = ..., p50_seconds: _Optional[float] = ..., p99_seconds: _Optional[float] = ..., in_flight: _Optional[int] = ..., tasks_queued: _Optional[int] = ..., oldest_queued_seconds: _Optional[float] = ..., workers_running: _Optional[int] = ..., workers_starting: _Optional[int] = ..., workers_desired: _Optional[int] = ..., min_workers: _Optional[int] = ..., max_workers: _Optional[int] = ..., requests_total: _Optional[int] = ..., failures_total: _Optional[int] = ...) -> None: ...
+
+class GetModelEndpointStatsResponse(_message.Message):
+    __slots__ = ("endpoints", "window_seconds")
+    ENDPOINTS_FIELD_NUMBER: _ClassVar[int]
+    WINDOW_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    endpoints: _containers.RepeatedCompositeFieldContainer[EndpointStats]
+    window_seconds: float
+    def __init__(self, endpoints: _Optional[_Iterable[_Union[EndpointStats, _Mapping]]] = ..., window_seconds: _Optional[float] = ...) -> None: ...
 
 class GetModelEndpointRouteRequest(_message.Message):
     __slots__ = ("name",)

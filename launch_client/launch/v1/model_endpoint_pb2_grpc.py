@@ -70,6 +70,16 @@ class ModelEndpointServiceStub:
                 request_serializer=launch_dot_v1_dot_model__endpoint__pb2.GetModelEndpointRouteRequest.SerializeToString,
                 response_deserializer=launch_dot_v1_dot_model__endpoint__pb2.GetModelEndpointRouteResponse.FromString,
                 _registered_method=True)
+        self.StreamModelEndpointLogs = channel.unary_stream(
+                '/launch.v1.ModelEndpointService/StreamModelEndpointLogs',
+                request_serializer=launch_dot_v1_dot_model__endpoint__pb2.StreamModelEndpointLogsRequest.SerializeToString,
+                response_deserializer=launch_dot_v1_dot_model__endpoint__pb2.StreamModelEndpointLogsResponse.FromString,
+                _registered_method=True)
+        self.GetModelEndpointStats = channel.unary_unary(
+                '/launch.v1.ModelEndpointService/GetModelEndpointStats',
+                request_serializer=launch_dot_v1_dot_model__endpoint__pb2.GetModelEndpointStatsRequest.SerializeToString,
+                response_deserializer=launch_dot_v1_dot_model__endpoint__pb2.GetModelEndpointStatsResponse.FromString,
+                _registered_method=True)
 
 
 class ModelEndpointServiceServicer:
@@ -130,6 +140,25 @@ class ModelEndpointServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def StreamModelEndpointLogs(self, request, context):
+        """Streams what the endpoint's replicas' user code printed and logged (stdout, stderr, the
+        logging module) and the tracebacks of its failed requests, from replicas on any node, oldest
+        first; with follow, new lines keep coming until the client cancels the call. Replicas keep
+        about their last 4 MiB of lines each, for up to an hour after they stop.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetModelEndpointStats(self, request, context):
+        """Returns live figures of the calling owner's endpoints over a recent window: request and error
+        rates, end-to-end latency quantiles, requests in flight, queued tasks, workers. Only the
+        caller's endpoints appear; the server answers from memory (figures about 4 s behind).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_ModelEndpointServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -167,6 +196,16 @@ def add_ModelEndpointServiceServicer_to_server(servicer, server):
                     servicer.GetModelEndpointRoute,
                     request_deserializer=launch_dot_v1_dot_model__endpoint__pb2.GetModelEndpointRouteRequest.FromString,
                     response_serializer=launch_dot_v1_dot_model__endpoint__pb2.GetModelEndpointRouteResponse.SerializeToString,
+            ),
+            'StreamModelEndpointLogs': grpc.unary_stream_rpc_method_handler(
+                    servicer.StreamModelEndpointLogs,
+                    request_deserializer=launch_dot_v1_dot_model__endpoint__pb2.StreamModelEndpointLogsRequest.FromString,
+                    response_serializer=launch_dot_v1_dot_model__endpoint__pb2.StreamModelEndpointLogsResponse.SerializeToString,
+            ),
+            'GetModelEndpointStats': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetModelEndpointStats,
+                    request_deserializer=launch_dot_v1_dot_model__endpoint__pb2.GetModelEndpointStatsRequest.FromString,
+                    response_serializer=launch_dot_v1_dot_model__endpoint__pb2.GetModelEndpointStatsResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -359,6 +398,60 @@ class ModelEndpointService:
             '/launch.v1.ModelEndpointService/GetModelEndpointRoute',
             launch_dot_v1_dot_model__endpoint__pb2.GetModelEndpointRouteRequest.SerializeToString,
             launch_dot_v1_dot_model__endpoint__pb2.GetModelEndpointRouteResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def StreamModelEndpointLogs(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/launch.v1.ModelEndpointService/StreamModelEndpointLogs',
+            launch_dot_v1_dot_model__endpoint__pb2.StreamModelEndpointLogsRequest.SerializeToString,
+            launch_dot_v1_dot_model__endpoint__pb2.StreamModelEndpointLogsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetModelEndpointStats(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/launch.v1.ModelEndpointService/GetModelEndpointStats',
+            launch_dot_v1_dot_model__endpoint__pb2.GetModelEndpointStatsRequest.SerializeToString,
+            launch_dot_v1_dot_model__endpoint__pb2.GetModelEndpointStatsResponse.FromString,
             options,
             channel_credentials,
             insecure,
