@@ -203,7 +203,7 @@ def _with_serving_layer(control: ControlPlane, metrics: ServerMetrics) -> Launch
         settings.serve_app_prefix, served_apps=lambda: {reconciler.app_name(e) for e in reconciler.endpoints()}
     )
     queue_figures = QueueFigures(task_repo, reconciler)
-    runtime_logs = RuntimeLogs(settings.serve_app_prefix)
+    runtime_logs = RuntimeLogs(settings.serve_app_prefix, max_followers=settings.log_followers_max)
     metrics.registry.register(
         EndpointCollector(EndpointSource(reconciler, figures.by_app, figures.desired_workers, queue_figures))
     )

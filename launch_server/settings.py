@@ -22,6 +22,8 @@ class Settings:
     # LAUNCH_METRICS=0: no figures at all: replicas count nothing, and there is no metrics port
     # and no live endpoint figures (the switch a metrics-overhead measurement compares against).
     metrics: bool = field(default_factory=lambda: _env("METRICS", "1") not in ("0", "false", "no", "off"))
+    # Clients that may follow runtime logs at once on this server (docs/runtime-logs.md), 1 to 1024.
+    log_followers_max: int = field(default_factory=lambda: int(_env("LOG_FOLLOWERS_MAX", "64")))
     database_url: str = field(default_factory=lambda: _env("DATABASE_URL", ""))
     # Bounds on one database step, so an outage answers UNAVAILABLE in bounded time (store/db.py
     # DbTimeouts): connecting (PostgreSQL), one statement (PostgreSQL statement_timeout; SQLite's

@@ -42,12 +42,12 @@ class EndpointStats:
     failures_total: int
 
     @classmethod
-    def from_proto(cls, message: epb.EndpointStats, window_seconds: float) -> EndpointStats:
+    def from_proto(cls, message: epb.EndpointStats) -> EndpointStats:
         return cls(
             name=message.name,
             endpoint_type=epb.EndpointType.Name(message.endpoint_type).removeprefix("ENDPOINT_TYPE_").lower(),
             status=epb.EndpointStatus.Name(message.status).removeprefix("ENDPOINT_STATUS_"),
-            window_seconds=window_seconds,
+            window_seconds=message.window_seconds,
             requests_per_second=message.requests_per_second,
             errors_per_second=message.errors_per_second,
             p50_seconds=message.p50_seconds,
@@ -77,4 +77,4 @@ def get_endpoint_stats(
         epb.GetModelEndpointStatsRequest(names=names or [], window_seconds=window_seconds or 0.0),
         idempotent=True,
     )
-    return [EndpointStats.from_proto(message, response.window_seconds) for message in response.endpoints]
+    return [EndpointStats.from_proto(message) for message in response.endpoints]

@@ -50,8 +50,13 @@ class EndpointLogLine:
 def stream_endpoint_logs(
     connection: Connection, name: str, since_seconds: float | None, follow: bool
 ) -> Iterator[EndpointLogLine]:
+    """Checks the arguments now (not on the first next()) and returns the lines' generator."""
     if since_seconds is not None and not (math.isfinite(since_seconds) and 0 <= since_seconds <= MAX_SINCE_SECONDS):
         raise ValueError(f"since_seconds must be between 0 and {MAX_SINCE_SECONDS} (7 days)")
+    return _lines(connection, name, since_seconds, follow)
+
+
+def _lines(connection: Connection, name: str, since_seconds: float | None, follow: bool) -> Iterator[EndpointLogLine]:
     request = epb.StreamModelEndpointLogsRequest(name=name, since_seconds=since_seconds or 0.0, follow=follow)
     # A follow has no deadline: it lasts until the caller stops reading.
     opened = connection.open_stream(

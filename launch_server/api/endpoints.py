@@ -58,6 +58,7 @@ def _stats_to_proto(stats: EndpointStats) -> epb.EndpointStats:
         max_workers=endpoint.settings.max_workers,
         requests_total=window.requests_total,
         failures_total=window.failures_total,
+        window_seconds=window.seconds,
     )
     if stats.workers_desired is not None:
         message.workers_desired = stats.workers_desired
@@ -175,7 +176,10 @@ class ModelEndpointServicer(egrpc.ModelEndpointServiceServicer):
         if self._live is None or self._runtime_logs is None:
             raise NotServedHere("runtime logs need the serving layer (LAUNCH_SERVING=1)")
         since = time.time() - since_s if since_s else 0.0
-        lines = self._runtime_logs.lines(self._live.app_name(endpoint), since, request.follow)
+        live = self._live
+        lines = self._runtime_logs.lines(
+            live.app_name(endpoint), since, request.follow, lambda: live.endpoint(endpoint.endpoint_id) is not None
+        )
         async for message in lines:
             yield epb.StreamModelEndpointLogsResponse(lines=[_log_line(line) for line in message])
 

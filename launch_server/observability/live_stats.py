@@ -93,11 +93,16 @@ class StatsHistory:
         for app_name in set(self._records) - app_names:
             self._records.pop(app_name, None)
 
-    def window(self, app_name: str, seconds: float) -> WindowFigures:
+    def window(self, app_name: str, seconds: float, now: float | None = None) -> WindowFigures:
+        """The window ending at the newest record; nothing happened in it when even that is
+        older than the window (the reads stopped: Ray is lost), rather than the last rates
+        standing still."""
         records = list(self._records.get(app_name, ()))
         if not records:
             return WindowFigures(0.0, 0.0, 0.0, 0.0, 0.0, 0, 0)
         newest = records[-1]
+        if now is not None and now - newest.at > seconds:
+            return WindowFigures(0.0, 0.0, 0.0, 0.0, 0.0, newest.answered, newest.failed)
         times = [r.at for r in records]
         start = records[max(0, bisect_left(times, newest.at - seconds + 1e-9) - 1)]
         span = newest.at - start.at

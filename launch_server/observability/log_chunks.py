@@ -58,6 +58,7 @@ def encode_chunk(lines: list[tuple[float, str, str]], dropped: int, written: flo
     return json.dumps(
         {"v": CHUNK_VERSION, "written": written, "dropped": dropped, "lines": [list(line) for line in lines]},
         separators=(",", ":"),
+        ensure_ascii=False,
     ).encode()
 
 

@@ -37,7 +37,7 @@ from typing import Any
 from launch_server.domain.requests import InferenceAnswer, InferenceRequest
 from launch_server.replica.batching import BatchLimits
 from launch_server.replica.bundle_runtime import BundleRuntime
-from launch_server.replica.failures import answer_or_failure, reason_of
+from launch_server.replica.failures import answer_or_failure, failed, reason_of
 from launch_server.replica.figures_reporter import FIGURES
 from launch_server.replica.stoppable import StoppableCall, timeout_message
 
@@ -102,9 +102,9 @@ class _Entry:
         self._stop_timer()
         timeout_s, deadline = self.timeout_s, self.deadline
         if timeout_s is not None and (deadline is None or now + timeout_s <= deadline):
-            self.timer = loop.call_at(now + timeout_s, self.leave, InferenceAnswer.failure(timeout_message(timeout_s)))
+            self.timer = loop.call_at(now + timeout_s, self.leave, failed(timeout_message(timeout_s)))
         elif deadline is not None:
-            self.timer = loop.call_at(deadline, self.leave, InferenceAnswer.failure(RAN_PAST_DEADLINE))
+            self.timer = loop.call_at(deadline, self.leave, failed(RAN_PAST_DEADLINE))
 
 
 class _Batch:
@@ -201,7 +201,7 @@ class Batcher:
 
     def _enqueue(self, entry: _Entry, loop: asyncio.AbstractEventLoop) -> None:
         if entry.deadline is not None:
-            entry.timer = loop.call_at(entry.deadline, entry.leave, InferenceAnswer.failure(DEADLINE_MESSAGE))
+            entry.timer = loop.call_at(entry.deadline, entry.leave, failed(DEADLINE_MESSAGE))
         self._queue.append(entry)
 
     async def _decode(self, request: InferenceRequest) -> Any:

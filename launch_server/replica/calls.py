@@ -22,7 +22,7 @@ from typing import Protocol
 from launch_server.domain.requests import InferenceAnswer, InferenceRequest
 from launch_server.replica.batcher import Batcher
 from launch_server.replica.bundle_runtime import BundleRuntime
-from launch_server.replica.failures import reason_of
+from launch_server.replica.failures import failed, reason_of
 from launch_server.replica.replica_loop import ReplicaLoop
 from launch_server.replica.stoppable import run_stoppable, timeout_message
 from launch_server.replica.streams import AnswerOnce, AnswerStream, AsyncSource, SyncSource
@@ -103,7 +103,7 @@ class ReplicaCalls:
             return runtime.answer_value(value, False)
         except (Exception, SystemExit) as exc:
             if isinstance(exc, TimeoutError) and clock.expired():  # ours, not a TimeoutError of the user's
-                return InferenceAnswer.failure(timeout_message(timeout_s or 0))
+                return failed(timeout_message(timeout_s or 0))
             return InferenceAnswer.failure(reason_of(exc))
 
 

@@ -30,6 +30,13 @@ def reason_of(exc: BaseException) -> str:
     return reason
 
 
+def failed(reason: str) -> InferenceAnswer:
+    """A FAILURE answer for a reason of the replica's own (a time limit, a deadline), which the
+    endpoint's runtime logs get too, as they get every raised request's traceback."""
+    CAPTURE.failure(reason)
+    return InferenceAnswer.failure(reason)
+
+
 def answer_or_failure(work: Callable[[W], InferenceAnswer], request: W) -> InferenceAnswer:
     """work(request), or a FAILURE answer naming why it raised; never raises (SystemExit from
     user code included: a predict function calling sys.exit must not stop the replica)."""

@@ -16,6 +16,10 @@ from launch_server.replica.log_capture import CAPTURE, LogCapture
 from launch_server.replica.publishing import publish_until_stopped
 
 PUBLISH_S = 0.5
+# A replica with nothing new to say writes an empty chunk this often, so the servers' sweep (which
+# forgets replicas whose newest chunk is older than log_chunks.RETAIN_S) never takes a quiet but
+# live replica for a gone one.
+KEEPALIVE_S = 600.0
 
 logger = logging.getLogger("ray.serve")
 
@@ -29,16 +33,19 @@ class LogsReporter:
         self._capture = capture
         self._sequence = 0
         self._kept: deque[bytes] = deque()
+        self._last_write = 0.0
 
     def publish_once(self) -> None:
         from ray.experimental.internal_kv import _internal_kv_del, _internal_kv_put
 
         lines, dropped = self._capture.take()
-        if not lines and not dropped:
+        now = time.time()
+        if not lines and not dropped and now - self._last_write < KEEPALIVE_S:
             return
         self._sequence += 1
         key = chunk_key(self._app, self._replica, self._sequence)
-        _internal_kv_put(key, encode_chunk(lines, dropped, time.time()), overwrite=True, namespace=LOGS_NAMESPACE)
+        _internal_kv_put(key, encode_chunk(lines, dropped, now), overwrite=True, namespace=LOGS_NAMESPACE)
+        self._last_write = now
         self._kept.append(key)
         while len(self._kept) > KEEP_CHUNKS:
             _internal_kv_del(self._kept.popleft(), namespace=LOGS_NAMESPACE)

@@ -25,6 +25,7 @@ from concurrent.futures import Executor
 from typing import Any, Generic, TypeVar
 
 from launch_server.domain.requests import InferenceAnswer
+from launch_server.replica.failures import failed
 from launch_server.replica.figures_reporter import FIGURES
 
 W = TypeVar("W")
@@ -136,7 +137,7 @@ async def run_stoppable(
             answer = await asyncio.wait_for(asyncio.shield(call.future), timeout_s)
     except TimeoutError:
         call.give_up()
-        return InferenceAnswer.failure(timeout_message(timeout_s or 0))
+        return failed(timeout_message(timeout_s or 0))
     except asyncio.CancelledError:
         call.give_up()
         raise

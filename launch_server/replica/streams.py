@@ -34,7 +34,7 @@ from typing import Any, Protocol
 
 from launch_server.domain.requests import InferenceAnswer, InferenceRequest
 from launch_server.replica.bundle_runtime import BundleRuntime
-from launch_server.replica.failures import reason_of
+from launch_server.replica.failures import failed, reason_of
 from launch_server.replica.stoppable import StoppableCall
 
 # How many answers a generator may run ahead of its reader. It bounds a stream's memory on the
@@ -203,7 +203,7 @@ class AnswerStream:
                     if not await self._source.fill(self._credits, put, started):
                         break
         except TimeoutError:
-            put(InferenceAnswer.failure(stream_timeout_message(self._timeout_s or 0)))
+            put(failed(stream_timeout_message(self._timeout_s or 0)))
         except Exception as exc:  # noqa: BLE001 - fills answer user errors; this is the replica's own
             logger.exception("Launch replica: a stream failed")
             put(InferenceAnswer.failure(f"the replica failed: {exc!r}"))

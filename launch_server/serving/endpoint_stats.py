@@ -7,6 +7,7 @@ caller's endpoints are considered, and batch jobs' own endpoints are left out, a
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 
 from launch_server.domain.endpoints import Endpoint, EndpointType, is_batch_endpoint
@@ -57,7 +58,7 @@ class EndpointStatsReader:
         )
         return EndpointStats(
             endpoint=endpoint,
-            window=self._figures.history.window(app_name, window_s),
+            window=self._figures.history.window(app_name, window_s, time.monotonic()),
             in_flight=app_figures.in_flight if app_figures is not None else 0,
             tasks_queued=depth.queued if depth is not None else 0,
             oldest_queued_s=self._queue.oldest_age_s(endpoint.endpoint_id) if depth is not None else 0.0,

@@ -25,7 +25,7 @@ from tests.integration.test_endpoints import ENV, SMALL, args, client_for, wait_
 from tests.server_fixtures import serving_server_fixture
 from tests.support import ServerHandle
 
-server = serving_server_fixture("runtime-logs", "l{dir}")
+server = serving_server_fixture("runtime-logs", "l{dir}", LAUNCH_LOG_FOLLOWERS_MAX="2")
 ONE = {**SMALL, "min_workers": 1, "max_workers": 1}
 
 
@@ -154,6 +154,48 @@ def test_following_gets_new_lines_and_ends_when_the_client_stops(server: ServerH
     assert not thread.is_alive()
     follower.close()  # cancels the call
     assert lines_of(alice, "chatty", since_seconds=60)  # the server answers on
+
+
+def follow_call(server: ServerHandle, name: str, timeout: float | None = None):  # type: ignore[no-untyped-def]
+    channel = grpc.insecure_channel(server.address)
+    stub = egrpc.ModelEndpointServiceStub(channel)
+    metadata = (("authorization", f"Bearer {server.key_for('alice')}"),)
+    request = epb.StreamModelEndpointLogsRequest(name=name, since_seconds=0.5, follow=True)
+    return channel, stub.StreamModelEndpointLogs(request, metadata=metadata, timeout=timeout)
+
+
+def test_followers_are_bounded_and_a_cancelled_one_frees_its_slot(server: ServerHandle, endpoints: dict) -> None:
+    """The server fixture allows two followers (LAUNCH_LOG_FOLLOWERS_MAX=2)."""
+    opened = [follow_call(server, "chatty") for _ in range(2)]
+    time.sleep(1.5)  # both handlers are running on the server
+    channel, third = follow_call(server, "chatty", timeout=10)
+    with pytest.raises(grpc.RpcError) as raised:
+        list(third)
+    assert raised.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+    channel.close()
+    opened[0][1].cancel()
+    time.sleep(1.5)  # the server's generator is cancelled and gives its slot back
+    channel, fourth = follow_call(server, "chatty", timeout=3)
+    with pytest.raises(grpc.RpcError) as raised:
+        list(fourth)
+    assert raised.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED  # it was let in, and followed
+    channel.close()
+    for channel, call in opened:
+        call.cancel()
+        channel.close()
+
+
+def test_a_follow_ends_when_its_endpoint_is_deleted(server: ServerHandle) -> None:
+    alice = client_for(server)
+    bundle = alice.create_model_bundle("chatty-brief", ENV, predict_fn_or_cls=make_chatty(), requirements=[])
+    brief = alice.create_model_endpoint("chatty-brief", bundle, **ONE)
+    wait_status(brief, "READY", timeout=120)
+    channel, call = follow_call(server, "chatty-brief", timeout=60)
+    time.sleep(1.0)
+    alice.delete_model_endpoint("chatty-brief")
+    list(call)  # ends without an error once the endpoint is gone
+    assert call.code() == grpc.StatusCode.OK
+    channel.close()
 
 
 def test_bad_arguments_are_refused_with_the_field(server: ServerHandle, endpoints: dict) -> None:

@@ -7,6 +7,7 @@ from __future__ import annotations
 import io
 import json
 import threading
+import time
 
 import pytest
 
@@ -20,11 +21,11 @@ from launch_server.observability.log_chunks import (
     parse_chunk,
     parse_key,
 )
-from launch_server.replica.log_capture import LogCapture, _print, _Tee
+from launch_server.replica.log_capture import PARTIAL_FLUSH_S, LogCapture, _print, _Tee
 
 
-def texts(capture: LogCapture) -> list[tuple[str, str]]:
-    lines, _ = capture.take()
+def texts(capture: LogCapture, later: float = 0.0) -> list[tuple[str, str]]:
+    lines, _ = capture.take(time.time() + later)
     return [(stream, text) for _, stream, text in lines]
 
 
@@ -33,8 +34,11 @@ def test_writes_become_lines_and_a_partial_line_waits_for_its_end() -> None:
     capture.write("stdout", "a\nb")
     capture.write("stdout", "c\r\n\n")
     capture.write("stderr", "no newline")
-    assert texts(capture) == [("stdout", "a"), ("stdout", "bc"), ("stdout", ""), ("stderr", "no newline")]
-    assert texts(capture) == []  # taken once
+    assert texts(capture) == [("stdout", "a"), ("stdout", "bc"), ("stdout", "")]
+    assert texts(capture, later=PARTIAL_FLUSH_S) == [("stderr", "no newline")]  # it waited long enough
+    assert texts(capture, later=PARTIAL_FLUSH_S) == []  # taken once
+    capture.write("stderr", " 10%\r 20%\r")  # a progress bar
+    assert texts(capture) == [("stderr", " 10%"), ("stderr", " 20%")]
 
 
 def test_two_threads_printing_at_once_do_not_interleave_within_a_line() -> None:
@@ -80,7 +84,7 @@ def test_the_tee_writes_through_and_print_keeps_its_file() -> None:
     _print("a", 1, sep="-", file=tee)
     _print("b", end="", file=tee, flush=True)
     assert original.getvalue() == "a-1\nb"
-    assert texts(capture) == [("stderr", "a-1"), ("stderr", "b")]
+    assert texts(capture, later=PARTIAL_FLUSH_S) == [("stderr", "a-1"), ("stderr", "b")]
     assert tee.getvalue() == "a-1\nb"  # anything else is the wrapped stream's
 
 
@@ -120,3 +124,35 @@ def test_keys_name_app_replica_and_sequence() -> None:
     for junk in (b"launch-e1/abc", b"launch-e1/abc/7", b"a/b/c/000000000001", b"a/b/00000000000x"):
         assert parse_key(junk) is None
     assert log_chunks.KEEP_CHUNKS * MAX_CHUNK_BYTES <= 4 << 20  # what the docs promise per replica
+
+
+def test_sizes_count_the_chunks_bytes_so_wide_text_never_makes_a_chunk_the_reader_refuses() -> None:
+    capture = LogCapture()
+    for _ in range(400):
+        capture.add("stdout", "模型" * 500)  # 1,000 characters, 3,000 UTF-8 bytes each
+    lines, dropped = capture.take()
+    assert dropped > 0
+    value = encode_chunk(lines, dropped, 1.0)
+    assert len(value) <= MAX_CHUNK_BYTES + 1024
+    assert len(parse_chunk(value, "r1")[1]) == len(lines) + 1
+
+
+def test_records_are_taken_without_a_root_handler() -> None:
+    """basicConfig and Python's last-resort handler still work with capture installed."""
+    import logging
+
+    from launch_server.replica import log_capture
+
+    capture = LogCapture()
+    original = logging.Logger.callHandlers
+    try:
+        log_capture._take_records(capture)
+        assert not any(type(h).__module__ == log_capture.__name__ for h in logging.getLogger().handlers)
+        logger = logging.getLogger("model.test")
+        logger.setLevel(logging.INFO)
+        logger.info("hello %s", "there")
+        logging.getLogger("ray.serve").warning("platform")
+        logging.getLogger("botocore.x").warning("platform")
+        assert texts(capture) == [("log", "INFO model.test: hello there")]
+    finally:
+        logging.Logger.callHandlers = original  # type: ignore[method-assign]

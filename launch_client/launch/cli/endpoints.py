@@ -188,6 +188,8 @@ def endpoints_logs(state: CliState, name: str, follow: bool, since: str | None) 
     failed requests: TIME REPLICA STREAM TEXT per line, oldest first (-o json: one JSON object
     per line)."""
     since_s = duration_seconds(since, "--since", MAX_SINCE_SECONDS) if since is not None else None
+    if since_s == 0:
+        raise click.BadParameter("must be more than 0 (leave --since out for every line kept)", param_hint="--since")
     lines = state.client().stream_endpoint_logs(name, since_seconds=since_s, follow=follow)
     try:
         for line in lines:

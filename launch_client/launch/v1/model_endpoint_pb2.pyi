@@ -262,7 +262,7 @@ class GetModelEndpointStatsRequest(_message.Message):
     def __init__(self, names: _Optional[_Iterable[str]] = ..., window_seconds: _Optional[float] = ...) -> None: ...
 
 class EndpointStats(_message.Message):
-    __slots__ = ("name", "endpoint_type", "status", "requests_per_second", "errors_per_second", "p50_seconds", "p99_seconds", "in_flight", "tasks_queued", "oldest_queued_seconds", "workers_running", "workers_starting", "workers_desired", "min_workers", "max_workers", "requests_total", "failures_total")
+    __slots__ = ("name", "endpoint_type", "status", "requests_per_second", "errors_per_second", "p50_seconds", "p99_seconds", "in_flight", "tasks_queued", "oldest_queued_seconds", "workers_running", "workers_starting", "workers_desired", "min_workers", "max_workers", "requests_total", "failures_total", "window_seconds")
     NAME_FIELD_NUMBER: _ClassVar[int]
     ENDPOINT_TYPE_FIELD_NUMBER: _ClassVar[int]
     STATUS_FIELD_NUMBER: _ClassVar[int]
@@ -280,6 +280,7 @@ class EndpointStats(_message.Message):
     MAX_WORKERS_FIELD_NUMBER: _ClassVar[int]
     REQUESTS_TOTAL_FIELD_NUMBER: _ClassVar[int]
     FAILURES_TOTAL_FIELD_NUMBER: _ClassVar[int]
+    WINDOW_SECONDS_FIELD_NUMBER: _ClassVar[int]
     name: str
     endpoint_type: EndpointType
     status: EndpointStatus
@@ -297,7 +298,8 @@ class EndpointStats(_message.Message):
     max_workers: int
     requests_total: int
     failures_total: int
-    def __init__(self, name: _Optional[str] = ..., endpoint_type: _Optional[_Union[EndpointType, str]] = ..., status: _Optional[_Union[EndpointStatus, str]] = ..., requests_per_second: _Optional[float] = ..., errors_per_second: _Optional[float] = ..., p50_seconds: _Optional[float] = ..., p99_seconds: _Optional[float] = ..., in_flight: _Optional[int] = ..., tasks_queued: _Optional[int] = ..., oldest_queued_seconds: _Optional[float] = ..., workers_running: _Optional[int] = ..., workers_starting: _Optional[int] = ..., workers_desired: _Optional[int] = ..., min_workers: _Optional[int] = ..., max_workers: _Optional[int] = ..., requests_total: _Optional[int] = ..., failures_total: _Optional[int] = ...) -> None: ...
+    window_seconds: float
+    def __init__(self, name: _Optional[str] = ..., endpoint_type: _Optional[_Union[EndpointType, str]] = ..., status: _Optional[_Union[EndpointStatus, str]] = ..., requests_per_second: _Optional[float] = ..., errors_per_second: _Optional[float] = ..., p50_seconds: _Optional[float] = ..., p99_seconds: _Optional[float] = ..., in_flight: _Optional[int] = ..., tasks_queued: _Optional[int] = ..., oldest_queued_seconds: _Optional[float] = ..., workers_running: _Optional[int] = ..., workers_starting: _Optional[int] = ..., workers_desired: _Optional[int] = ..., min_workers: _Optional[int] = ..., max_workers: _Optional[int] = ..., requests_total: _Optional[int] = ..., failures_total: _Optional[int] = ..., window_seconds: _Optional[float] = ...) -> None: ...
 
 class GetModelEndpointStatsResponse(_message.Message):
     __slots__ = ("endpoints", "window_seconds")
