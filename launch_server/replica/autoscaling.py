@@ -27,7 +27,7 @@ DIRECT_ONGOING_METRIC = "launch_direct_ongoing"
 POLICY_IMPORT_PATH = "launch_server.replica.autoscaling:direct_aware_policy"
 DESIRED_NAMESPACE = "launch_desired_workers"
 DESIRED_MIN_GAP_S = 1.0
-DESIRED_REFRESH_S = 30.0
+DESIRED_REFRESH_S = 300.0  # an idle endpoint costs one write per this; a gone one is forgotten after 3x
 
 logger = logging.getLogger("ray.serve")
 

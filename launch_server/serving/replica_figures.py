@@ -29,6 +29,7 @@ from launch_server.observability.figures import ReplicaFigures, SnapshotError, m
 from launch_server.observability.live_stats import StatsHistory, Totals
 from launch_server.replica.autoscaling import DESIRED_NAMESPACE, DESIRED_REFRESH_S, parse_desired
 from launch_server.replica.figures_reporter import FIGURES_NAMESPACE, PUBLISH_S
+from launch_server.serving.gcs_kv import multi_get
 from launch_server.serving.ray_gate import RayUnavailable, gate
 
 log = logging.getLogger(__name__)
@@ -136,13 +137,13 @@ class ReplicaFiguresReader:
 
     def read_once(self) -> None:
         """One blocking read of the GCS (in a worker thread)."""
-        from ray.experimental.internal_kv import _internal_kv_del, _internal_kv_get, _internal_kv_list
+        from ray.experimental.internal_kv import _internal_kv_del, _internal_kv_list
 
         with gate.held():
             keys = _internal_kv_list(self._prefix.encode(), namespace=FIGURES_NAMESPACE)
-            entries = {key: _internal_kv_get(key, namespace=FIGURES_NAMESPACE) for key in keys}
+            entries: dict[bytes, bytes | None] = dict(multi_get(list(keys), FIGURES_NAMESPACE))
             desired_keys = _internal_kv_list(self._prefix.encode(), namespace=DESIRED_NAMESPACE)
-            desired = {key: _internal_kv_get(key, namespace=DESIRED_NAMESPACE) for key in desired_keys}
+            desired: dict[bytes, bytes | None] = dict(multi_get(list(desired_keys), DESIRED_NAMESPACE))
         self.absorb_desired(desired, time.time())
         now = time.monotonic()
         forget = self.absorb(entries, now)

@@ -19,6 +19,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 from launch_server.domain.errors import EndpointUnavailable, ResourceExhausted
 from launch_server.observability.log_chunks import LOGS_NAMESPACE, RETAIN_S, ChunkError, LogLine, parse_chunk, parse_key
+from launch_server.serving.gcs_kv import multi_get
 from launch_server.serving.ray_gate import RayUnavailable, gate
 
 log = logging.getLogger(__name__)
@@ -28,6 +29,7 @@ SWEEP_S = 60.0
 MAX_FOLLOWERS = 64
 MAX_READERS = 16  # one-shot reads at once
 MAX_READ_BYTES = 16 << 20  # of chunks per pass; past it the read says so and stops
+READ_BATCH = 64  # chunks fetched per GCS call (64 x 256 KiB at the most)
 MAX_MESSAGE_LINES = 1000
 MAX_MESSAGE_BYTES = 1 << 20
 GCS_THREADS = 4  # the reads' own threads, so followers never hold the server's shared pool
@@ -54,9 +56,18 @@ class _Read:
         self.read: list[bytes] = []
 
     def run(self, keys: list[bytes]) -> None:
-        from ray.experimental.internal_kv import _internal_kv_get
-
         size = 0
+        for start in range(0, len(keys), READ_BATCH):
+            batch = keys[start : start + READ_BATCH]
+            with gate.held():
+                values = multi_get(batch, LOGS_NAMESPACE)
+            if not self._take(batch, values, size):
+                break
+            size += sum(len(v) for v in values.values())
+        self.lines.sort(key=lambda line: line.time)
+
+    def _take(self, keys: list[bytes], values: dict[bytes, bytes], size: int) -> bool:
+        """Adds one batch's lines; False once the read is over MAX_READ_BYTES (it says so)."""
         for key in keys:
             parsed = parse_key(key)
             if parsed is None:
@@ -64,9 +75,8 @@ class _Read:
             _, replica, sequence = parsed
             if size > MAX_READ_BYTES:
                 self.lines.append(_note(replica, "more lines than one read carries: ask again with since_seconds"))
-                break
-            with gate.held():
-                value = _internal_kv_get(key, namespace=LOGS_NAMESPACE)
+                return False
+            value = values.get(key)
             self.read.append(key)
             if not value:
                 continue
@@ -81,7 +91,7 @@ class _Read:
                 self.lines.extend(parse_chunk(value, replica)[1])
             except ChunkError:
                 continue
-        self.lines.sort(key=lambda line: line.time)
+        return True
 
 
 def _in_messages(lines: list[LogLine]) -> list[list[LogLine]]:
