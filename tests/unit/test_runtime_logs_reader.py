@@ -33,6 +33,15 @@ def kv(monkeypatch: pytest.MonkeyPatch) -> dict[bytes, bytes]:
         for k in [k for k in store if (k.startswith(key) if del_by_prefix else k == key)]:
             del store[k]
 
+    class Client:
+        """The GCS client's one-call read (serving/gcs_kv.multi_get), over the same store."""
+
+        def internal_kv_multi_get(self, keys: list[bytes], namespace: bytes | None = None) -> dict[bytes, bytes]:
+            assert namespace == LOGS_NAMESPACE.encode()
+            return {key: store[key] for key in keys if key in store}
+
+    # Whatever cluster this test process may have joined before, the store here is the only one.
+    monkeypatch.setattr(internal_kv, "internal_kv_get_gcs_client", Client)
     monkeypatch.setattr(internal_kv, "_internal_kv_put", put)
     monkeypatch.setattr(internal_kv, "_internal_kv_get", get)
     monkeypatch.setattr(internal_kv, "_internal_kv_list", listed)
