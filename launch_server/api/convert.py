@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
+from typing import TYPE_CHECKING
 
 from google.protobuf.timestamp_pb2 import Timestamp
 from launch.v1 import model_bundle_pb2 as bpb
@@ -11,6 +12,10 @@ from launch.v1 import model_endpoint_pb2 as epb
 from launch_server.domain.endpoints import Endpoint, EndpointEvent, EndpointSettings, EndpointType
 from launch_server.domain.entities import Bundle, BundleForm, BundleSpec, PackagingType
 from launch_server.domain.errors import InvalidArgument
+from launch_server.observability.log_chunks import LogLine
+
+if TYPE_CHECKING:
+    from launch_server.serving.endpoint_stats import EndpointStats
 
 
 def timestamp(value: datetime | None) -> Timestamp | None:
@@ -182,13 +187,17 @@ def _batching_to_proto(s: EndpointSettings) -> epb.BatchSettings | None:
     return epb.BatchSettings(max_batch_size=s.max_batch_size, max_wait_ms=s.max_batch_wait_ms)
 
 
+def endpoint_type_to_proto(endpoint_type: EndpointType) -> int:
+    return epb.EndpointType.Value(f"ENDPOINT_TYPE_{endpoint_type.value}")
+
+
 def endpoint_to_proto(e: Endpoint, available: int = 0, unavailable: int = 0) -> epb.ModelEndpoint:
     s = e.settings
     return epb.ModelEndpoint(
         endpoint_id=e.endpoint_id,
         name=e.name,
         bundle_name=e.bundle_name,
-        endpoint_type=epb.EndpointType.Value(f"ENDPOINT_TYPE_{s.endpoint_type.value}"),
+        endpoint_type=endpoint_type_to_proto(s.endpoint_type),
         status=status_to_proto(e.status),
         status_reason=e.status_reason,
         resources=epb.ResourceSettings(
@@ -216,3 +225,43 @@ def endpoint_to_proto(e: Endpoint, available: int = 0, unavailable: int = 0) -> 
 
 def event_to_proto(event: EndpointEvent) -> epb.EndpointEvent:
     return epb.EndpointEvent(time=timestamp(event.time), status=status_to_proto(event.status), message=event.message)
+
+
+LOG_STREAMS = {
+    "stdout": epb.LOG_STREAM_STDOUT,
+    "stderr": epb.LOG_STREAM_STDERR,
+    "log": epb.LOG_STREAM_LOGGING,
+    "traceback": epb.LOG_STREAM_TRACEBACK,
+}
+
+
+def stats_to_proto(stats: EndpointStats) -> epb.EndpointStats:
+    endpoint, window = stats.endpoint, stats.window
+    message = epb.EndpointStats(
+        name=endpoint.name,
+        endpoint_type=endpoint_type_to_proto(endpoint.settings.endpoint_type),
+        status=status_to_proto(endpoint.status),
+        requests_per_second=window.requests_per_second,
+        errors_per_second=window.errors_per_second,
+        p50_seconds=window.p50_seconds,
+        p99_seconds=window.p99_seconds,
+        in_flight=max(0, stats.in_flight),
+        tasks_queued=stats.tasks_queued,
+        oldest_queued_seconds=stats.oldest_queued_s,
+        workers_running=stats.workers_running,
+        workers_starting=stats.workers_starting,
+        min_workers=endpoint.settings.min_workers,
+        max_workers=endpoint.settings.max_workers,
+        requests_total=window.requests_total,
+        failures_total=window.failures_total,
+        window_seconds=window.seconds,
+    )
+    if stats.workers_desired is not None:
+        message.workers_desired = stats.workers_desired
+    return message
+
+
+def log_line_to_proto(line: LogLine) -> epb.EndpointLogLine:
+    message = epb.EndpointLogLine(replica=line.replica, stream=LOG_STREAMS[line.stream], text=line.text)
+    message.time.FromNanoseconds(int(line.time * 1e9))
+    return message

@@ -16,59 +16,21 @@ from launch_server.api.convert import (
     changes_from_mask,
     endpoint_to_proto,
     event_to_proto,
+    log_line_to_proto,
     settings_from_proto,
-    status_to_proto,
+    stats_to_proto,
 )
 from launch_server.domain.endpoints import Endpoint, EndpointService, EndpointStatus
 from launch_server.domain.errors import InvalidArgument, NotServedHere
 from launch_server.domain.live_endpoints import LiveEndpoints
 from launch_server.domain.validation import validate_name
 from launch_server.observability.live_stats import DEFAULT_WINDOW_S, MAX_WINDOW_S
-from launch_server.observability.log_chunks import LogLine
-from launch_server.serving.endpoint_stats import MAX_NAMES, EndpointStats, EndpointStatsReader
+from launch_server.serving.endpoint_stats import MAX_NAMES, EndpointStatsReader
 from launch_server.serving.router import Router
 from launch_server.serving.runtime_logs import RuntimeLogs
 from launch_server.wire.replica_tls import SERVER_NAME as REPLICA_SERVER_NAME
 
 MAX_SINCE_S = 7 * 24 * 3600.0
-LOG_STREAMS = {
-    "stdout": epb.LOG_STREAM_STDOUT,
-    "stderr": epb.LOG_STREAM_STDERR,
-    "log": epb.LOG_STREAM_LOGGING,
-    "traceback": epb.LOG_STREAM_TRACEBACK,
-}
-
-
-def _stats_to_proto(stats: EndpointStats) -> epb.EndpointStats:
-    endpoint, window = stats.endpoint, stats.window
-    message = epb.EndpointStats(
-        name=endpoint.name,
-        endpoint_type=epb.EndpointType.Value(f"ENDPOINT_TYPE_{endpoint.settings.endpoint_type.value}"),
-        status=status_to_proto(endpoint.status),
-        requests_per_second=window.requests_per_second,
-        errors_per_second=window.errors_per_second,
-        p50_seconds=window.p50_seconds,
-        p99_seconds=window.p99_seconds,
-        in_flight=max(0, stats.in_flight),
-        tasks_queued=stats.tasks_queued,
-        oldest_queued_seconds=stats.oldest_queued_s,
-        workers_running=stats.workers_running,
-        workers_starting=stats.workers_starting,
-        min_workers=endpoint.settings.min_workers,
-        max_workers=endpoint.settings.max_workers,
-        requests_total=window.requests_total,
-        failures_total=window.failures_total,
-        window_seconds=window.seconds,
-    )
-    if stats.workers_desired is not None:
-        message.workers_desired = stats.workers_desired
-    return message
-
-
-def _log_line(line: LogLine) -> epb.EndpointLogLine:
-    message = epb.EndpointLogLine(replica=line.replica, stream=LOG_STREAMS[line.stream], text=line.text)
-    message.time.FromNanoseconds(int(line.time * 1e9))
-    return message
 
 
 class ModelEndpointServicer(egrpc.ModelEndpointServiceServicer):
@@ -181,7 +143,7 @@ class ModelEndpointServicer(egrpc.ModelEndpointServiceServicer):
             live.app_name(endpoint), since, request.follow, lambda: live.endpoint(endpoint.endpoint_id) is not None
         )
         async for message in lines:
-            yield epb.StreamModelEndpointLogsResponse(lines=[_log_line(line) for line in message])
+            yield epb.StreamModelEndpointLogsResponse(lines=[log_line_to_proto(line) for line in message])
 
     async def GetModelEndpointStats(
         self, request: epb.GetModelEndpointStatsRequest, context: grpc.aio.ServicerContext
@@ -200,4 +162,4 @@ class ModelEndpointServicer(egrpc.ModelEndpointServiceServicer):
             )
         found = self._stats.of(owner(), names, window_s)
         covered = max((s.window.seconds for s in found), default=0.0)
-        return epb.GetModelEndpointStatsResponse(endpoints=[_stats_to_proto(s) for s in found], window_seconds=covered)
+        return epb.GetModelEndpointStatsResponse(endpoints=[stats_to_proto(s) for s in found], window_seconds=covered)

@@ -204,15 +204,18 @@ def endpoints_logs(state: CliState, name: str, follow: bool, since: str | None) 
         lines.close()
 
 
-@endpoints_group.command("stats")
-@click.argument("names", nargs=-1)
-@click.option(
+WINDOW_OPTION = click.option(
     "--window",
     type=click.FloatRange(min=0, max=60, min_open=True),
     default=10,
     show_default=True,
     help="Seconds the rates and latencies cover.",
 )
+
+
+@endpoints_group.command("stats")
+@click.argument("names", nargs=-1)
+@WINDOW_OPTION
 @pass_state
 def endpoints_stats(state: CliState, names: tuple[str, ...], window: float) -> None:
     """Print live figures of the named endpoints (all of yours when none is named), once:
@@ -229,13 +232,7 @@ def endpoints_stats(state: CliState, names: tuple[str, ...], window: float) -> N
 @click.option(
     "--interval", type=click.FloatRange(min=0.5), default=2.0, show_default=True, help="Seconds between refreshes."
 )
-@click.option(
-    "--window",
-    type=click.FloatRange(min=0, max=60, min_open=True),
-    default=10,
-    show_default=True,
-    help="Seconds the rates and latencies cover.",
-)
+@WINDOW_OPTION
 @click.option(
     "--iterations", type=click.IntRange(min=1), help="Stop after this many refreshes (default: until Ctrl-C)."
 )
